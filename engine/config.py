@@ -1,0 +1,242 @@
+"""Everything one run needs, as frozen dataclasses stored verbatim (JSON) with the run.
+
+A run is: which data (`DataConfig`), how to learn (`TrainConfig`), how to score (`ScoreConfig`).
+`RunConfig` bundles the three; the CLI, the worker and the dashboard form all build one.
+Every field carries a `help` text, which the CLI and the form show as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+CONTEXTS = ("invert", "flip", "equalize")
+METHODS = ("con2", "context_only", "content_only", "simclr")
+ENCODERS = ("resnet18", "resnet_small")
+CONTEXT_BANKS = ("context", "original")
+LH_SHRINKAGE = ("ledoit_wolf", "fixed")
+
+
+class ConfigError(ValueError):
+    """A configuration a user wrote that cannot run; the message says which field and why."""
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and which of them train and which are scored."""
+
+    source: str = field(
+        default="digits",
+        metadata=_help(
+            "Image folder (root/<label>/* or flat; root/<split>/<label>/* too), a .zip of such a folder, "
+            "a CSV manifest (path[,label][,split]), a MedMNIST-style .npz, or 'digits' for the bundled demo."
+        ),
+    )
+    normal_label: str | None = field(
+        default="0",
+        metadata=_help(
+            "Label of the normal class: only these images train. Empty = train on every selected image "
+            "(curating an unlabelled set)."
+        ),
+    )
+    train_split: str | None = field(
+        default="train",
+        metadata=_help("Split whose images train (e.g. train). Empty = every split."),
+    )
+    score_split: str | None = field(
+        default="test",
+        metadata=_help("Split whose images are scored (e.g. test). Empty = score every image."),
+    )
+    holdout_fraction: float = field(
+        default=0.3,
+        metadata=_help(
+            "Only for sources without splits: the seeded fraction of normal images held out for "
+            "testing; every non-normal image is test. 0 = no split (score what trains, leave-one-out).",
+            min=0.0,
+            max=0.9,
+        ),
+    )
+    image_size: int = field(
+        default=32,
+        metadata=_help(
+            "Side in pixels the images are resized and center-cropped to (paper: 224; CIFAR 32).", min=8, max=512
+        ),
+    )
+    crop_fraction: float = field(
+        default=1.0,
+        metadata=_help(
+            "Share of the resized image the center crop keeps: 1.0 = resize the short side to image_size; "
+            "0.875 = the paper's resize 256 → crop 224.",
+            min=0.5,
+            max=1.0,
+        ),
+    )
+    max_pixels: int = field(
+        default=100_000_000,
+        metadata=_help("Images with more pixels than this are skipped (decompression-bomb guard).", min=1),
+    )
+    seed: int = field(default=0, metadata=_help("Seed of the holdout split."))
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the encoder learns: method, model, optimisation."""
+
+    method: str = field(
+        default="con2",
+        metadata=_help(
+            "con2 = context contrasting + α·content alignment; context_only and content_only are the "
+            "paper's ablations; simclr is the baseline without a context.",
+            choices=METHODS,
+        ),
+    )
+    context: str = field(
+        default="invert",
+        metadata=_help(
+            "Context augmentation t_c: invert (1 − x), flip (vertical mirror) or equalize (histogram "
+            "equalisation). It must make images distinct yet keep their content.",
+            choices=CONTEXTS,
+        ),
+    )
+    encoder: str = field(
+        default="resnet_small",
+        metadata=_help(
+            "resnet18 = the paper's encoder (512-d; slow on a CPU); resnet_small = a narrow ResNet "
+            "(same design, ¼ width, 128-d) that makes CPU runs practical.",
+            choices=ENCODERS,
+        ),
+    )
+    projection_dim: int = field(default=128, metadata=_help("Output size of each projection head.", min=2))
+    epochs: int = field(default=30, metadata=_help("Passes over the normal training images (paper: 2048).", min=1))
+    batch_size: int = field(
+        default=64,
+        metadata=_help("Original images per step; a step processes 4× as many views (paper: 64–512).", min=2),
+    )
+    lr: float = field(default=1e-3, metadata=_help("Peak AdamW learning rate, cosine-annealed to 0.", min=0.0))
+    weight_decay: float = field(default=1e-3, metadata=_help("AdamW weight decay.", min=0.0))
+    temperature: float = field(default=0.2, metadata=_help("Softmax temperature τ of both losses.", min=1e-3))
+    seed: int = field(default=0, metadata=_help("Seeds weights, batches and augmentations."))
+    device: str = field(
+        default="auto", metadata=_help("auto (CUDA when present), cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    )
+    amp: bool = field(default=True, metadata=_help("Mixed precision (bfloat16) on CUDA; ignored on the CPU."))
+    checkpoint_every: int = field(default=5, metadata=_help("Save a resumable checkpoint every N epochs.", min=1))
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How anomaly scores are computed from the encoder's features (heads discarded)."""
+
+    tta: int = field(
+        default=40,
+        metadata=_help(
+            "Test-time augmentations A: half on x, half on its context image (paper: 40). 1 = no TTA.",
+            min=1,
+        ),
+    )
+    k: int = field(default=1, metadata=_help("Neighbours averaged by S_NND (paper: 1).", min=1))
+    context_bank: str = field(
+        default="context",
+        metadata=_help(
+            "Bank the context half compares with: context = context images of the training set (the "
+            "cluster the sample should align with); original = Eq. 12 read literally.",
+            choices=CONTEXT_BANKS,
+        ),
+    )
+    lh_shrinkage: str = field(
+        default="ledoit_wolf",
+        metadata=_help("Covariance shrinkage of S_LH: ledoit_wolf or fixed (Σ + εI).", choices=LH_SHRINKAGE),
+    )
+    lh_epsilon: float = field(default=1e-3, metadata=_help("ε of the fixed shrinkage Σ + εI.", min=0.0))
+    batch_size: int = field(default=256, metadata=_help("Images per forward pass while scoring.", min=1))
+    seed: int = field(default=1234, metadata=_help("Seed of the test-time augmentations."))
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: data, training and scoring, stored verbatim with the run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        return cls(
+            data=build(DataConfig, raw.get("data", {})),
+            train=build(TrainConfig, raw.get("train", {})),
+            score=build(ScoreConfig, raw.get("score", {})),
+        )
+
+
+def build(cls: type, raw: dict[str, Any]) -> Any:
+    """Build one config dataclass from a dict, checking names, types, ranges and choices."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(cls.__name__, known[name], value)
+    return cls(**values)
+
+
+def _coerce(owner: str, f: dataclasses.Field, value: Any) -> Any:
+    default = f.default
+    if value is None or value == "":
+        if f.type in ("str | None",) or default is None:
+            return None
+        raise ConfigError(f"{owner}.{f.name} may not be empty")
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{owner}.{f.name}: {value!r} is not a valid {type(default).__name__}") from None
+
+
+def validate(config: Any) -> None:
+    """Check ranges and choices declared in each field's metadata; raise ConfigError on the first problem."""
+    owner = type(config).__name__
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        meta = f.metadata
+        if value is None:
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{owner}.{f.name}: unknown value {value!r}; choose one of {', '.join(meta['choices'])}")
+        if "min" in meta and value < meta["min"]:
+            raise ConfigError(f"{owner}.{f.name}: {value} is below the minimum {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            raise ConfigError(f"{owner}.{f.name}: {value} is above the maximum {meta['max']}")

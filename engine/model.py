@@ -1,0 +1,92 @@
+"""The encoder g_θ and the two projection heads h_φ (context) and h_ψ (content).
+
+Encoder: torchvision's ResNet18, randomly initialised, without its last linear layer (512-d
+features). At inputs ≤ 64 px the stem is the small-image one (3×3 conv, stride 1, no max-pool), as
+for CIFAR; at larger inputs the standard 7×7/2 stem with max-pool. `resnet_small` is the same
+network at a quarter of the width (128-d features), for practical runs on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models.resnet import BasicBlock, ResNet
+
+SMALL_STEM_MAX_SIZE = 64
+
+
+class _NarrowResNet(ResNet):
+    """ResNet18's layout (2-2-2-2 basic blocks) at a chosen base width; torchvision fixes 64."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2])
+        # rebuild every layer at the narrower width with torchvision's own block builder
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.layer1 = self._make_layer(BasicBlock, width, 2)
+        self.layer2 = self._make_layer(BasicBlock, width * 2, 2, stride=2)
+        self.layer3 = self._make_layer(BasicBlock, width * 4, 2, stride=2)
+        self.layer4 = self._make_layer(BasicBlock, width * 8, 2, stride=2)
+        for m in self.modules():  # the same initialisation torchvision applies
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+def build_encoder(name: str, image_size: int) -> tuple[nn.Module, int]:
+    """Encoder without its classifier and its feature size. Weights are random (no pretraining)."""
+    if name == "resnet18":
+        net, width = resnet18(weights=None), 64
+    elif name == "resnet_small":
+        net, width = _NarrowResNet(16), 16
+    else:
+        raise ValueError(f"unknown encoder {name!r}")
+    if image_size <= SMALL_STEM_MAX_SIZE:
+        net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    return net, width * 8
+
+
+class ProjectionHead(nn.Module):
+    """MLP with one hidden layer (d → d → p, ReLU), output L2-normalised (SimCLR's head)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(h), dim=1)
+
+
+@dataclass(frozen=True)
+class Con2Output:
+    """What one forward pass returns; heads' outputs are L2-normalised."""
+
+    features: torch.Tensor  # (B, D) encoder features h = g_θ(x), used for scoring
+    z_context: torch.Tensor  # (B, P) h_φ(h), for context contrasting
+    z_content: torch.Tensor  # (B, P) h_ψ(h), for content alignment (and SimCLR)
+
+
+class Con2Model(nn.Module):
+    """g_θ with its two independent projection heads."""
+
+    def __init__(self, encoder: str = "resnet_small", image_size: int = 32, projection_dim: int = 128) -> None:
+        super().__init__()
+        self.encoder, self.feature_dim = build_encoder(encoder, image_size)
+        self.context_head = ProjectionHead(self.feature_dim, projection_dim)
+        self.content_head = ProjectionHead(self.feature_dim, projection_dim)
+
+    def forward(self, x: torch.Tensor) -> Con2Output:
+        """x: (B, 3, S, S) normalised images."""
+        h = self.encoder(x)
+        return Con2Output(h, self.context_head(h), self.content_head(h))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features only (heads discarded at test time): (B, 3, S, S) → (B, D)."""
+        return self.encoder(x)

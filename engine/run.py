@@ -1,0 +1,155 @@
+"""One run end to end, the shape a worker and the CLI call: config in, one callback, results out.
+
+    dataset → select → decode → train → embed + score (TTA) → metrics
+
+`train_run` trains and scores; `score_run` scores new images with a finished run's model and
+training bank, without retraining. Both report through one callback that receives either a
+`StepReport` (training) or a `Phase` (loading, scoring); returning False cancels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.config import DataConfig, RunConfig, ScoreConfig
+from engine.data import ImageSet, Skipped
+from engine.loading import load_data, load_images
+from engine.metrics import anomaly_targets, auroc, context_silhouette
+from engine.sources import open_source
+from engine.train import StepReport, TrainedModel, TrainingCancelled, train
+from engine.tta import ScoreResult, score_images
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Progress of a phase other than training steps."""
+
+    name: str  # "loading" or "scoring"
+    done: int
+    total: int
+
+
+ProgressCallback = Callable[["StepReport | Phase"], "bool | None"]
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced; `engine.artifacts` writes it to disk, the worker to the database."""
+
+    config: RunConfig
+    trained: TrainedModel
+    bank: ImageSet  # the training images (uint8), kept so the model can score new images later
+    scored: ImageSet
+    scores: ScoreResult
+    skipped: list[Skipped]
+    metrics: dict[str, float | int | str | None] = field(default_factory=dict)
+
+
+def _relay(on_progress: ProgressCallback | None, name: str) -> Callable[[int, int], bool | None] | None:
+    if on_progress is None:
+        return None
+    return lambda done, total: on_progress(Phase(name, done, total))
+
+
+def evaluate(scored: ImageSet, scores: ScoreResult, normal_label: str | None) -> dict[str, float | int | str | None]:
+    """AUROC of both scores where labels allow it, and the context clusters' silhouette."""
+    targets = anomaly_targets(scored.labels, normal_label)
+    metrics: dict[str, float | int | str | None] = {
+        "n_scored": len(scored),
+        "n_anomalous": None if targets is None else int(targets.sum()),
+        "auroc_nnd": None if targets is None else auroc(targets, scores.s_nnd),
+        "auroc_lh": None if targets is None else auroc(targets, scores.s_lh),
+    }
+    metrics["silhouette"] = context_silhouette(scores.features, scores.context_features) if len(scored) >= 2 else None
+    return metrics
+
+
+def train_run(
+    config: RunConfig,
+    *,
+    on_progress: ProgressCallback | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> RunResult:
+    """Load and select the data, train, score, evaluate. Raises DataError on unusable data,
+    TrainingCancelled when the callback returns False, NonFiniteLoss on a diverging loss."""
+    started = time.perf_counter()
+    loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
+    trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoint_dir=checkpoint_dir)
+    scores = score_images(
+        trained,
+        loaded.train.pixels,
+        loaded.score.pixels,
+        config.score,
+        query_in_bank=loaded.score_in_train,
+        on_progress=_relay(on_progress, "scoring"),
+    )
+    metrics = evaluate(loaded.score, scores, config.data.normal_label)
+    metrics.update(
+        n_train=len(loaded.train),
+        n_skipped=len(loaded.skipped),
+        device=str(trained.device),
+        train_s=trained.wall_s,
+        score_s=scores.wall_s,
+        wall_s=time.perf_counter() - started,
+        images_per_s=trained.images_per_s,
+    )
+    return RunResult(config, trained, loaded.train, loaded.score, scores, loaded.skipped, metrics)
+
+
+def score_run(
+    trained: TrainedModel,
+    bank: ImageSet,
+    data: DataConfig,
+    score: ScoreConfig,
+    *,
+    bank_source: str | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[ImageSet, ScoreResult, list[Skipped], dict[str, float | int | str | None]]:
+    """Score the images `data` selects (its score_split, or every image) with a trained model.
+
+    No retraining: the model's own training images are the bank. When the new images come from
+    the bank's own source (`bank_source`), images that trained are scored leave-one-out.
+    """
+    started = time.perf_counter()
+    if bank.pixels.shape[-1] != trained.image_size:
+        raise ValueError(f"bank images are {bank.pixels.shape[-1]} px but the model expects {trained.image_size}")
+    source = open_source(data.source)
+    refs = [r for r in source.refs() if data.score_split is None or r.split == data.score_split]
+    if not refs:
+        from engine.data import DataError
+
+        raise DataError(
+            f"no images to score in {data.source}" + (f" split '{data.score_split}'" if data.score_split else "")
+        )
+    queries, skipped = load_images(
+        source,
+        refs,
+        image_size=trained.image_size,
+        crop_fraction=data.crop_fraction,
+        max_pixels=data.max_pixels,
+        on_progress=_relay(on_progress, "loading"),
+    )
+    in_bank = np.full(len(queries), -1, dtype=np.int64)
+    if bank_source is not None and bank_source == data.source:
+        rows = {sample_id: i for i, sample_id in enumerate(bank.ids)}
+        in_bank = np.array([rows.get(s, -1) for s in queries.ids], dtype=np.int64)
+    result = score_images(
+        trained,
+        bank.pixels,
+        queries.pixels,
+        score,
+        query_in_bank=in_bank,
+        score_train=True,
+        on_progress=_relay(on_progress, "scoring"),
+    )
+    metrics = evaluate(queries, result, data.normal_label)
+    metrics.update(n_skipped=len(skipped), device=str(trained.device), wall_s=time.perf_counter() - started)
+    return queries, result, skipped, metrics
+
+
+__all__ = ["Phase", "RunResult", "TrainingCancelled", "evaluate", "score_run", "train_run"]

@@ -1,0 +1,166 @@
+"""Anomaly scores on encoder features for one test-time augmentation t (paper §3.4).
+
+Both scorers follow one contract: `fit(bank) -> self` on the training features under t, then
+`anomaly_scores(queries, exclude=...) -> (M,)`, **higher = more anomalous**. `exclude[i]` is the
+bank row of query i when the query is itself a training sample (curation, or the training normals'
+own score distribution for thresholds), else −1: that sample is then left out of its own reference,
+so an image is never its own nearest neighbour or part of its own Gaussian.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from sklearn.covariance import ledoit_wolf_shrinkage
+
+
+def _no_exclusions(m: int, device: torch.device) -> torch.Tensor:
+    return torch.full((m,), -1, dtype=torch.long, device=device)
+
+
+class NNDScorer:
+    """S_NND (Eq. 12): minus the mean cosine similarity to the k nearest training features.
+
+    Exact search in chunks of queries × bank rows, so a 100k-image bank needs no more than
+    `query_chunk × bank_chunk` similarities in memory at once.
+    """
+
+    def __init__(self, k: int = 1, query_chunk: int = 1024, bank_chunk: int = 16384) -> None:
+        self.k = k
+        self.query_chunk = query_chunk
+        self.bank_chunk = bank_chunk
+
+    def fit(self, bank: torch.Tensor) -> NNDScorer:
+        """bank: (n, D) training features under t."""
+        if bank.shape[0] < 1:
+            raise ValueError("S_NND needs at least one training feature")
+        self.bank_ = F.normalize(bank.float(), dim=1)
+        return self
+
+    def neighbours(
+        self, queries: torch.Tensor, k: int, exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k cosine similarities and bank rows of each query: two (M, k) tensors, best first."""
+        bank = self.bank_
+        q_all = F.normalize(queries.float().to(bank.device), dim=1)
+        m, n = q_all.shape[0], bank.shape[0]
+        if exclude is None:
+            exclude = _no_exclusions(m, bank.device)
+        exclude = exclude.to(bank.device)
+        k = min(k, n - int((exclude >= 0).any()))
+        if k < 1:
+            raise ValueError("S_NND leave-one-out needs at least two training features")
+        sims_out = torch.empty(m, k, device=bank.device)
+        rows_out = torch.empty(m, k, dtype=torch.long, device=bank.device)
+        for qs in range(0, m, self.query_chunk):
+            q = q_all[qs : qs + self.query_chunk]
+            ex = exclude[qs : qs + self.query_chunk]
+            best_s = torch.full((q.shape[0], k), -math.inf, device=bank.device)
+            best_i = torch.zeros((q.shape[0], k), dtype=torch.long, device=bank.device)
+            for bs in range(0, n, self.bank_chunk):
+                sims = q @ bank[bs : bs + self.bank_chunk].T  # (q, b) cosine similarities
+                local = ex - bs
+                hit = (local >= 0) & (local < sims.shape[1])
+                if bool(hit.any()):  # leave the sample itself out of its own bank
+                    sims[hit.nonzero().squeeze(1), local[hit]] = -math.inf
+                s, i = sims.topk(min(k, sims.shape[1]), dim=1)
+                cand_s = torch.cat([best_s, s], dim=1)
+                cand_i = torch.cat([best_i, i + bs], dim=1)
+                best_s, pick = cand_s.topk(k, dim=1)
+                best_i = cand_i.gather(1, pick)
+            sims_out[qs : qs + q.shape[0]] = best_s
+            rows_out[qs : qs + q.shape[0]] = best_i
+        return sims_out, rows_out
+
+    def anomaly_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """queries: (M, D) → (M,) = −mean of the k largest cosine similarities (higher = more anomalous)."""
+        sims, _ = self.neighbours(queries, self.k, exclude)
+        return -sims.mean(dim=1)
+
+
+class LHScorer:
+    """S_LH (Eq. 13–15): negative log-likelihood of L2-normalised features under a Gaussian.
+
+    The covariance is shrunk towards a scaled identity, Σ = (1 − ρ)·S + ρ·(tr S / D)·I, with ρ from
+    Ledoit–Wolf (or Σ = S + εI with `shrinkage="fixed"`), because with fewer normals than feature
+    dimensions S is singular. Everything is computed in float64 via Cholesky. A training sample
+    scored against its own bank gets the exact leave-one-out Gaussian (mean and covariance refitted
+    without it, ρ held at the full-bank value) through a rank-one downdate in S's eigenbasis.
+    """
+
+    def __init__(self, shrinkage: str = "ledoit_wolf", epsilon: float = 1e-3) -> None:
+        self.shrinkage = shrinkage
+        self.epsilon = epsilon
+
+    def fit(self, bank: torch.Tensor) -> LHScorer:
+        """bank: (n, D) training features under t; n ≥ 2."""
+        z = F.normalize(bank.double(), dim=1)
+        n, d = z.shape
+        if n < 2:
+            raise ValueError("S_LH needs at least two training features")
+        self.n_, self.d_ = n, d
+        self.mean_ = z.mean(dim=0)
+        centred = z - self.mean_
+        self.cov_ = centred.T @ centred / n  # (D, D) maximum-likelihood covariance, as Ledoit–Wolf uses
+        if self.shrinkage == "ledoit_wolf":
+            self.rho_ = float(ledoit_wolf_shrinkage(centred.cpu().numpy(), assume_centered=True))
+        elif self.shrinkage == "fixed":
+            self.rho_ = 0.0
+        else:
+            raise ValueError(f"unknown shrinkage {self.shrinkage!r}")
+        self.sigma_ = self._shrunk(self.cov_, torch.trace(self.cov_) / d)
+        self.chol_ = torch.linalg.cholesky(self.sigma_)
+        self.logdet_ = 2 * torch.log(torch.diagonal(self.chol_)).sum()
+        self.train_ = z
+        return self
+
+    def _shrunk(self, cov: torch.Tensor, nu: torch.Tensor | float) -> torch.Tensor:
+        eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+        if self.shrinkage == "fixed":
+            return cov + self.epsilon * eye
+        return (1 - self.rho_) * cov + self.rho_ * nu * eye
+
+    def _nll(self, maha: torch.Tensor, logdet: torch.Tensor | float) -> torch.Tensor:
+        return 0.5 * (self.d_ * math.log(2 * math.pi) + logdet + maha)
+
+    def anomaly_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """queries: (M, D) → (M,) = −log N(q/‖q‖; μ, Σ) (higher = more anomalous), float32."""
+        z = F.normalize(queries.double().to(self.mean_.device), dim=1)
+        solved = torch.linalg.solve_triangular(self.chol_, (z - self.mean_).T, upper=False)  # L⁻¹(z − μ): (D, M)
+        scores = self._nll((solved**2).sum(dim=0), self.logdet_)
+        if exclude is not None:
+            exclude = exclude.to(self.mean_.device)
+            inside = exclude >= 0
+            if bool(inside.any()):
+                scores[inside] = self._leave_one_out(exclude[inside], z[inside])
+        return scores.float()
+
+    def _leave_one_out(self, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Exact NLL of normalised queries z (R, D) under the Gaussian fitted without bank rows `rows` (ρ fixed).
+
+        With v = x_i − μ: μ₋ᵢ = μ − v/(n−1) and S₋ᵢ = n/(n−1)·S − n/(n−1)²·vvᵀ, so
+        Σ₋ᵢ = (1−ρ)S₋ᵢ + ρ·tr(S₋ᵢ)/D·I. In S's eigenbasis Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison
+        and the matrix determinant lemma give the Mahalanobis term and log-determinant in O(D).
+        """
+        n, d = self.n_, self.d_
+        a = n / (n - 1)
+        b = n / (n - 1) ** 2
+        eigval, eigvec = torch.linalg.eigh(self.cov_)
+        v = self.train_[rows] - self.mean_  # (R, D)
+        w = v @ eigvec  # v in the eigenbasis
+        u = (z - self.mean_ + v / (n - 1)) @ eigvec  # residual z − μ₋ᵢ in the eigenbasis
+        vv = (v**2).sum(dim=1)  # ‖v‖²
+        if self.shrinkage == "fixed":
+            diag = a * eigval[None, :] + self.epsilon  # (R, D)
+            c = -b
+        else:
+            nu = (a * eigval.sum() - b * vv) / d  # tr(S₋ᵢ)/D, (R,)
+            diag = (1 - self.rho_) * a * eigval[None, :] + self.rho_ * nu[:, None]
+            c = -(1 - self.rho_) * b
+        q = (w**2 / diag).sum(dim=1)  # wᵀD⁻¹w
+        p = (u * w / diag).sum(dim=1)  # uᵀD⁻¹w
+        maha = (u**2 / diag).sum(dim=1) - c * p**2 / (1 + c * q)
+        logdet = torch.log(diag).sum(dim=1) + torch.log1p(c * q)
+        return self._nll(maha, logdet)

@@ -1,0 +1,279 @@
+"""The training loop: Con2 (Eq. 8), its ablations and the SimCLR baseline.
+
+The loop does no I/O of its own beyond optional checkpoints: it reports every step through one
+callback, which may also cancel the run by returning False. The whole uint8 training set moves to
+the device once; batches are indexed there and augmented there (engine.augment), so a GPU is never
+waiting on a CPU data loader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.augment import ContentAugmentation, con2_views, simclr_views
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.config import TrainConfig
+from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
+from engine.model import Con2Model
+
+# Keep the training set on the GPU when it takes at most this share of free memory; else stream it.
+DEVICE_RESIDENT_SHARE = 0.3
+
+
+class TrainingCancelled(Exception):
+    """The progress callback asked the run to stop."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; training stops instead of writing garbage."""
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the progress callback receives after every optimisation step."""
+
+    step: int  # steps done so far, 1-based
+    total_steps: int
+    epoch: int  # current epoch, 1-based
+    epochs: int
+    loss: float  # the optimised objective
+    loss_context: float | None  # L_context (None for SimCLR)
+    loss_content: float | None  # L_content (the NT-Xent loss for SimCLR)
+    alpha: float  # weight of L_content in Eq. 8 at this step
+    lr: float
+    images_per_s: float  # original training images per second since the start (4 views each for Con2)
+    elapsed_s: float
+    epoch_end: bool  # True on the last step of an epoch
+
+    @property
+    def eta_s(self) -> float:
+        """Seconds left at the current pace."""
+        return self.elapsed_s / max(self.step, 1) * (self.total_steps - self.step)
+
+
+StepCallback = Callable[[StepReport], "bool | None"]
+
+
+@dataclass
+class TrainedModel:
+    """A trained encoder with everything needed to score with it later."""
+
+    model: Con2Model
+    config: TrainConfig
+    image_size: int
+    device: torch.device
+    history: list[dict[str, float]] = field(default_factory=list)  # per-epoch mean losses, α, lr
+    wall_s: float = 0.0
+    images_per_s: float = 0.0
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "state_dict": self.model.state_dict(),
+                "config": dataclasses.asdict(self.config),
+                "image_size": self.image_size,
+                "history": self.history,
+                "wall_s": self.wall_s,
+                "images_per_s": self.images_per_s,
+            },
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> TrainedModel:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no trained model at {path}")
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        config = TrainConfig(**saved["config"])
+        model = Con2Model(config.encoder, saved["image_size"], config.projection_dim)
+        model.load_state_dict(saved["state_dict"])
+        dev = resolve_device(device if device != "auto" else config.device)
+        model = model.to(dev, memory_format=torch.channels_last).eval()
+        return cls(model, config, saved["image_size"], dev, saved["history"], saved["wall_s"], saved["images_per_s"])
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto → CUDA when present, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches of one epoch; a final batch of one image (no positive pair) is dropped."""
+    order = torch.randperm(n, generator=generator)
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches.pop()
+    return batches
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 or full == 0 else 0)
+
+
+def _place(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move the uint8 training set to the device when it fits comfortably; else pin it for streaming."""
+    if device.type != "cuda":
+        return pixels
+    free, _ = torch.cuda.mem_get_info(device)
+    if pixels.numel() <= DEVICE_RESIDENT_SHARE * free:
+        return pixels.to(device)
+    return pixels.pin_memory()
+
+
+def _resume_key(config: TrainConfig, image_size: int, n: int) -> dict[str, Any]:
+    """What must match for a checkpoint to continue this run (the device may differ)."""
+    key = dataclasses.asdict(config)
+    key.pop("device"), key.pop("amp"), key.pop("checkpoint_every")
+    return {"config": key, "image_size": image_size, "n_train": n}
+
+
+def train(
+    pixels: torch.Tensor,
+    config: TrainConfig,
+    *,
+    on_step: StepCallback | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainedModel:
+    """Train an encoder on normal images.
+
+    pixels: (N, C, S, S) uint8 training images (C = 1 or 3), N ≥ 2. Returns the trained model in
+    eval mode. With `checkpoint_dir`, a checkpoint is written every `config.checkpoint_every`
+    epochs and at the end, and a run whose directory already holds one resumes after its last
+    completed epoch. Raises TrainingCancelled when `on_step` returns False, NonFiniteLoss when the
+    loss is NaN or infinite.
+    """
+    n, _, image_size, _ = pixels.shape
+    if n < 2:
+        raise ValueError(f"training needs at least 2 images, got {n}")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = Con2Model(config.encoder, image_size, config.projection_dim).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay
+    )
+    per_epoch = steps_per_epoch(n, config.batch_size)
+    total_steps = config.epochs * per_epoch
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    augmentation = ContentAugmentation(image_size)
+    use_amp = config.amp and device.type == "cuda"
+
+    start_epoch, history = 0, []
+    key = _resume_key(config, image_size, n)
+    saved = load_checkpoint(checkpoint_dir)
+    if saved is not None:
+        if saved["key"] != key:
+            raise ValueError(
+                f"checkpoint in {checkpoint_dir} was made with a different config or dataset; use a new directory"
+            )
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start_epoch, history = saved["epoch"], saved["history"]
+
+    data = _place(pixels, device)
+    model.train()
+    step = start_epoch * per_epoch
+    started = time.perf_counter()
+    images_seen = 0
+    for epoch in range(start_epoch, config.epochs):
+        # a per-epoch seed makes every epoch reproducible, also after resuming mid-run
+        cpu_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        aug_gen = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
+        sums = {"loss": 0.0, "loss_context": 0.0, "loss_content": 0.0}
+        batches = epoch_batches(n, config.batch_size, cpu_gen)
+        for i, index in enumerate(batches):
+            batch = data[index.to(data.device)].to(device, non_blocking=True)
+            alpha = alpha_at(step, total_steps)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss, l_context, l_content = _objective(model, batch, config, augmentation, aug_gen, alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            step += 1
+            images_seen += len(index)
+            values = torch.stack([loss.detach(), l_context.detach(), l_content.detach()]).float().tolist()
+            if not math.isfinite(values[0]):
+                raise NonFiniteLoss(
+                    f"loss became {values[0]} at step {step} (epoch {epoch + 1}); "
+                    "lower the learning rate or raise the temperature"
+                )
+            for name, v in zip(sums, values, strict=True):
+                sums[name] += v
+            elapsed = time.perf_counter() - started
+            report = StepReport(
+                step=step,
+                total_steps=total_steps,
+                epoch=epoch + 1,
+                epochs=config.epochs,
+                loss=values[0],
+                loss_context=None if config.method == "simclr" else values[1],
+                loss_content=values[2],
+                alpha=alpha,
+                lr=lr,
+                images_per_s=images_seen / max(elapsed, 1e-9),
+                elapsed_s=elapsed,
+                epoch_end=i == len(batches) - 1,
+            )
+            if on_step is not None and on_step(report) is False:
+                raise TrainingCancelled(f"cancelled at step {step} of {total_steps}")
+        history.append({"epoch": epoch + 1, "alpha": alpha, "lr": lr, **{k: v / len(batches) for k, v in sums.items()}})
+        done = epoch + 1
+        if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.epochs):
+            save_checkpoint(
+                checkpoint_dir,
+                {
+                    "key": key,
+                    "epoch": done,
+                    "history": history,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                },
+            )
+    wall = time.perf_counter() - started
+    model.eval()
+    return TrainedModel(model, config, image_size, device, history, wall, images_seen / max(wall, 1e-9))
+
+
+def _objective(
+    model: Con2Model,
+    batch: torch.Tensor,
+    config: TrainConfig,
+    augmentation: ContentAugmentation,
+    generator: torch.Generator,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(optimised loss, L_context, L_content) for one batch of N uint8 originals."""
+    tau = config.temperature
+    if config.method == "simclr":
+        views = simclr_views(batch, augmentation, generator).contiguous(memory_format=torch.channels_last)
+        l_content = simclr_loss(model(views).z_content, tau)
+        return l_content, torch.zeros_like(l_content), l_content
+    views = con2_views(batch, config.context, augmentation, generator).contiguous(memory_format=torch.channels_last)
+    out = model(views)  # 4N views
+    l_context = context_contrasting_loss(out.z_context, tau)
+    l_content = content_alignment_loss(out.z_content, tau)
+    if config.method == "context_only":
+        return l_context, l_context, l_content.detach()
+    if config.method == "content_only":
+        return l_content, l_context.detach(), l_content
+    return l_context + alpha * l_content, l_context, l_content

@@ -1,0 +1,160 @@
+"""Test-time augmented anomaly scores S_NND and S_LH (Eq. 16) for a set of query images.
+
+For each of A draws t_i of T (the same t_i for bank and queries): the first half scores t_i(x)
+against the training bank under t_i, the second half scores t_i(x^c) against the bank of the
+training images' context images under t_i (or the originals, `context_bank="original"`, Eq. 12
+read literally). The score is the mean over the A draws. With A = 1 there is no augmentation: the
+plain image against the plain bank. Only one bank is held at a time, so memory stays at one n×D
+matrix whatever A is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.augment import ContentAugmentation
+from engine.config import ScoreConfig
+from engine.embed import embed
+from engine.scoring import LHScorer, NNDScorer
+from engine.train import TrainedModel, TrainingCancelled
+
+NEIGHBOURS = 5  # nearest training images kept per scored sample: "why was it flagged"
+
+
+@dataclass
+class ScoreResult:
+    """Scores and features of the queries (and the training bank's own leave-one-out scores)."""
+
+    s_nnd: np.ndarray  # (M,) higher = more anomalous
+    s_lh: np.ndarray  # (M,)
+    features: np.ndarray  # (M, D) encoder features of the plain image x
+    context_features: np.ndarray  # (M, D) encoder features of its context image t_c(x)
+    neighbours: np.ndarray  # (M, 5) bank rows of the nearest training images (plain features), best first
+    neighbour_similarity: np.ndarray  # (M, 5) their cosine similarities
+    train_s_nnd: np.ndarray | None  # (n,) leave-one-out S_NND of every training image, for thresholds
+    train_s_lh: np.ndarray | None  # (n,)
+    wall_s: float
+
+
+ProgressCallback = Callable[[int, int], "bool | None"]
+
+
+def view_plan(config: ScoreConfig, context: str, method: str) -> list[tuple[str | None, str | None, int | None]]:
+    """For each test-time augmentation: (context of the query, context of the bank, draw index).
+
+    SimCLR has no context cluster, so all of its A views are on x.
+    """
+    if config.tta == 1:
+        return [(None, None, None)]
+    on_context = 0 if method == "simclr" else config.tta // 2
+    on_plain = config.tta - on_context
+    bank_context = context if config.context_bank == "context" else None
+    return [(None, None, i) for i in range(on_plain)] + [
+        (context, bank_context, on_plain + i) for i in range(on_context)
+    ]
+
+
+def score_images(
+    trained: TrainedModel,
+    bank: torch.Tensor,
+    queries: torch.Tensor,
+    config: ScoreConfig,
+    *,
+    query_in_bank: np.ndarray | None = None,
+    score_train: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> ScoreResult:
+    """Score every query image; higher = more anomalous.
+
+    bank: (n, C, S, S) uint8 training images; queries: (M, C, S, S) uint8. query_in_bank: (M,)
+    bank row of each query that is itself a training image, else −1 (leave-one-out). With
+    score_train, every training image also gets its leave-one-out scores (the reference
+    distribution for percentiles and thresholds). `on_progress(done, total)` after each view; it
+    may return False to stop (raises TrainingCancelled).
+    """
+    started = time.perf_counter()
+    model, device = trained.model.eval(), trained.device
+    amp = trained.config.amp
+    m, n = queries.shape[0], bank.shape[0]
+    if query_in_bank is None:
+        query_in_bank = np.full(m, -1, dtype=np.int64)
+    exclude = torch.as_tensor(query_in_bank, dtype=torch.long, device=device)
+    inside = exclude >= 0
+    outside_rows = torch.nonzero(~inside).squeeze(1).cpu()
+    self_rows = torch.arange(n, device=device)
+    augmentation = ContentAugmentation(trained.image_size)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    draws = [augmentation.sample(1, generator, device) for _ in range(max(config.tta, 1))]
+    plan = view_plan(config, trained.config.context, trained.config.method)
+    total = len(plan) + 1
+
+    s_nnd = torch.zeros(m, device=device, dtype=torch.float64)
+    s_lh = torch.zeros_like(s_nnd)
+    t_nnd = torch.zeros(n, device=device, dtype=torch.float64)
+    t_lh = torch.zeros_like(t_nnd)
+
+    def view(pixels: torch.Tensor, context: str | None, params) -> torch.Tensor:
+        return embed(
+            model,
+            pixels,
+            context=context,
+            params=params,
+            augmentation=augmentation,
+            batch_size=config.batch_size,
+            amp=amp,
+        )
+
+    def query_features(bank_as_query: torch.Tensor | None, context: str | None, params) -> torch.Tensor:
+        """Queries that are training images reuse their bank row's features (same image, same view)."""
+        if bank_as_query is None:
+            return view(queries, context, params)
+        out = torch.empty(m, bank_as_query.shape[1], device=device)
+        out[inside] = bank_as_query[exclude[inside]]
+        if len(outside_rows):
+            out[outside_rows.to(device)] = view(queries[outside_rows], context, params)
+        return out
+
+    need_bank_as_query = score_train or bool(inside.any())
+    for done, (query_context, bank_context, draw) in enumerate(plan, start=1):
+        params = None if draw is None else draws[draw]
+        bank_feats = view(bank, bank_context, params)
+        bank_as_query = None
+        if need_bank_as_query:
+            # the training images seen as queries are: the bank itself, unless the bank is in another context
+            bank_as_query = bank_feats if query_context == bank_context else view(bank, query_context, params)
+        query_feats = query_features(bank_as_query if bool(inside.any()) else None, query_context, params)
+        nnd = NNDScorer(config.k).fit(bank_feats)
+        lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_feats)
+        s_nnd += nnd.anomaly_scores(query_feats, exclude).double()
+        s_lh += lh.anomaly_scores(query_feats, exclude).double()
+        if score_train and n >= 3:
+            t_nnd += nnd.anomaly_scores(bank_as_query, self_rows).double()
+            t_lh += lh.anomaly_scores(bank_as_query, self_rows).double()
+        if on_progress is not None and on_progress(done, total) is False:
+            raise TrainingCancelled(f"cancelled while scoring ({done} of {total} views)")
+
+    views = len(plan)
+    plain_bank = embed(model, bank, batch_size=config.batch_size, amp=amp)
+    plain = query_features(plain_bank if bool(inside.any()) else None, None, None)
+    context_plain = embed(model, queries, context=trained.config.context, batch_size=config.batch_size, amp=amp)
+    k = min(NEIGHBOURS, n - int(bool(inside.any())))
+    sims, rows = NNDScorer().fit(plain_bank).neighbours(plain, k, exclude)
+    if on_progress is not None:
+        on_progress(total, total)
+    has_train = score_train and n >= 3
+    return ScoreResult(
+        s_nnd=(s_nnd / views).float().cpu().numpy(),
+        s_lh=(s_lh / views).float().cpu().numpy(),
+        features=plain.cpu().numpy(),
+        context_features=context_plain.cpu().numpy(),
+        neighbours=rows.cpu().numpy(),
+        neighbour_similarity=sims.cpu().numpy(),
+        train_s_nnd=(t_nnd / views).float().cpu().numpy() if has_train else None,
+        train_s_lh=(t_lh / views).float().cpu().numpy() if has_train else None,
+        wall_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,95 @@
+"""S_NND and S_LH against brute-force references; leave-one-out is exact."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import multivariate_normal
+
+from engine.scoring import LHScorer, NNDScorer
+
+
+@pytest.fixture
+def bank():
+    return torch.randn(60, 6, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nnd_chunked_equals_brute_force(bank, k):
+    queries = torch.randn(25, 6, generator=torch.Generator().manual_seed(1))
+    scorer = NNDScorer(k=k, query_chunk=7, bank_chunk=11).fit(bank)
+    sims = F.normalize(queries, dim=1) @ F.normalize(bank, dim=1).T
+    expected = -sims.topk(k, dim=1).values.mean(dim=1)
+    assert torch.allclose(scorer.anomaly_scores(queries), expected, atol=1e-6)
+
+
+def test_nnd_leaves_the_sample_out_of_its_own_bank(bank):
+    scorer = NNDScorer(k=2, query_chunk=5, bank_chunk=13).fit(bank)
+    rows = torch.tensor([0, 17, 59, -1])
+    queries = torch.cat([bank[[0, 17, 59]], torch.randn(1, 6)])
+    scores = scorer.anomaly_scores(queries, rows)
+    for i, row in enumerate(rows.tolist()):
+        keep = [j for j in range(len(bank)) if j != row]
+        sims = F.normalize(queries[i : i + 1], dim=1) @ F.normalize(bank[keep], dim=1).T
+        assert scores[i].item() == pytest.approx(-sims.topk(2).values.mean().item(), abs=1e-6)
+    # without exclusion a training sample is its own nearest neighbour: similarity 1
+    _, nearest = scorer.neighbours(bank[[5]], 1)
+    assert nearest.item() == 5
+
+
+def test_nnd_higher_means_more_anomalous(bank):
+    scorer = NNDScorer().fit(bank)
+    near = bank[:1] + 0.01
+    far = -bank[:1]
+    assert scorer.anomaly_scores(far) > scorer.anomaly_scores(near)
+
+
+@pytest.mark.parametrize("shrinkage", ["ledoit_wolf", "fixed"])
+def test_lh_is_the_gaussian_negative_log_likelihood(bank, shrinkage):
+    scorer = LHScorer(shrinkage, epsilon=1e-2).fit(bank)
+    z = F.normalize(bank.double(), dim=1).numpy()
+    mean = z.mean(axis=0)
+    cov = np.cov(z, rowvar=False, bias=True)
+    if shrinkage == "fixed":
+        sigma = cov + 1e-2 * np.eye(6)
+    else:
+        sigma = (1 - scorer.rho_) * cov + scorer.rho_ * np.trace(cov) / 6 * np.eye(6)
+    queries = torch.randn(5, 6, generator=torch.Generator().manual_seed(2))
+    qn = F.normalize(queries.double(), dim=1).numpy()
+    expected = -multivariate_normal(mean, sigma).logpdf(qn)
+    assert np.allclose(scorer.anomaly_scores(queries).numpy(), expected, rtol=1e-5)
+    assert 0 < scorer.rho_ < 1 or shrinkage == "fixed"
+
+
+@pytest.mark.parametrize("shrinkage", ["ledoit_wolf", "fixed"])
+def test_lh_leave_one_out_equals_a_refit_without_the_sample(bank, shrinkage):
+    scorer = LHScorer(shrinkage, epsilon=1e-2).fit(bank)
+    rows = torch.tensor([3, 40])
+    other = torch.randn(2, 6, generator=torch.Generator().manual_seed(3))
+    for queries in (bank[rows], other):  # the sample itself, and another view of it
+        loo = scorer.anomaly_scores(queries, rows)
+        for i, row in enumerate(rows.tolist()):
+            keep = torch.cat([bank[:row], bank[row + 1 :]])
+            z = F.normalize(keep.double(), dim=1).numpy()
+            cov = np.cov(z, rowvar=False, bias=True)
+            eye = np.eye(6)
+            sigma = (
+                cov + 1e-2 * eye
+                if shrinkage == "fixed"
+                else (1 - scorer.rho_) * cov + scorer.rho_ * np.trace(cov) / 6 * eye
+            )
+            q = F.normalize(queries[i : i + 1].double(), dim=1).numpy()[0]
+            expected = -multivariate_normal(z.mean(axis=0), sigma).logpdf(q)
+            assert loo[i].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_lh_survives_fewer_samples_than_dimensions():
+    few = torch.randn(10, 128, generator=torch.Generator().manual_seed(4))
+    scores = LHScorer().fit(few).anomaly_scores(torch.randn(3, 128))
+    assert torch.isfinite(scores).all()
+
+
+def test_lh_higher_means_more_anomalous(bank):
+    scorer = LHScorer().fit(bank)
+    centre = bank.mean(dim=0, keepdim=True)
+    assert scorer.anomaly_scores(-centre * 50 + torch.randn(1, 6)) > scorer.anomaly_scores(centre)
