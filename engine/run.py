@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from engine.checkpoint import CheckpointStore
 from engine.config import DataConfig, RunConfig, ScoreConfig
 from engine.data import ImageSet, Skipped
 from engine.loading import load_data, load_images
@@ -73,13 +73,13 @@ def train_run(
     config: RunConfig,
     *,
     on_progress: ProgressCallback | None = None,
-    checkpoint_dir: str | Path | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> RunResult:
     """Load and select the data, train, score, evaluate. Raises DataError on unusable data,
     TrainingCancelled when the callback returns False, NonFiniteLoss on a diverging loss."""
     started = time.perf_counter()
     loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
-    trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoint_dir=checkpoint_dir)
+    trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)
     scores = score_images(
         trained,
         loaded.train.pixels,

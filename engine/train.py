@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from engine.augment import ContentAugmentation, con2_views, simclr_views
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
 from engine.model import Con2Model
@@ -149,13 +149,13 @@ def train(
     config: TrainConfig,
     *,
     on_step: StepCallback | None = None,
-    checkpoint_dir: str | Path | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> TrainedModel:
     """Train an encoder on normal images.
 
     pixels: (N, C, S, S) uint8 training images (C = 1 or 3), N ≥ 2. Returns the trained model in
-    eval mode. With `checkpoint_dir`, a checkpoint is written every `config.checkpoint_every`
-    epochs and at the end, and a run whose directory already holds one resumes after its last
+    eval mode. With a checkpoint store, a checkpoint is written every `config.checkpoint_every`
+    epochs and at the end, and a run whose store already holds one resumes after its last
     completed epoch. Raises TrainingCancelled when `on_step` returns False, NonFiniteLoss when the
     loss is NaN or infinite.
     """
@@ -176,12 +176,10 @@ def train(
 
     start_epoch, history = 0, []
     key = _resume_key(config, image_size, n)
-    saved = load_checkpoint(checkpoint_dir)
+    saved = checkpoints.load() if checkpoints is not None else None
     if saved is not None:
         if saved["key"] != key:
-            raise ValueError(
-                f"checkpoint in {checkpoint_dir} was made with a different config or dataset; use a new directory"
-            )
+            raise ValueError("the saved checkpoint was made with a different config or dataset; start a new run")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -237,9 +235,8 @@ def train(
                 raise TrainingCancelled(f"cancelled at step {step} of {total_steps}")
         history.append({"epoch": epoch + 1, "alpha": alpha, "lr": lr, **{k: v / len(batches) for k, v in sums.items()}})
         done = epoch + 1
-        if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.epochs):
-            save_checkpoint(
-                checkpoint_dir,
+        if checkpoints is not None and (done % config.checkpoint_every == 0 or done == config.epochs):
+            checkpoints.save(
                 {
                     "key": key,
                     "epoch": done,
