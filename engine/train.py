@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,11 +51,7 @@ class StepReport:
     images_per_s: float  # original training images per second since the start (4 views each for Con2)
     elapsed_s: float
     epoch_end: bool  # True on the last step of an epoch
-
-    @property
-    def eta_s(self) -> float:
-        """Seconds left at the current pace."""
-        return self.elapsed_s / max(self.step, 1) * (self.total_steps - self.step)
+    eta_s: float  # seconds left at this session's pace
 
 
 StepCallback = Callable[[StepReport], "bool | None"]
@@ -73,35 +68,6 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch mean losses, α, lr
     wall_s: float = 0.0
     images_per_s: float = 0.0
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "state_dict": self.model.state_dict(),
-                "config": dataclasses.asdict(self.config),
-                "image_size": self.image_size,
-                "history": self.history,
-                "wall_s": self.wall_s,
-                "images_per_s": self.images_per_s,
-            },
-            path,
-        )
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> TrainedModel:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no trained model at {path}")
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        config = TrainConfig(**saved["config"])
-        model = Con2Model(config.encoder, saved["image_size"], config.projection_dim)
-        model.load_state_dict(saved["state_dict"])
-        dev = resolve_device(device if device != "auto" else config.device)
-        model = model.to(dev, memory_format=torch.channels_last).eval()
-        return cls(model, config, saved["image_size"], dev, saved["history"], saved["wall_s"], saved["images_per_s"])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -187,7 +153,7 @@ def train(
 
     data = _place(pixels, device)
     model.train()
-    step = start_epoch * per_epoch
+    step = first_step = start_epoch * per_epoch
     started = time.perf_counter()
     images_seen = 0
     for epoch in range(start_epoch, config.epochs):
@@ -230,6 +196,7 @@ def train(
                 images_per_s=images_seen / max(elapsed, 1e-9),
                 elapsed_s=elapsed,
                 epoch_end=i == len(batches) - 1,
+                eta_s=elapsed / (step - first_step) * (total_steps - step),
             )
             if on_step is not None and on_step(report) is False:
                 raise TrainingCancelled(f"cancelled at step {step} of {total_steps}")
