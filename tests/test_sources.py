@@ -19,15 +19,7 @@ from engine.data import DataError
 from engine.images import UnreadableImage
 from engine.inventory import inventory
 from engine.sources import open_source
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"shared dataset {path} is absent (it lives beside the repo, never in it)")
-    return path
+from tests.imagefiles import shared
 
 
 def png(value: int = 0, size=(12, 8), mode: str = "L") -> bytes:

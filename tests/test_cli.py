@@ -1,0 +1,128 @@
+"""The command line as a user meets it: real subprocesses, real files, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.imagefiles import messy_folder, save
+
+QUICK = ["--image-size", "12", "--epochs", "2", "--batch-size", "16", "--tta", "2", "--quiet"]
+
+
+def con2(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"con2 {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def read_scores(path: Path) -> list[dict[str, str]]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    con2("train", "--data", "digits", "--normal-label", "1", "--out", str(out), *QUICK)
+    return out
+
+
+def test_train_writes_model_scores_features_and_summary(digits_run):
+    summary = json.loads((digits_run / "summary.json").read_text())
+    metrics = summary["metrics"]
+    assert metrics["device"] == "cpu" and metrics["n_train"] > 100 and metrics["images_per_s"] > 0
+    assert 0.5 < metrics["auroc_nnd"] <= 1.0 and 0.5 < metrics["auroc_lh"] <= 1.0
+    assert summary["config"]["train"]["epochs"] == 2 and summary["config"]["data"]["normal_label"] == "1"
+    assert len(summary["history"]) == 2
+    rows = read_scores(digits_run / "scores.csv")
+    assert len(rows) == metrics["n_scored"]
+    scores = [float(r["s_nnd"]) for r in rows]
+    assert scores == sorted(scores, reverse=True) and rows[0]["rank"] == "1"  # most anomalous first
+    assert (digits_run / "model.pt").stat().st_size > 0 and (digits_run / "features.npz").exists()
+
+
+def test_score_uses_the_trained_model_without_retraining(digits_run, tmp_path):
+    result = con2("score", "--model", str(digits_run), "--data", "digits", "--split", "test", "--normal-label", "1",
+                  "--out", str(tmp_path), "--tta", "2", "--quiet")  # fmt: skip
+    metrics = json.loads(result.stdout)
+    trained = json.loads((digits_run / "summary.json").read_text())["metrics"]
+    # same model, same images, same TTA: the same AUROC as the training run scored
+    assert metrics["auroc_nnd"] == pytest.approx(trained["auroc_nnd"], abs=1e-6)
+    assert len(read_scores(tmp_path / "scores.csv")) == trained["n_scored"]
+
+
+def test_scoring_the_training_images_leaves_each_out_of_its_own_bank(digits_run, tmp_path):
+    con2("score", "--model", str(digits_run), "--data", "digits", "--split", "train", "--out", str(tmp_path),
+         "--tta", "1", "--quiet")  # fmt: skip
+    rows = {r["sample_id"]: float(r["s_nnd"]) for r in read_scores(tmp_path / "scores.csv")}
+    # without leave-one-out every training image would be its own nearest neighbour: S_NND = −1 exactly
+    assert max(rows.values()) > -0.999
+    assert sum(s <= -0.99999 for s in rows.values()) < len(rows) / 10
+
+
+def test_bad_files_are_reported_and_skipped_and_the_rest_trains(tmp_path):
+    folder = messy_folder(tmp_path / "messy")
+    for i in range(6):
+        save(folder / "good" / f"extra{i}.png", Image.new("L", (20, 20), 30 * i))
+    out = tmp_path / "out"
+    result = con2("train", "--data", str(folder), "--all", "--holdout-fraction", "0", "--out", str(out), *QUICK)
+    for name, reason in [
+        ("truncated.jpg", "truncated"),
+        ("empty.png", "empty file (0 bytes)"),
+        ("text.png", "not an image"),
+        ("huge.png", "image too large: 20000×20000"),
+    ]:
+        assert any(name in line and reason in line for line in result.stderr.splitlines()), name
+    skipped = read_scores(out / "skipped.csv")
+    assert len(skipped) == 4
+    summary = json.loads((out / "summary.json").read_text())["metrics"]
+    assert summary["n_train"] == 10 and summary["n_skipped"] == 4
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data", "/no/such/folder"], "error: no such file or folder: /no/such/folder"),
+        (["--data", "digits", "--normal-label", "12"], "error: no images labelled '12'"),
+        (["--data", "digits", "--context", "rotate"], "error: TrainConfig.context: unknown value 'rotate'"),
+        (["--data", "digits", "--epochs", "many"], "error: TrainConfig.epochs: 'many' is not a valid int"),
+    ],
+)
+def test_user_mistakes_are_one_clear_line(tmp_path, args, message):
+    result = con2("train", "--out", str(tmp_path / "x"), *args, "--quiet", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # exactly one line
+    assert result.stderr.startswith(message)
+
+
+def test_an_empty_selection_fails_with_one_line(tmp_path):
+    folder = tmp_path / "imgs"
+    for i in range(3):
+        save(folder / "cats" / f"{i}.png", Image.new("L", (8, 8), i))
+    (folder / "dogs").mkdir()
+    (folder / "dogs" / "broken.png").write_text("not an image")
+    result = con2("train", "--data", str(folder), "--normal-label", "dogs", "--out", str(tmp_path / "o"), "--quiet",
+                  check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: no trainable images: all 1 training images were skipped (first: dogs/broken.png: "
+        "not an image: cannot identify image file)"
+    )
+
+
+def test_inspect_counts_labels_and_finds_bad_files_and_duplicates(tmp_path):
+    folder = messy_folder(tmp_path / "messy")
+    (folder / "good" / "copy.png").write_bytes((folder / "good" / "grey.png").read_bytes())
+    report = json.loads(con2("inspect", "--data", str(folder), "--quiet").stdout)
+    assert report["images"] == 9 and report["by_label"] == {"bad": 4, "good": 5}
+    assert {u["sample_id"] for u in report["unreadable"]} == {
+        "bad/truncated.jpg", "bad/empty.png", "bad/text.png", "bad/huge.png"}  # fmt: skip
+    assert report["duplicates"] == [["good/copy.png", "good/grey.png"]]

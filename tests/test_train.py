@@ -1,0 +1,122 @@
+"""The training loop: progress and cancel through one callback, checkpoints and resume, loud failures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine.checkpoint import DirectoryCheckpoints
+from engine.config import TrainConfig
+from engine.train import NonFiniteLoss, TrainingCancelled, epoch_batches, steps_per_epoch, train
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (24, 1, 12, 12), generator=g, dtype=torch.uint8)
+
+
+def tiny(**overrides) -> TrainConfig:
+    base = dict(epochs=2, batch_size=8, encoder="resnet_small", projection_dim=16, checkpoint_every=1)
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("method", ["con2", "context_only", "content_only", "simclr"])
+def test_every_method_trains_and_reports_each_step(pixels, method):
+    reports = []
+    trained = train(pixels, tiny(method=method), on_step=reports.append)
+    assert [r.step for r in reports] == list(range(1, 7))  # 24 images / batch 8 = 3 steps × 2 epochs
+    assert all(math.isfinite(r.loss) and r.images_per_s > 0 and r.lr > 0 for r in reports)
+    assert [r.epoch_end for r in reports].count(True) == 2
+    assert reports[-1].eta_s == pytest.approx(0.0)
+    if method == "simclr":
+        assert all(r.loss_context is None for r in reports)
+    else:
+        assert all(r.loss_context is not None and r.loss_content is not None for r in reports)
+    assert len(trained.history) == 2 and not trained.model.training
+
+
+def test_con2_objective_is_context_plus_alpha_content_with_alpha_annealed(pixels):
+    reports = []
+    train(pixels, tiny(epochs=3), on_step=reports.append)
+    assert reports[0].alpha == 0.0 and reports[-1].alpha == 1.0
+    alphas = [r.alpha for r in reports]
+    assert alphas == sorted(alphas)
+    for r in reports:
+        assert r.loss == pytest.approx(r.loss_context + r.alpha * r.loss_content, rel=1e-4)
+
+
+def test_learning_rate_follows_a_cosine_to_zero(pixels):
+    reports = []
+    train(pixels, tiny(epochs=4, lr=1e-3), on_step=reports.append)
+    assert reports[0].lr == pytest.approx(1e-3)
+    mid = len(reports) // 2
+    assert reports[mid].lr == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * mid / len(reports))), rel=1e-6)
+    assert reports[-1].lr < 1e-4
+
+
+def test_callback_returning_false_cancels(pixels):
+    seen = []
+
+    def stop_at_three(report):
+        seen.append(report.step)
+        return report.step < 3
+
+    with pytest.raises(TrainingCancelled):
+        train(pixels, tiny(epochs=5), on_step=stop_at_three)
+    assert seen == [1, 2, 3]
+
+
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(pixels, tmp_path):
+    config = tiny(epochs=4, checkpoint_every=2)
+    straight = train(pixels, config)
+
+    def stop_in_epoch_four(report):
+        return report.epoch < 4  # cancels at the first step of epoch 4; last checkpoint: epoch 2
+
+    store = DirectoryCheckpoints(tmp_path)
+    with pytest.raises(TrainingCancelled):
+        train(pixels, config, on_step=stop_in_epoch_four, checkpoints=store)
+    assert store.load()["epoch"] == 2
+    epochs_seen = []
+    resumed = train(pixels, config, on_step=lambda r: epochs_seen.append(r.epoch), checkpoints=store)
+    assert epochs_seen[0] == 3  # nothing before the checkpoint is redone
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_a_checkpoint_of_another_config_is_refused(pixels, tmp_path):
+    store = DirectoryCheckpoints(tmp_path)
+    train(pixels, tiny(epochs=1), checkpoints=store)
+    with pytest.raises(ValueError, match="different config"):
+        train(pixels, tiny(epochs=1, temperature=0.5), checkpoints=store)
+
+
+def test_a_diverging_loss_stops_loudly(pixels):
+    with pytest.raises(NonFiniteLoss, match="step"):
+        train(pixels, tiny(epochs=3, lr=1e30))
+
+
+def test_same_seed_same_model_different_seed_different_model(pixels):
+    a = train(pixels, tiny(epochs=1, seed=1))
+    b = train(pixels, tiny(epochs=1, seed=1))
+    c = train(pixels, tiny(epochs=1, seed=2))
+    wa, wb, wc = (next(m.model.encoder.parameters()) for m in (a, b, c))
+    assert torch.equal(wa, wb)
+    assert not torch.equal(wa, wc)
+
+
+def test_batches_cover_the_set_and_never_leave_a_lonely_image():
+    batches = epoch_batches(17, 8, torch.Generator().manual_seed(0))
+    assert [len(b) for b in batches] == [8, 8]  # the 17th image alone would have no positive pair
+    assert steps_per_epoch(17, 8) == 2 and steps_per_epoch(18, 8) == 3 and steps_per_epoch(5, 8) == 1
+    everything = torch.cat(epoch_batches(18, 8, torch.Generator().manual_seed(0)))
+    assert sorted(everything.tolist()) == list(range(18))
+
+
+def test_too_few_images_is_an_error():
+    with pytest.raises(ValueError, match="at least 2"):
+        train(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), tiny())

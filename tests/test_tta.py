@@ -1,0 +1,79 @@
+"""Test-time augmented scoring (Eq. 16): the view plan, leave-one-out, and what a score returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import ScoreConfig, TrainConfig
+from engine.embed import embed
+from engine.scoring import NNDScorer
+from engine.train import train
+from engine.tta import score_images, view_plan
+
+
+@pytest.fixture(scope="module")
+def trained():
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (20, 1, 12, 12), generator=g, dtype=torch.uint8)
+    config = TrainConfig(epochs=1, batch_size=10, projection_dim=16)
+    return train(pixels, config), pixels
+
+
+def test_view_plan_halves_between_x_and_its_context_image():
+    plan = view_plan(ScoreConfig(tta=40), "invert", "con2")
+    assert len(plan) == 40
+    assert sum(q is None for q, _, _ in plan) == 20
+    assert all(b == "invert" for q, b, _ in plan if q == "invert")  # the context half meets the context bank
+    assert sorted(d for _, _, d in plan) == list(range(40))
+    literal = view_plan(ScoreConfig(tta=4, context_bank="original"), "flip", "con2")
+    assert [(q, b) for q, b, _ in literal] == [(None, None), (None, None), ("flip", None), ("flip", None)]
+    assert view_plan(ScoreConfig(tta=6), "invert", "simclr") == [(None, None, i) for i in range(6)]
+    assert view_plan(ScoreConfig(tta=1), "invert", "con2") == [(None, None, None)]
+
+
+def test_without_tta_scores_are_plain_nearest_neighbour_distances(trained):
+    model, pixels = trained
+    bank, queries = pixels[:12], pixels[12:]
+    result = score_images(model, bank, queries, ScoreConfig(tta=1))
+    expected = NNDScorer().fit(embed(model.model, bank)).anomaly_scores(embed(model.model, queries))
+    assert np.allclose(result.s_nnd, expected.numpy(), atol=1e-5)
+    assert result.features.shape == result.context_features.shape == (8, model.model.feature_dim)
+    assert result.neighbours.shape == (8, 5) and (result.neighbours < 12).all()
+    assert (np.diff(result.neighbour_similarity, axis=1) <= 1e-6).all()  # best first
+
+
+def test_training_images_scored_leave_one_out_equal_a_bank_without_them(trained):
+    model, pixels = trained
+    # fixed shrinkage: with Ledoit–Wolf the leave-one-out keeps the full bank's ρ, a refit would re-estimate it
+    config = ScoreConfig(tta=4, seed=3, lh_shrinkage="fixed")
+    inside = np.arange(4)  # queries 0..3 are bank rows 0..3
+    loo = score_images(model, pixels, pixels[:4], config, query_in_bank=inside)
+    for i in range(4):
+        keep = [j for j in range(len(pixels)) if j != i]
+        alone = score_images(model, pixels[keep], pixels[i : i + 1], config, score_train=False)
+        assert loo.s_nnd[i] == pytest.approx(alone.s_nnd[0], abs=1e-5)
+        assert loo.s_lh[i] == pytest.approx(alone.s_lh[0], rel=1e-4)
+        assert i not in loo.neighbours[i]  # an image is not its own neighbour
+    # the training images' own reference scores are the same leave-one-out scores
+    assert np.allclose(loo.train_s_nnd[:4], loo.s_nnd, atol=1e-5)
+    assert loo.train_s_nnd.shape == (len(pixels),)
+
+
+def test_a_training_image_scored_without_leave_one_out_finds_itself(trained):
+    model, pixels = trained
+    result = score_images(model, pixels, pixels[:3], ScoreConfig(tta=1), score_train=False)
+    assert np.allclose(result.s_nnd, -1.0, atol=1e-5)  # cosine similarity 1 with itself
+    assert result.train_s_nnd is None
+
+
+def test_same_seed_same_scores_and_cancel_stops(trained):
+    model, pixels = trained
+    a = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7))
+    b = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7))
+    assert np.array_equal(a.s_nnd, b.s_nnd) and np.array_equal(a.s_lh, b.s_lh)
+    from engine.train import TrainingCancelled
+
+    with pytest.raises(TrainingCancelled):
+        score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4), on_progress=lambda done, total: False)
