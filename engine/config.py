@@ -160,6 +160,14 @@ class ScoreConfig:
         metadata=_help("Covariance shrinkage of S_LH: ledoit_wolf or fixed (Σ + εI).", choices=LH_SHRINKAGE),
     )
     lh_epsilon: float = field(default=1e-3, metadata=_help("ε of the fixed shrinkage Σ + εI.", min=0.0))
+    reference_size: int = field(
+        default=5000,
+        metadata=_help(
+            "Training images scored leave-one-out as the reference for percentiles and thresholds "
+            "(a seeded subset when there are more).",
+            min=3,
+        ),
+    )
     batch_size: int = field(default=256, metadata=_help("Images per forward pass while scoring.", min=1))
     seed: int = field(default=1234, metadata=_help("Seed of the test-time augmentations."))
 

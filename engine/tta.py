@@ -36,8 +36,9 @@ class ScoreResult:
     context_features: np.ndarray  # (M, D) encoder features of its context image t_c(x)
     neighbours: np.ndarray  # (M, 5) bank rows of the nearest training images (plain features), best first
     neighbour_similarity: np.ndarray  # (M, 5) their cosine similarities
-    train_s_nnd: np.ndarray | None  # (n,) leave-one-out S_NND of every training image, for thresholds
-    train_s_lh: np.ndarray | None  # (n,)
+    reference_rows: np.ndarray | None  # (R,) bank rows scored leave-one-out: the reference distribution
+    train_s_nnd: np.ndarray | None  # (R,) their leave-one-out S_NND, for percentiles and thresholds
+    train_s_lh: np.ndarray | None  # (R,)
     wall_s: float
 
 
@@ -73,8 +74,8 @@ def score_images(
 
     bank: (n, C, S, S) uint8 training images; queries: (M, C, S, S) uint8. query_in_bank: (M,)
     bank row of each query that is itself a training image, else −1 (leave-one-out). With
-    score_train, every training image also gets its leave-one-out scores (the reference
-    distribution for percentiles and thresholds). `on_progress(done, total)` after each view; it
+    score_train, the training images also get leave-one-out scores (the reference distribution
+    for percentiles and thresholds): all of them, or a seeded subset of `config.reference_size`. `on_progress(done, total)` after each view; it
     may return False to stop (raises TrainingCancelled).
     """
     started = time.perf_counter()
@@ -86,7 +87,11 @@ def score_images(
     exclude = torch.as_tensor(query_in_bank, dtype=torch.long, device=device)
     inside = exclude >= 0
     outside_rows = torch.nonzero(~inside).squeeze(1).cpu()
-    self_rows = torch.arange(n, device=device)
+    has_reference = score_train and n >= 3
+    reference = np.arange(n)
+    if n > config.reference_size:  # the reference costs R × n similarities per view: a subset is plenty
+        reference = np.sort(np.random.default_rng(config.seed).choice(n, config.reference_size, replace=False))
+    self_rows = torch.as_tensor(reference, device=device)
     augmentation = ContentAugmentation(trained.image_size)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     draws = [augmentation.sample(1, generator, device) for _ in range(max(config.tta, 1))]
@@ -95,7 +100,7 @@ def score_images(
 
     s_nnd = torch.zeros(m, device=device, dtype=torch.float64)
     s_lh = torch.zeros_like(s_nnd)
-    t_nnd = torch.zeros(n, device=device, dtype=torch.float64)
+    t_nnd = torch.zeros(len(reference), device=device, dtype=torch.float64)
     t_lh = torch.zeros_like(t_nnd)
 
     def view(pixels: torch.Tensor, context: str | None, params) -> torch.Tensor:
@@ -132,9 +137,9 @@ def score_images(
         lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_feats)
         s_nnd += nnd.anomaly_scores(query_feats, exclude).double()
         s_lh += lh.anomaly_scores(query_feats, exclude).double()
-        if score_train and n >= 3:
-            t_nnd += nnd.anomaly_scores(bank_as_query, self_rows).double()
-            t_lh += lh.anomaly_scores(bank_as_query, self_rows).double()
+        if has_reference:
+            t_nnd += nnd.anomaly_scores(bank_as_query[self_rows], self_rows).double()
+            t_lh += lh.anomaly_scores(bank_as_query[self_rows], self_rows).double()
         if on_progress is not None and on_progress(done, total) is False:
             raise TrainingCancelled(f"cancelled while scoring ({done} of {total} views)")
 
@@ -146,7 +151,6 @@ def score_images(
     sims, rows = NNDScorer().fit(plain_bank).neighbours(plain, k, exclude)
     if on_progress is not None:
         on_progress(total, total)
-    has_train = score_train and n >= 3
     return ScoreResult(
         s_nnd=(s_nnd / views).float().cpu().numpy(),
         s_lh=(s_lh / views).float().cpu().numpy(),
@@ -154,7 +158,8 @@ def score_images(
         context_features=context_plain.cpu().numpy(),
         neighbours=rows.cpu().numpy(),
         neighbour_similarity=sims.cpu().numpy(),
-        train_s_nnd=(t_nnd / views).float().cpu().numpy() if has_train else None,
-        train_s_lh=(t_lh / views).float().cpu().numpy() if has_train else None,
+        reference_rows=reference if has_reference else None,
+        train_s_nnd=(t_nnd / views).float().cpu().numpy() if has_reference else None,
+        train_s_lh=(t_lh / views).float().cpu().numpy() if has_reference else None,
         wall_s=time.perf_counter() - started,
     )

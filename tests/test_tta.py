@@ -77,3 +77,12 @@ def test_same_seed_same_scores_and_cancel_stops(trained):
 
     with pytest.raises(TrainingCancelled):
         score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4), on_progress=lambda done, total: False)
+
+
+def test_reference_distribution_is_a_seeded_subset_when_the_bank_is_large(trained):
+    model, pixels = trained
+    full = score_images(model, pixels, pixels[:2], ScoreConfig(tta=1))
+    subset = score_images(model, pixels, pixels[:2], ScoreConfig(tta=1, reference_size=5))
+    assert full.reference_rows.tolist() == list(range(len(pixels)))
+    assert len(subset.reference_rows) == 5 and len(set(subset.reference_rows.tolist())) == 5
+    assert np.allclose(subset.train_s_nnd, full.train_s_nnd[subset.reference_rows], atol=1e-6)
