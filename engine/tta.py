@@ -75,8 +75,8 @@ def score_images(
     bank: (n, C, S, S) uint8 training images; queries: (M, C, S, S) uint8. query_in_bank: (M,)
     bank row of each query that is itself a training image, else −1 (leave-one-out). With
     score_train, the training images also get leave-one-out scores (the reference distribution
-    for percentiles and thresholds): all of them, or a seeded subset of `config.reference_size`. `on_progress(done, total)` after each view; it
-    may return False to stop (raises TrainingCancelled).
+    for percentiles and thresholds): all of them, or a seeded subset of `config.reference_size`.
+    `on_progress(done, total)` after each view; it may return False to stop (raises TrainingCancelled).
     """
     started = time.perf_counter()
     model, device = trained.model.eval(), trained.device
