@@ -185,10 +185,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from engine.worker import run_worker
+    from engine.worker import worker_command
 
-    run_worker(args.db, once=args.once, poll_s=args.poll, worker_id=args.worker_id)
-    return 0
+    return worker_command(
+        args.db, once=args.once, poll_s=args.poll, worker_id=args.worker_id, stale_after_s=args.stale_after
+    )
 
 
 def _report_skipped(skipped: Sequence[Any]) -> None:
@@ -235,6 +236,12 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="Exit when the queue is empty.")
     worker.add_argument("--poll", type=float, default=1.0, help="Seconds between polls of an empty queue.")
     worker.add_argument("--worker-id", default=None, help="Name in the jobs table (default: host:pid).")
+    worker.add_argument(
+        "--stale-after",
+        type=float,
+        default=60.0,
+        help="Seconds without a heartbeat after which another worker's running job is recovered.",
+    )
     worker.set_defaults(func=cmd_worker)
     return top
 

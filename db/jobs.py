@@ -1,0 +1,483 @@
+"""The job queue: submit, claim exactly once, heartbeat and progress, cancel, finish, recover.
+
+Life of a job:
+
+    queued ──claim──> running ──finish──> succeeded
+      │                  │ ├────fail────> failed
+      │                  │ └──cancel────> cancelled          (the worker saw cancel_requested)
+      └──request_cancel──┼──────────────> cancelled          (never started)
+                         └─recover_stale─> queued | failed   (its worker stopped heart-beating)
+
+A claim is one atomic statement: `UPDATE jobs ... WHERE id = (SELECT id ... LIMIT 1 FOR UPDATE SKIP
+LOCKED) AND status = 'queued' RETURNING id` (SKIP LOCKED on PostgreSQL, where several workers wait
+on one queue; on SQLite the statement holds the write lock). Each claim increments `attempts`, and
+every later write of the worker is conditional on (job, worker, attempt) still holding: a worker
+that was presumed dead and replaced can no longer write anything (`LostClaim`).
+
+Every function takes the caller's session and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, DateTime, Select, func, literal, select, update
+from sqlalchemy.orm import Session
+
+from db.models import FINISHED, JOB_KINDS, Dataset, Job, JobEvent, UTCDateTime, utcnow
+
+DEFAULT_MAX_ATTEMPTS = 3
+STALE_AFTER_S = 60.0  # a running job without a heartbeat for this long is presumed orphaned
+PROJECTIONS = ("umap", "pca")
+
+
+class JobError(ValueError):
+    """A request the queue refuses (scoring with an unfinished run, deleting a running job); one line."""
+
+
+class LostClaim(RuntimeError):
+    """The job is no longer this worker's: it was recovered, cancelled or finished elsewhere."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a running job; writes made under it succeed only while it still holds."""
+
+    job_id: int
+    worker_id: str
+    attempt: int
+
+
+def _now(session: Session, minus_s: float = 0.0) -> ColumnElement[Any]:
+    """Now (less `minus_s` seconds), by the server's clock on PostgreSQL, so that workers on several
+    machines agree on what is stale; by this machine's on SQLite, which only this machine can open."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.statement_timestamp(type_=DateTime(timezone=True)) - timedelta(seconds=minus_s)
+    return literal(utcnow() - timedelta(seconds=minus_s), UTCDateTime())
+
+
+def _held(claim: Claim) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Job.id == claim.job_id,
+        Job.status == "running",
+        Job.worker_id == claim.worker_id,
+        Job.attempts == claim.attempt,
+    )
+
+
+def _event(session: Session, job_id: int, event: str, *, worker_id=None, attempt=None, detail=None) -> None:
+    session.add(JobEvent(job_id=job_id, event=event, worker_id=worker_id, attempt=attempt, detail=detail))
+
+
+def _update_held(session: Session, claim: Claim, **values: Any) -> None:
+    """Update the claimed job's row, or raise LostClaim when the claim no longer holds."""
+    row = session.execute(
+        update(Job).where(*_held(claim)).values(**values).returning(Job.id).execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        raise LostClaim(f"job {claim.job_id} is no longer held by {claim.worker_id} (attempt {claim.attempt})")
+
+
+# ---------------------------------------------------------------------------------------------- submitting
+
+
+def submit(
+    *,
+    session: Session,
+    kind: str,
+    dataset_id: int,
+    config: Mapping[str, Any] | None = None,
+    parent_id: int | None = None,
+    name: str | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> Job:
+    """Queue a job of `kind` (register, train, score) on a dataset. Prefer the kind-specific helpers."""
+    if kind not in JOB_KINDS:
+        raise JobError(f"unknown job kind {kind!r}; choose one of {', '.join(JOB_KINDS)}")
+    if session.get(Dataset, dataset_id) is None:
+        raise JobError(f"no dataset {dataset_id}")
+    if max_attempts < 1:
+        raise JobError(f"max_attempts must be at least 1, got {max_attempts}")
+    job = Job(
+        kind=kind,
+        status="queued",
+        name=name,
+        dataset_id=dataset_id,
+        parent_id=parent_id,
+        config=dict(config or {}),
+        max_attempts=max_attempts,
+        message="waiting for a worker",
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    _event(session, job.id, "submitted")
+    return job
+
+
+def submit_register(
+    *, session: Session, dataset_id: int, thumbnail_size: int = 64, max_pixels: int = 100_000_000
+) -> Job:
+    """Queue an inventory of the dataset's source: per-sample checks, duplicates, thumbnails (pixels)."""
+    config = {"thumbnail_size": int(thumbnail_size), "max_pixels": int(max_pixels)}
+    return submit(session=session, kind="register", dataset_id=dataset_id, config=config, name="register")
+
+
+def submit_train(
+    *,
+    session: Session,
+    dataset_id: int,
+    config: Mapping[str, Any],
+    name: str | None = None,
+    projections: Sequence[str] = PROJECTIONS,
+) -> Job:
+    """Queue a training run. `config` is the engine's `RunConfig.to_dict()`; the worker reads the data
+    from the dataset's location, whatever `config["data"]["source"]` says. `projections`: which 2-D
+    projections to fit after training (umap, pca), stored in the job's config under "projections"."""
+    stored = {**dict(config), "projections": _projections(projections)}
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is not None:
+        stored["data"] = {**dict(stored.get("data") or {}), "source": dataset.location}
+    return submit(session=session, kind="train", dataset_id=dataset_id, config=stored, name=name)
+
+
+def submit_score(
+    *,
+    session: Session,
+    parent_id: int,
+    dataset_id: int,
+    score: Mapping[str, Any] | None = None,
+    split: str | None = None,
+    normal_label: str | None = None,
+    name: str | None = None,
+    projections: Sequence[str] = PROJECTIONS,
+) -> Job:
+    """Queue scoring of a dataset (a screening batch) with a succeeded train job's model, no retraining.
+
+    `score`: the engine's ScoreConfig as a dict (default: the parent run's); `split`: only score this
+    split (None = every image); `normal_label`: label of normal images, to report AUROC when known.
+    """
+    parent = session.get(Job, parent_id)
+    if parent is None or parent.kind != "train":
+        raise JobError(f"job {parent_id} is not a training run")
+    if parent.status != "succeeded":
+        raise JobError(f"run {parent_id} has not succeeded (it is {parent.status}); score with a finished run")
+    config = {
+        "score": dict(score) if score is not None else dict(parent.config.get("score") or {}),
+        "split": split or None,
+        "normal_label": normal_label or None,
+        "projections": _projections(projections),
+    }
+    return submit(session=session, kind="score", dataset_id=dataset_id, config=config, parent_id=parent_id, name=name)
+
+
+def _projections(methods: Iterable[str]) -> list[str]:
+    methods = list(dict.fromkeys(methods))
+    unknown = [m for m in methods if m not in PROJECTIONS]
+    if unknown:
+        raise JobError(f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
+    return methods
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def get_job(*, session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def list_jobs(
+    *,
+    session: Session,
+    kind: str | None = None,
+    status: str | Sequence[str] | None = None,
+    dataset_id: int | None = None,
+    parent_id: int | None = None,
+    limit: int | None = None,
+) -> list[Job]:
+    """Jobs, newest first, optionally filtered."""
+    query: Select[tuple[Job]] = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if status is not None:
+        query = query.where(Job.status.in_([status] if isinstance(status, str) else list(status)))
+    if dataset_id is not None:
+        query = query.where(Job.dataset_id == dataset_id)
+    if parent_id is not None:
+        query = query.where(Job.parent_id == parent_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query.execution_options(populate_existing=True)))
+
+
+def job_events(*, session: Session, job_id: int) -> list[JobEvent]:
+    """A job's history, oldest first."""
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+# ---------------------------------------------------------------------------------------------- the worker's side
+
+
+def claim(*, session: Session, worker_id: str, kinds: Sequence[str] | None = None) -> Claim | None:
+    """Take the oldest queued job for this worker, atomically; None when the queue is empty.
+
+    Exactly one worker gets each job: PostgreSQL skips rows another transaction has locked; SQLite
+    runs the statement under its single write lock.
+    """
+    now = _now(session)
+    pick = select(Job.id).where(Job.status == "queued")
+    if kinds is not None:
+        pick = pick.where(Job.kind.in_(list(kinds)))
+    pick = pick.order_by(Job.created_at, Job.id).limit(1).with_for_update(skip_locked=True)
+    row = session.execute(
+        update(Job)
+        .where(Job.id == pick.scalar_subquery(), Job.status == "queued")
+        .values(
+            status="running",
+            worker_id=worker_id,
+            attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, now),
+            heartbeat_at=now,
+            phase=None,
+            eta_s=None,
+            message=f"started by {worker_id}",
+        )
+        .returning(Job.id, Job.attempts)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        return None
+    _event(session, row.id, "claimed", worker_id=worker_id, attempt=row.attempts)
+    return Claim(row.id, worker_id, row.attempts)
+
+
+def heartbeat(*, session: Session, claim: Claim) -> bool:
+    """Record that the worker is alive; returns whether a cancel was requested. Raises LostClaim."""
+    row = session.execute(
+        update(Job)
+        .where(*_held(claim))
+        .values(heartbeat_at=_now(session))
+        .returning(Job.cancel_requested)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        raise LostClaim(f"job {claim.job_id} is no longer held by {claim.worker_id} (attempt {claim.attempt})")
+    return bool(row.cancel_requested)
+
+
+def report_progress(
+    *,
+    session: Session,
+    claim: Claim,
+    progress: float,
+    phase: str,
+    eta_s: float | None = None,
+    message: str | None = None,
+    device: str | None = None,
+) -> bool:
+    """Update the live status (progress 0..1 of the whole job); returns whether a cancel was requested.
+
+    Also counts as a heartbeat. Raises LostClaim when the job is no longer this worker's.
+    """
+    values: dict[str, Any] = {
+        "progress": min(max(float(progress), 0.0), 1.0),
+        "phase": phase,
+        "eta_s": eta_s,
+        "heartbeat_at": _now(session),
+    }
+    if message is not None:
+        values["message"] = message
+    if device is not None:
+        values["device"] = device
+    row = session.execute(
+        update(Job)
+        .where(*_held(claim))
+        .values(**values)
+        .returning(Job.cancel_requested)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        raise LostClaim(f"job {claim.job_id} is no longer held by {claim.worker_id} (attempt {claim.attempt})")
+    return bool(row.cancel_requested)
+
+
+def set_checkpoint(*, session: Session, claim: Claim, location: str) -> None:
+    """Name the job's latest checkpoint (e.g. db://artifacts/12). Raises LostClaim."""
+    _update_held(session, claim, checkpoint=location, heartbeat_at=_now(session))
+
+
+def finish(*, session: Session, claim: Claim, summary: Mapping[str, Any] | None = None, message: str = "done") -> None:
+    """Mark the job succeeded with the engine's summary. Raises LostClaim."""
+    _update_held(
+        session,
+        claim,
+        status="succeeded",
+        progress=1.0,
+        phase=None,
+        eta_s=None,
+        message=message,
+        summary=dict(summary) if summary is not None else None,
+        finished_at=_now(session),
+        checkpoint=None,
+    )
+    _event(session, claim.job_id, "succeeded", worker_id=claim.worker_id, attempt=claim.attempt)
+
+
+def fail(*, session: Session, claim: Claim, reason: str, traceback: str | None = None) -> None:
+    """Mark the job failed with a one-line reason (and the traceback for debugging). Raises LostClaim."""
+    reason = " ".join(reason.split()) or "failed"
+    _update_held(
+        session,
+        claim,
+        status="failed",
+        phase=None,
+        eta_s=None,
+        message=reason,
+        error=reason,
+        traceback=traceback,
+        finished_at=_now(session),
+    )
+    _event(session, claim.job_id, "failed", worker_id=claim.worker_id, attempt=claim.attempt, detail=reason)
+
+
+def mark_cancelled(*, session: Session, claim: Claim, message: str = "cancelled") -> None:
+    """The worker stopped the job because a cancel was requested. Raises LostClaim."""
+    _update_held(session, claim, status="cancelled", phase=None, eta_s=None, message=message, finished_at=_now(session))
+    _event(session, claim.job_id, "cancelled", worker_id=claim.worker_id, attempt=claim.attempt, detail=message)
+
+
+def release(*, session: Session, claim: Claim, reason: str) -> None:
+    """Put a running job back in the queue (its worker is shutting down); it resumes from its checkpoint.
+
+    A release is not a failure, so it does not use up one of the job's attempts.
+    """
+    _update_held(
+        session,
+        claim,
+        status="queued",
+        worker_id=None,
+        heartbeat_at=None,
+        phase=None,
+        eta_s=None,
+        message=reason,
+        max_attempts=Job.max_attempts + 1,
+    )
+    _event(session, claim.job_id, "released", worker_id=claim.worker_id, attempt=claim.attempt, detail=reason)
+
+
+def recover_stale(*, session: Session, stale_after_s: float = STALE_AFTER_S) -> list[tuple[int, str]]:
+    """Requeue running jobs whose worker stopped heart-beating, or fail them after `max_attempts` claims.
+
+    A requeued train job resumes from its last checkpoint. Safe to call from several workers at once:
+    each job is recovered by exactly one. Returns (job id, new status) for every job recovered.
+    """
+    now, cutoff = _now(session), _now(session, stale_after_s)
+    stale = session.execute(
+        select(Job.id, Job.attempts, Job.max_attempts, Job.worker_id, Job.cancel_requested).where(
+            Job.status == "running", (Job.heartbeat_at < cutoff) | Job.heartbeat_at.is_(None)
+        )
+    ).all()
+    recovered = []
+    for job in stale:
+        gone = f"worker {job.worker_id} stopped responding (no heartbeat for {stale_after_s:g} s)"
+        if job.cancel_requested:
+            status, values = "cancelled", {"message": f"cancelled; {gone}", "finished_at": now}
+        elif job.attempts >= job.max_attempts:
+            reason = f"{gone} on attempt {job.attempts} of {job.max_attempts}; giving up"
+            status, values = "failed", {"message": reason, "error": reason, "finished_at": now}
+        else:
+            status, values = "queued", {"message": f"requeued: {gone}; resumes from its last checkpoint"}
+        row = session.execute(
+            update(Job)
+            .where(
+                Job.id == job.id,
+                Job.status == "running",
+                Job.attempts == job.attempts,
+                (Job.heartbeat_at < cutoff) | Job.heartbeat_at.is_(None),
+            )
+            .values(status=status, worker_id=None, heartbeat_at=None, phase=None, eta_s=None, **values)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if row is not None:
+            event = "requeued" if status == "queued" else status
+            _event(session, job.id, event, worker_id=job.worker_id, attempt=job.attempts, detail=values["message"])
+            recovered.append((job.id, status))
+    return recovered
+
+
+# ---------------------------------------------------------------------------------------------- the user's side
+
+
+def request_cancel(*, session: Session, job_id: int) -> str:
+    """Cancel a job: a queued one at once, a running one within seconds (its worker sees the flag).
+
+    Returns the job's status afterwards ("cancelled", or "running" until the worker stops it); a
+    finished job is left as it is.
+    """
+    now = _now(session)
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="cancelled", finished_at=now, message="cancelled before it started", cancel_requested=True)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is not None:
+        _event(session, job_id, "cancelled", detail="cancelled before it started")
+        return "cancelled"
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(cancel_requested=True)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is not None:
+        _event(session, job_id, "cancel_requested")
+        return "running"
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    if status is None:
+        raise JobError(f"no job {job_id}")
+    return status
+
+
+def cancel_requested(*, session: Session, job_id: int) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def retry(*, session: Session, job_id: int) -> Job:
+    """Queue a failed or cancelled job again; a train job resumes from its last checkpoint."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise JobError(f"no job {job_id}")
+    if job.status not in ("failed", "cancelled"):
+        raise JobError(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried")
+    job.status = "queued"
+    job.cancel_requested = False
+    job.error = job.traceback = job.finished_at = None
+    job.progress, job.phase, job.eta_s, job.message = 0.0, None, None, "requeued by a user"
+    job.max_attempts = job.attempts + DEFAULT_MAX_ATTEMPTS
+    session.flush()
+    _event(session, job_id, "retried")
+    return job
+
+
+def delete_job(*, session: Session, job_id: int) -> None:
+    """Delete a job that is not running, with everything it produced (and score jobs made with it)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return
+    if job.status == "running":
+        raise JobError(f"job {job_id} is running; cancel it first")
+    if session.scalar(select(func.count()).where(Job.parent_id == job_id, Job.status == "running")):
+        raise JobError(f"a score job made with run {job_id} is running; cancel it first")
+    session.delete(job)
+    session.flush()
+
+
+def is_finished(status: str) -> bool:
+    return status in FINISHED

@@ -1,0 +1,60 @@
+"""Reviews are an append-only history: the latest is the verdict, nothing is ever overwritten."""
+
+import pytest
+from sqlalchemy import delete, update
+from sqlalchemy.exc import DBAPIError
+
+from db import datasets, reviews
+from db.models import Review
+
+
+@pytest.fixture
+def sample_ids(sessions):
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits")
+        ids = datasets.upsert_samples(session=session, dataset_id=dataset.id, samples=[{"key": "a"}, {"key": "b"}])
+        other = datasets.create_dataset(session=session, location="batch")
+        other_ids = datasets.upsert_samples(session=session, dataset_id=other.id, samples=[{"key": "c"}])
+    return ids["a"], ids["b"], other_ids["c"]
+
+
+def test_the_latest_review_is_the_verdict_and_the_history_keeps_all(sessions, sample_ids):
+    a, b, c = sample_ids
+    with sessions.begin() as session:
+        reviews.add_review(session=session, sample_id=a, verdict="remove", reviewer="ana", note=" blurry ")
+        reviews.add_review(session=session, sample_id=a, verdict="keep", reviewer="ben")
+        reviews.add_review(session=session, sample_id=c, verdict="anomalous", reviewer="ana")
+    with sessions() as session:
+        latest = reviews.latest_reviews(session=session, dataset_id=1)
+        everything = reviews.latest_reviews(session=session)
+        chosen = reviews.latest_reviews(session=session, sample_ids=[a, b])
+        history = reviews.review_history(session=session, sample_id=a)
+    assert {s: r.verdict for s, r in latest.items()} == {a: "keep"}
+    assert {s: r.verdict for s, r in everything.items()} == {a: "keep", c: "anomalous"}
+    assert list(chosen) == [a]
+    assert [(r.verdict, r.reviewer, r.note) for r in history] == [("remove", "ana", "blurry"), ("keep", "ben", None)]
+    assert history[0].created_at <= history[1].created_at and history[0].created_at.tzinfo is not None
+
+
+def test_the_database_refuses_to_change_a_review(sessions, sample_ids):
+    a, _, _ = sample_ids
+    with sessions.begin() as session:
+        reviews.add_review(session=session, sample_id=a, verdict="remove", reviewer="ana")
+    with pytest.raises(DBAPIError, match="append-only"):
+        with sessions.begin() as session:
+            session.execute(update(Review).values(verdict="keep"))
+    with sessions() as session:
+        assert reviews.review_history(session=session, sample_id=a)[0].verdict == "remove"
+    with sessions.begin() as session:  # deleting a whole sample (its dataset) still cascades
+        session.execute(delete(Review))
+
+
+def test_a_review_needs_a_verdict_a_reviewer_and_a_sample(sessions, sample_ids):
+    a, _, _ = sample_ids
+    with sessions.begin() as session:
+        with pytest.raises(ValueError, match="verdict"):
+            reviews.add_review(session=session, sample_id=a, verdict=" ", reviewer="ana")
+        with pytest.raises(ValueError, match="reviewer"):
+            reviews.add_review(session=session, sample_id=a, verdict="keep", reviewer="")
+        with pytest.raises(ValueError, match="no sample"):
+            reviews.add_review(session=session, sample_id=999, verdict="keep", reviewer="ana")

@@ -1,0 +1,291 @@
+"""The worker end to end: a real `python -m engine worker` process trains digits from a queued job,
+and the database then holds everything the dashboard reads. Also: screening a new batch with the
+finished model, registering a folder, clear failures, and restarts."""
+
+import io
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from db import artifacts, datasets, jobs, results, reviews
+from db.models import Dataset, Job, Review, Sample, Score
+from db.session import open_database
+from engine.metrics import anomaly_targets, auroc
+from engine.worker import failure_reason, run_worker, start_local_worker
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, worker_pool, tiny_config, wait_for):
+    """Submit register + train jobs on digits; one worker process runs both (UMAP and PCA)."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    url = f"sqlite:///{tmp / 'con2.db'}"
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits", name="digits demo")
+        register = jobs.submit_register(session=session, dataset_id=dataset.id)
+        train = jobs.submit_train(
+            session=session, dataset_id=dataset.id, config=tiny_config(epochs=EPOCHS).to_dict(), name="con2"
+        )
+    pool = worker_pool(tmp)
+    worker = pool.start(url, name="e2e")
+    started = time.monotonic()
+
+    def finished():
+        with sessions() as session:
+            return jobs.get_job(session=session, job_id=train.id).status in ("succeeded", "failed")
+
+    wait_for(finished, 600, "the train job to finish")
+    wall = time.monotonic() - started
+    yield {"url": url, "sessions": sessions, "dataset": dataset.id, "register": register.id, "train": train.id,
+           "pool": pool, "worker": worker, "tmp": tmp, "wall_s": wall}  # fmt: skip
+    pool.stop_all()
+
+
+@pytest.mark.slow
+def test_a_queued_train_job_leaves_metrics_scores_embeddings_and_projections(trained):
+    sessions, job_id = trained["sessions"], trained["train"]
+    with sessions() as session:
+        job = jobs.get_job(session=session, job_id=job_id)
+        assert job.status == "succeeded", f"{job.error}\n{job.traceback}\n{trained['pool'].log(trained['worker'])}"
+        assert (job.progress, job.device, job.worker_id, job.attempts, job.checkpoint) == (1.0, "cpu", "e2e", 1, None)
+        assert job.started_at <= job.heartbeat_at <= job.finished_at
+        epochs = results.read_metrics(session=session, job_id=job_id, kind="epoch")
+        steps = results.read_metrics(session=session, job_id=job_id, kind="step")
+        scored = results.read_scores(session=session, job_id=job_id)
+        reference = results.read_scores(session=session, job_id=job_id, role="reference")
+        embeddings = results.read_embeddings(session=session, job_id=job_id)
+        umap = results.read_projection(session=session, job_id=job_id, method="umap")
+        pca = results.read_projection(session=session, job_id=job_id, method="pca")
+        samples = datasets.read_samples(session=session, dataset_id=trained["dataset"])
+        assert artifacts.load_artifact(session=session, job_id=job_id, name="bundle")
+        assert artifacts.artifact_info(session=session, job_id=job_id, name="checkpoint") is None
+        case = int(scored["sample_id"][0])
+        near = results.read_neighbours(session=session, job_id=job_id, sample_id=case)
+        events = [e.event for e in jobs.job_events(session=session, job_id=job_id)]
+
+    # metrics: every epoch once, steps throttled but at least one per epoch, every loss and α, lr, images/s
+    assert epochs["epoch"].tolist() == list(range(1, EPOCHS + 1))
+    assert len(steps["step"]) >= EPOCHS and len(set(steps["step"].tolist())) == len(steps["step"])
+    for name in ("loss", "loss_context", "loss_content", "alpha", "lr", "images_per_s"):
+        assert np.isfinite(epochs[name]).all(), name
+    assert epochs["alpha"][0] < epochs["alpha"][-1]  # α grows from 0
+
+    # a score for every sample of the test split; the 122 training normals' leave-one-out scores
+    split = dict(zip(samples["id"].tolist(), samples["split"], strict=True))
+    label = dict(zip(samples["id"].tolist(), samples["label"], strict=True))
+    assert len(samples["id"]) == 1797  # the register job inventoried every image
+    test_ids = sorted(i for i, s in split.items() if s == "test")
+    assert sorted(scored["sample_id"].tolist()) == test_ids
+    assert sorted(reference["sample_id"].tolist()) == sorted(
+        i for i in split if split[i] == "train" and label[i] == "0"
+    )
+    assert len(near) == 5 and all(split[i] == "train" and label[i] == "0" for i, _ in near)
+
+    # both contexts' embeddings for every scored sample, and both projections
+    assert embeddings.features.shape == embeddings.context_features.shape == (len(test_ids), 128)
+    assert not np.array_equal(embeddings.features, embeddings.context_features)
+    for projection in (umap, pca):
+        assert projection["sample_id"].tolist() == test_ids
+        assert all(np.isfinite(projection[c]).all() for c in ("x", "y", "cx", "cy"))
+    assert events == ["submitted", "claimed", "succeeded"]
+
+
+@pytest.mark.slow
+def test_the_auroc_computed_from_the_database_equals_the_engines(trained):
+    sessions = trained["sessions"]
+    with sessions() as session:
+        job = jobs.get_job(session=session, job_id=trained["train"])
+        table = results.read_run_table(session=session, job_id=job.id)
+    targets = anomaly_targets(table["label"], "0")
+    from_db = auroc(targets, table["s_nnd"])
+    assert from_db >= 0.95
+    assert abs(from_db - job.summary["auroc_nnd"]) < 1e-9
+    assert abs(auroc(targets, table["s_lh"]) - job.summary["auroc_lh"]) < 1e-9
+    assert job.summary["n_train"] == 122 and len(job.summary["history"]) == EPOCHS
+
+
+@pytest.mark.slow
+def test_a_new_batch_is_scored_with_the_finished_model_without_retraining(trained, tmp_path, wait_for):
+    sessions = trained["sessions"]
+    digits = load_digits()
+    batch = tmp_path / "batch.npz"  # this month's screening batch: a different source, labels known
+    pick = np.random.default_rng(3).permutation(len(digits.images))[:300]
+    np.savez(batch, test_images=(digits.images[pick] * 255 / 16).astype(np.uint8), test_labels=digits.target[pick])
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location=str(batch))
+        job = jobs.submit_score(
+            session=session,
+            parent_id=trained["train"],
+            dataset_id=dataset.id,
+            score={"tta": 2, "reference_size": 50},  # a seeded subset of the 122 training images as the reference
+            normal_label="0",
+            projections=["pca"],
+        )
+
+    def done():
+        with sessions() as session:
+            return jobs.get_job(session=session, job_id=job.id).status in ("succeeded", "failed")
+
+    wait_for(done, 300, "the score job")
+    with sessions() as session:
+        finished = jobs.get_job(session=session, job_id=job.id)
+        assert finished.status == "succeeded", finished.traceback
+        table = results.read_run_table(session=session, job_id=job.id, method="pca")
+        reference = results.read_scores(session=session, job_id=job.id, role="reference")
+        epochs = results.read_metrics(session=session, job_id=job.id, kind="epoch")
+        bank = {
+            s.id: s.dataset_id for s in session.query(Sample).filter(Sample.id.in_(reference["sample_id"].tolist()))
+        }
+    assert len(table["sample_id"]) == 300 and len(epochs["epoch"]) == 0  # no training
+    assert len(bank) == 50 and set(bank.values()) == {trained["dataset"]}  # from the run's training set
+    assert np.isfinite(table["pct_nnd"]).all() and np.isfinite(table["x"]).all()
+    assert auroc(anomaly_targets(table["label"], "0"), table["s_nnd"]) >= 0.9
+    assert abs(auroc(anomaly_targets(table["label"], "0"), table["s_nnd"]) - finished.summary["auroc_nnd"]) < 1e-9
+
+
+@pytest.mark.slow
+def test_runs_and_reviews_survive_a_restart_of_everything(trained):
+    sessions, pool = trained["sessions"], trained["pool"]
+    with sessions.begin() as session:
+        top = int(results.read_scores(session=session, job_id=trained["train"])["sample_id"][0])
+        reviews.add_review(session=session, sample_id=top, verdict="anomalous", reviewer="ana", job_id=trained["train"])
+        reviews.add_review(session=session, sample_id=top, verdict="normal", reviewer="ben", note="just a thick 0")
+    with sessions() as session:
+        before = {
+            "jobs": [(j.id, j.status, j.summary) for j in session.query(Job).order_by(Job.id)],
+            "scores": session.query(Score).count(),
+            "reviews": [(r.id, r.verdict, r.reviewer, r.created_at) for r in session.query(Review).order_by(Review.id)],
+        }
+    pool.stop_all()  # the worker exits on SIGTERM; the app's engine goes too
+    assert trained["worker"].returncode == 0, pool.log(trained["worker"])
+    sessions.kw["bind"].dispose()
+
+    reopened = open_database(trained["url"])  # a new app process: upgrade is a no-op
+    again = pool.start(trained["url"], "--once", name="after-restart")
+    assert again.wait(timeout=120) == 0  # nothing is left to run: finished jobs are not run again
+    with reopened() as session:
+        after = {
+            "jobs": [(j.id, j.status, j.summary) for j in session.query(Job).order_by(Job.id)],
+            "scores": session.query(Score).count(),
+            "reviews": [(r.id, r.verdict, r.reviewer, r.created_at) for r in session.query(Review).order_by(Review.id)],
+        }
+        history = reviews.review_history(session=session, sample_id=top)
+    assert after == before
+    assert [(r.verdict, r.reviewer) for r in history] == [("anomalous", "ana"), ("normal", "ben")]
+
+
+def _folder(root: Path) -> Path:
+    """A small labelled folder: 6 readable PNGs, one exact duplicate, one truncated file."""
+    rng = np.random.default_rng(0)
+    for label in ("no", "yes"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 24), dtype=np.uint8)).save(root / label / f"{i}.png")
+    shutil.copy(root / "no" / "0.png", root / "yes" / "copy.png")
+    (root / "yes" / "broken.png").write_bytes((root / "no" / "1.png").read_bytes()[:40])
+    return root
+
+
+def test_registering_a_folder_stores_flags_and_thumbnails(sessions, tmp_path):
+    folder = _folder(tmp_path / "scans")
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location=str(folder))
+        job = jobs.submit_register(session=session, dataset_id=dataset.id, thumbnail_size=32)
+    url = sessions.kw["bind"].url
+    assert run_worker(url, once=True) == 1
+    with sessions() as session:
+        finished = jobs.get_job(session=session, job_id=job.id)
+        assert finished.status == "succeeded", finished.traceback
+        table = datasets.read_samples(session=session, dataset_id=dataset.id)
+        summary = datasets.dataset_summary(session=session, dataset_id=dataset.id)
+        thumbs = datasets.read_thumbnails(session=session, sample_ids=table["id"].tolist())
+        described = session.get(Dataset, dataset.id)
+    assert (described.kind, described.label_origin) == ("folder", "folder names")
+    assert summary["samples"] == 8 and summary["by_label"] == {"no": 3, "yes": 5} and summary["duplicates"] == 1
+    assert [u["key"] for u in summary["unreadable"]] == ["yes/broken.png"]
+    key = dict(zip(table["id"].tolist(), table["key"], strict=True))
+    duplicate = table["duplicate_of"][table["key"].index("yes/copy.png")]
+    assert key[int(duplicate)] == "no/0.png"
+    assert table["width"][table["key"].index("no/0.png")] == 24
+    assert len(thumbs) == 7 and Image.open(io.BytesIO(next(iter(thumbs.values())))).size == (32, 32)
+    assert finished.summary["unreadable"] == 1 and finished.summary["thumbnails"] == 7
+
+
+def test_a_vanished_folder_fails_its_jobs_clearly_and_touches_nothing_else(sessions, tmp_path, tiny_config):
+    folder = _folder(tmp_path / "scans")
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location=str(folder))
+        jobs.submit_register(session=session, dataset_id=dataset.id)
+    url = sessions.kw["bind"].url
+    run_worker(url, once=True)
+    with sessions() as session:
+        samples_before = datasets.read_samples(session=session, dataset_id=dataset.id)
+        thumbs_before = datasets.read_thumbnails(session=session, sample_ids=samples_before["id"].tolist())
+
+    shutil.rmtree(folder)
+    config = tiny_config(epochs=1).to_dict()
+    with sessions.begin() as session:
+        register = jobs.submit_register(session=session, dataset_id=dataset.id)
+        train = jobs.submit_train(session=session, dataset_id=dataset.id, config=config)
+        digits = datasets.create_dataset(session=session, location="digits")
+        after = jobs.submit_register(session=session, dataset_id=digits.id)
+    assert run_worker(url, once=True) == 3  # failures end jobs, never the worker
+    with sessions() as session:
+        for job_id in (register.id, train.id):
+            job = jobs.get_job(session=session, job_id=job_id)
+            assert (job.status, job.error) == ("failed", f"no such file or folder: {folder}")
+            assert "Traceback" in job.traceback
+        assert jobs.get_job(session=session, job_id=after.id).status == "succeeded"
+        samples_after = datasets.read_samples(session=session, dataset_id=dataset.id)
+        assert datasets.read_thumbnails(session=session, sample_ids=samples_after["id"].tolist()) == thumbs_before
+    assert {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in samples_after.items()} == {
+        k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in samples_before.items()
+    }
+
+
+def test_failure_reasons_are_one_line():
+    from engine.data import DataError
+    from engine.train import NonFiniteLoss
+
+    assert failure_reason(DataError("no images labelled 'x'; labels present: 0, 1")).startswith("no images labelled")
+    assert failure_reason(NonFiniteLoss("loss became nan")) == "training diverged: loss became nan"
+    assert failure_reason(RuntimeError("CUDA out of\nmemory")) == "RuntimeError: CUDA out of memory"
+
+
+def test_only_one_local_worker_runs_per_database(tmp_path, monkeypatch, wait_for):
+    monkeypatch.setenv("CON2_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    url = f"sqlite:///{tmp_path / 'con2.db'}"
+    first = start_local_worker(url)
+    try:
+        wait_for(lambda: "serving" in (tmp_path / "worker.log").read_text(), 120, "the local worker to start")
+        assert start_local_worker(url) is None
+        assert (tmp_path / "worker.log").exists()
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+    assert first.returncode == 0
+    second = start_local_worker(url)  # the lock died with the first worker
+    assert second is not None
+    second.terminate()
+    second.wait(timeout=30)
+
+
+def test_the_worker_command_runs_until_the_queue_is_empty(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "worker", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stops after 0 job(s)" in done.stderr
