@@ -1,0 +1,377 @@
+"""Every chart the dashboard draws: pure functions, a DataFrame in and a Plotly figure out.
+
+No Streamlit and no database here, so each chart is testable without a browser. Large scatters use
+WebGL (`Scattergl`) and pass numpy arrays, which Plotly ships to the browser as compact typed arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLOR_BY = ("context", "s_nnd", "s_lh", "label", "split", "verdict")
+SCORES = {"s_nnd": "S_NND", "s_lh": "S_LH"}
+CONTEXT_COLORS = {"original": "#1f77b4", "context": "#ff7f0e"}
+MAX_CATEGORIES = 12  # categorical colourings keep the most frequent ones and group the rest as "other"
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78",
+)  # fmt: skip
+OTHER_COLOR = "#c7c7c7"
+MISSING = "(none)"
+
+
+def _empty(message: str) -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10))
+    return figure
+
+
+def alignment_segments(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of one line trace joining each sample's (x, y) to its (cx, cy), segments split by NaN.
+
+    points: columns x, y, cx, cy (M rows) → two arrays of length 3M: x0, x1, NaN, x0, x1, NaN, …
+    NaN (null in the browser) breaks the line, so M alignment lines cost one trace.
+    """
+    m = len(points)
+    xs = np.full(3 * m, np.nan, dtype=np.float32)
+    ys = np.full(3 * m, np.nan, dtype=np.float32)
+    xs[0::3], xs[1::3] = points["x"].to_numpy(np.float32), points["cx"].to_numpy(np.float32)
+    ys[0::3], ys[1::3] = points["y"].to_numpy(np.float32), points["cy"].to_numpy(np.float32)
+    return xs, ys
+
+
+def _categories(values: pd.Series) -> pd.Series:
+    """Values as strings with missing ones named, the rarest grouped as "other" beyond MAX_CATEGORIES."""
+    text = values.astype("string").fillna(MISSING)
+    counts = text.value_counts()
+    if len(counts) > MAX_CATEGORIES:
+        keep = set(counts.index[: MAX_CATEGORIES - 1])
+        text = text.where(text.isin(keep), "other")
+    return text
+
+
+def _marker_hover(points: pd.DataFrame, where: str) -> str:
+    """Hover text: the sample id and whichever of label, split, S_NND and verdict the frame has."""
+    shown = (("label", "label"), ("split", "split"), ("s_nnd", "S_NND"), ("verdict", "verdict"))
+    extra = "".join(
+        f"<br>{title}: %{{customdata[{i}]}}" for i, (column, title) in enumerate(shown, 1) if column in points
+    )
+    return f"%{{customdata[0]}} ({where}){extra}<extra></extra>"
+
+
+def _customdata(points: pd.DataFrame) -> np.ndarray:
+    """Per point: sample id, label, split, S_NND, verdict (what the hover shows and a selection returns)."""
+    columns = []
+    for name in ("sample_id", "label", "split", "s_nnd", "verdict"):
+        if name in points:
+            column = points[name]
+            if name == "s_nnd":
+                column = column.map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
+            columns.append(column.astype("string").fillna("").to_numpy(dtype=object))
+        else:
+            columns.append(np.full(len(points), "", dtype=object))
+    return np.stack(columns, axis=1) if len(points) else np.empty((0, 5), dtype=object)
+
+
+def projection_scatter(
+    points: pd.DataFrame,
+    color_by: str = "context",
+    *,
+    alignment_lines: bool = False,
+    title: str | None = None,
+    marker_size: float | None = None,
+) -> go.Figure:
+    """The 2-D projection of both contexts (the paper's Figure 1), drawn with WebGL.
+
+    points: one row per sample with `sample_id`, `x`, `y` (the original image), `cx`, `cy` (its context
+    image), and optionally `s_nnd`, `s_lh`, `label`, `split`, `verdict`. Circles are originals,
+    diamonds context images. `color_by` is one of COLOR_BY. With `alignment_lines`, one extra trace
+    joins each sample's two points. Every marker's `customdata[0]` is its sample id, so a box or lasso
+    selection tells the page which samples were picked.
+    """
+    if color_by not in COLOR_BY:
+        raise ValueError(f"unknown colouring {color_by!r}; choose one of {', '.join(COLOR_BY)}")
+    if points.empty:
+        return _empty("No projection for this run yet.")
+    size = marker_size or (3 if len(points) > 5000 else 5 if len(points) > 1000 else 7)
+    figure = go.Figure()
+    custom = _customdata(points)
+    if alignment_lines:
+        xs, ys = alignment_segments(points)
+        # SVG, not WebGL: one <path> of M/L pairs draws 20k segments in about a second, while WebGL's line
+        # renderer splits at every gap and takes several times longer.
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line=dict(color="rgba(90,90,90,0.25)", width=1),
+                name="alignment",
+                hoverinfo="skip",
+                connectgaps=False,
+            )
+        )
+
+    def add(frame_mask: np.ndarray | None, name: str, color: object, *, group: str, showscale: bool = False) -> None:
+        sub = points if frame_mask is None else points[frame_mask]
+        data = custom if frame_mask is None else custom[frame_mask]
+        for where, xcol, ycol, symbol in (("original", "x", "y", "circle"), ("context", "cx", "cy", "diamond")):
+            if color_by == "context":
+                marker_color: object = CONTEXT_COLORS[where]
+            elif isinstance(color, str):
+                marker_color = color
+            else:
+                marker_color = np.asarray(color)[frame_mask] if frame_mask is not None else color
+            marker = dict(size=size, color=marker_color, symbol=symbol, opacity=0.75 if where == "original" else 0.5)
+            if showscale:
+                marker.update(colorscale="Viridis", showscale=where == "original", colorbar=dict(title=name))
+            figure.add_trace(
+                go.Scattergl(
+                    x=sub[xcol].to_numpy(np.float32),
+                    y=sub[ycol].to_numpy(np.float32),
+                    mode="markers",
+                    marker=marker,
+                    name=f"{where} image" if color_by == "context" else f"{name} ({where})",
+                    legendgroup=group,
+                    customdata=data,
+                    hovertemplate=_marker_hover(points, where),
+                )
+            )
+
+    if color_by == "context":
+        add(None, "context", None, group="context")
+    elif color_by in SCORES:
+        values = points[color_by].to_numpy(np.float64)
+        add(None, SCORES[color_by], values, group=color_by, showscale=True)
+    else:
+        column = points[color_by] if color_by in points else pd.Series([None] * len(points), index=points.index)
+        categories = _categories(column)
+        order = [c for c in categories.value_counts().index if c not in (MISSING, "other")]
+        order += [c for c in ("other", MISSING) if (categories == c).any()]
+        for i, category in enumerate(order):
+            color = OTHER_COLOR if category in ("other", MISSING) else PALETTE[i % len(PALETTE)]
+            add((categories == category).to_numpy(), str(category), color, group=str(category))
+    figure.update_layout(
+        title=title,
+        height=620,
+        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        legend=dict(itemsizing="constant", orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        dragmode="lasso",
+        hovermode="closest",
+        uirevision="projection",  # keep zoom and selection across reruns
+    )
+    figure.update_xaxes(showticklabels=False, title=None)
+    figure.update_yaxes(showticklabels=False, title=None, scaleanchor="x", scaleratio=1)
+    return figure
+
+
+def training_curves(metrics: pd.DataFrame) -> go.Figure:
+    """Context, content and total loss (left axis) and α (right axis) over optimisation steps.
+
+    metrics: columns step, loss, loss_context, loss_content, alpha (one row per recorded step).
+    """
+    if metrics.empty:
+        return _empty("No training steps recorded yet.")
+    metrics = metrics.sort_values("step")
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    for column, name, color in (
+        ("loss", "total loss", "#111111"),
+        ("loss_context", "context loss (L_context)", CONTEXT_COLORS["context"]),
+        ("loss_content", "content loss (L_content)", CONTEXT_COLORS["original"]),
+    ):
+        if column in metrics and metrics[column].notna().any():
+            figure.add_trace(
+                go.Scatter(x=metrics["step"], y=metrics[column], name=name, mode="lines", line=dict(color=color)),
+                secondary_y=False,
+            )
+    if "alpha" in metrics:
+        figure.add_trace(
+            go.Scatter(
+                x=metrics["step"],
+                y=metrics["alpha"],
+                name="α (weight of L_content)",
+                mode="lines",
+                line=dict(color="#2ca02c", dash="dot"),
+            ),
+            secondary_y=True,
+        )
+    figure.update_xaxes(title_text="step")
+    figure.update_yaxes(title_text="loss", secondary_y=False)
+    figure.update_yaxes(
+        title_text="α",
+        range=[0, 1.05],
+        tickmode="array",
+        tickvals=[0, 0.25, 0.5, 0.75, 1],
+        showgrid=False,
+        secondary_y=True,
+    )
+    figure.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15))
+    return figure
+
+
+def roc_points(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """False- and true-positive rates at every threshold (anomalous = 1 is positive; higher score =
+    more anomalous) and the area under the curve (ties count half, as in scikit-learn)."""
+    targets = np.asarray(targets, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, sorted_targets = scores[order], targets[order]
+    distinct = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]  # last index of each tie group
+    tps = np.cumsum(sorted_targets)[distinct]
+    fps = (distinct + 1) - tps
+    positives, negatives = tps[-1], fps[-1]
+    tpr = np.r_[0.0, tps / max(positives, 1)]
+    fpr = np.r_[0.0, fps / max(negatives, 1)]
+    area = float(np.trapezoid(tpr, fpr)) if positives and negatives else float("nan")
+    return fpr, tpr, area
+
+
+def roc_curves(scores: pd.DataFrame) -> go.Figure:
+    """ROC curves of S_NND and S_LH with their AUROC in the legend.
+
+    scores: columns `anomalous` (1 = anomalous, 0 = normal) and `s_nnd`, `s_lh`.
+    """
+    if scores.empty or scores["anomalous"].nunique() < 2:
+        return _empty("ROC needs both normal and anomalous labelled samples.")
+    figure = go.Figure()
+    for column, name in SCORES.items():
+        if column not in scores:
+            continue
+        fpr, tpr, area = roc_points(scores["anomalous"].to_numpy(), scores[column].to_numpy())
+        figure.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUROC {area:.3f})"))
+    figure.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color="#999999", dash="dash"))
+    )
+    figure.update_xaxes(title_text="false positive rate (normals flagged)", range=[0, 1])
+    figure.update_yaxes(title_text="true positive rate (anomalies found)", range=[0, 1.02])
+    figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), legend=dict(x=0.45, y=0.05))
+    return figure
+
+
+def roc_comparison(scores: pd.DataFrame, score: str = "s_nnd") -> go.Figure:
+    """One ROC curve per run for one score, AUROC in the legend (Con2 vs its ablations vs SimCLR).
+
+    scores: columns `run` (display name), `anomalous` (1/0) and the score column.
+    """
+    if scores.empty:
+        return _empty("No runs to compare.")
+    figure = go.Figure()
+    for i, (run, group) in enumerate(scores.groupby("run", sort=False)):
+        if group["anomalous"].nunique() < 2:
+            continue
+        fpr, tpr, area = roc_points(group["anomalous"].to_numpy(), group[score].to_numpy())
+        figure.add_trace(
+            go.Scatter(
+                x=fpr, y=tpr, mode="lines", name=f"{run} (AUROC {area:.3f})", line=dict(color=PALETTE[i % len(PALETTE)])
+            )
+        )
+    figure.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color="#999999", dash="dash"))
+    )
+    figure.update_xaxes(title_text="false positive rate", range=[0, 1])
+    figure.update_yaxes(title_text=f"true positive rate ({SCORES.get(score, score)})", range=[0, 1.02])
+    figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10))
+    return figure
+
+
+def score_histograms(scores: pd.DataFrame, score: str = "s_nnd", by: str = "label") -> go.Figure:
+    """Overlaid histograms of one score, one per value of `by` (label, or normal/anomalous)."""
+    if scores.empty or score not in scores:
+        return _empty("No scores.")
+    figure = go.Figure()
+    groups = _categories(scores[by]) if by in scores else pd.Series(["all"] * len(scores), index=scores.index)
+    edges = np.histogram_bin_edges(scores[score].to_numpy(float), bins=40)
+    for i, group in enumerate(sorted(groups.unique(), key=str)):
+        values = scores.loc[groups == group, score].to_numpy(float)
+        figure.add_trace(
+            go.Histogram(
+                x=values,
+                name=f"{group} ({len(values)})",
+                xbins=dict(start=edges[0], end=edges[-1], size=edges[1] - edges[0]),
+                opacity=0.6,
+                marker_color=PALETTE[i % len(PALETTE)],
+            )
+        )
+    figure.update_layout(
+        barmode="overlay",
+        height=360,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title=f"{SCORES.get(score, score)} (higher = more anomalous)",
+        yaxis_title="samples",
+    )
+    return figure
+
+
+def threshold_histogram(scored: np.ndarray, reference: np.ndarray, threshold: float | None, flagged: int) -> go.Figure:
+    """Scored samples and the reference (training normals, leave-one-out) on one axis, with the threshold.
+
+    Both histograms are normalised to percent so a small reference set stays visible next to a large batch.
+    """
+    scored = np.asarray(scored, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    if scored.size == 0:
+        return _empty("No scores.")
+    both = np.concatenate([scored, reference]) if reference.size else scored
+    edges = np.histogram_bin_edges(both, bins=50)
+    bins = dict(start=edges[0], end=edges[-1], size=max(edges[1] - edges[0], 1e-12))
+    figure = go.Figure()
+    figure.add_trace(
+        go.Histogram(
+            x=scored,
+            name=f"scored ({scored.size})",
+            histnorm="percent",
+            xbins=bins,
+            opacity=0.6,
+            marker_color=CONTEXT_COLORS["context"],
+        )
+    )
+    if reference.size:
+        figure.add_trace(
+            go.Histogram(
+                x=reference,
+                name=f"training normals, leave-one-out ({reference.size})",
+                histnorm="percent",
+                xbins=bins,
+                opacity=0.6,
+                marker_color=CONTEXT_COLORS["original"],
+            )
+        )
+    if threshold is not None and np.isfinite(threshold):
+        figure.add_vline(
+            x=threshold,
+            line=dict(color="#d62728", width=2, dash="dash"),
+            annotation_text=f"threshold: {flagged} flagged",
+            annotation_position="top right",
+        )
+    figure.update_layout(
+        barmode="overlay",
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="score (higher = more anomalous)",
+        yaxis_title="% of group",
+        legend=dict(orientation="h", y=1.18),
+    )
+    return figure
+
+
+def run_comparison(runs: pd.DataFrame) -> go.Figure:
+    """Grouped bars of AUROC (S_NND, S_LH) and silhouette for a few runs side by side.
+
+    runs: one row per run with `run` (its display name) and any of auroc_nnd, auroc_lh, silhouette.
+    """
+    columns = [c for c in ("auroc_nnd", "auroc_lh", "silhouette") if c in runs and runs[c].notna().any()]
+    if runs.empty or not columns:
+        return _empty("These runs have no AUROC or silhouette to compare.")
+    names = {"auroc_nnd": "AUROC S_NND", "auroc_lh": "AUROC S_LH", "silhouette": "silhouette"}
+    figure = go.Figure()
+    for column in columns:
+        figure.add_trace(go.Bar(x=runs["run"].astype(str), y=runs[column], name=names[column]))
+    low = min(0.0, float(runs[columns].min().min()))
+    figure.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[low, 1]))
+    return figure

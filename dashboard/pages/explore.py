@@ -1,0 +1,62 @@
+"""Explore: a run's 2-D projection of both contexts (the paper's Figure 1), coloured as you choose, with
+alignment lines; a box or lasso around points shows their thumbnails; pick one to see why it was flagged."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, widgets
+
+st.title("Explore")
+st.caption(
+    "Circles are images, diamonds their context images, projected together. For normal samples the lines "
+    "joining the two run parallel; anomalies break the pattern. Drag a box or a lasso to select."
+)
+
+runs = data.runs(status="succeeded")
+if runs.empty:
+    st.info("No finished run yet: train one on the Train page.")
+    st.stop()
+
+controls = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+with controls[0]:
+    job_id = widgets.run_picker(runs, key="explore_run")
+assert job_id is not None
+method = controls[1].radio("Projection", ["umap", "pca"], horizontal=True, key="explore_method")
+color_by = controls[2].selectbox(
+    "Colour by", list(charts.COLOR_BY), format_func=data.COLOR_NAMES.get, key="explore_color"
+)
+lines = controls[3].toggle(
+    "Lines", key="explore_lines", help="Alignment lines: join each image to its context image (the paper's Figure 1)."
+)
+
+points = data.projection_points(job_id, method)
+if points.empty:
+    st.warning(f"This run has no {method.upper()} projection; try the other one.", icon=":material/warning:")
+    st.stop()
+figure = charts.projection_scatter(points, color_by, alignment_lines=lines)
+event = st.plotly_chart(
+    figure,
+    key=f"explore_chart_{job_id}_{method}",
+    on_select="rerun",
+    selection_mode=("box", "lasso", "points"),
+    width="stretch",
+    config={"displaylogo": False},
+)
+st.caption(f"{len(points):,} samples · {data.run_caption(job_id)}")
+
+selected = data.most_anomalous_first(job_id, data.selected_sample_ids(event))
+if not selected:
+    st.caption("Draw a box or a lasso around points (chart toolbar, top right) to see their thumbnails here.")
+    st.stop()
+
+shown = selected[: data.SELECTION_LIMIT]
+more = f" · showing the {len(shown)} most anomalous" if len(selected) > len(shown) else ""
+st.subheader(f"{len(selected):,} selected{more}")
+grid = data.run_thumbnails(job_id, shown)
+widgets.thumbnail_grid(grid["pngs"], grid["captions"], width=88)
+
+if grid["ids"]:
+    names = dict(zip(grid["ids"], grid["names"], strict=True))
+    sample_id = st.selectbox("Open a sample", grid["ids"], format_func=names.get, key="explore_case")
+    widgets.case_view(data.sample_case(job_id, int(sample_id)))

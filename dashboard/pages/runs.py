@@ -1,0 +1,77 @@
+"""Runs: every training and scoring run with its status, config, time, device, AUROC and silhouette;
+two runs side by side; and scoring another dataset (a screening batch) with a finished model."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data
+
+st.title("Runs")
+st.caption("Training runs and screening batches scored with them. AUROC and silhouette appear where labels exist.")
+
+runs = data.runs()
+if runs.empty:
+    st.info("No runs yet: start one on the Train page.")
+    st.stop()
+
+st.dataframe(
+    runs[data.RUN_COLUMNS],
+    hide_index=True,
+    width="stretch",
+    column_config=data.RUN_COLUMN_CONFIG,
+    key="runs_table",
+)
+
+st.subheader("Side by side")
+ids = [int(i) for i in runs["id"]]
+titles = dict(zip(ids, runs["title"], strict=True))
+picked = st.multiselect(
+    "Pick two runs",
+    ids,
+    default=ids[:2] if len(ids) >= 2 else ids,
+    max_selections=2,
+    format_func=titles.get,
+    key="runs_compare",
+)
+if picked:
+    comparison = data.compare_runs(picked)
+    st.plotly_chart(charts.run_comparison(comparison["metrics"]), key="runs_compare_chart", width="stretch")
+    st.dataframe(comparison["config"], width="stretch", key="runs_compare_config")
+    st.caption("Settings that differ between the runs come first.")
+    columns = st.columns(len(picked))
+    for column, job_id in zip(columns, picked, strict=True):
+        with column:
+            st.markdown(f"**{titles[job_id]}**")
+            st.plotly_chart(
+                charts.training_curves(data.step_metrics(job_id)), key=f"runs_curves_{job_id}", width="stretch"
+            )
+
+st.subheader("Score another dataset with a finished model")
+st.caption("No retraining: the run's encoder and its training images score the new batch.")
+finished = runs[(runs["kind"] == "train") & (runs["status"] == "succeeded")]
+datasets = data.datasets(registered_only=True)
+if finished.empty or datasets.empty:
+    st.caption("Needs a succeeded training run and a registered dataset.")
+else:
+    with st.form("runs_score"):
+        model_ids = [int(i) for i in finished["id"]]
+        model = st.selectbox("Model (training run)", model_ids, format_func=titles.get, key="runs_score_model")
+        dataset_titles = dict(zip((int(i) for i in datasets["id"]), datasets["title"], strict=True))
+        dataset_id = st.selectbox(
+            "Dataset to score", list(dataset_titles), format_func=dataset_titles.get, key="runs_score_dataset"
+        )
+        split = st.text_input(
+            "Only this split (optional)", help="Empty = score every image of the dataset.", key="runs_score_split"
+        )
+        normal = st.text_input(
+            "Label of normal images (optional)",
+            help="When the batch is labelled, to report AUROC; empty = unlabelled.",
+            key="runs_score_normal",
+        )
+        if st.form_submit_button("Queue scoring", type="primary"):
+            outcome = data.submit_scoring(model, dataset_id, split=split or None, normal_label=normal or None)
+            if outcome.error:
+                st.error(outcome.error, icon=":material/error:")
+            else:
+                st.success(outcome.message, icon=":material/check_circle:")

@@ -1,0 +1,111 @@
+"""Train: pick the normal images, keep or change the settings (every field explains itself), submit,
+and watch the queue and the running job live: progress, ETA, the context, content and total losses and α."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, presets, widgets
+
+st.title("Train")
+st.caption(
+    "The worker trains in the background: leave this page or close the browser, and come back later. "
+    "The settings start from a preset; hover the ? of any field for what it does."
+)
+
+datasets = data.datasets(registered_only=True)
+if datasets.empty:
+    st.info("Register a dataset on the Data page first.")
+    st.stop()
+
+ids = [int(i) for i in datasets["id"]]
+titles = dict(zip(ids, datasets["title"], strict=True))
+top = st.columns([3, 2, 2])
+dataset_id = top[0].selectbox("Dataset", ids, format_func=lambda i: titles[i], key="train_dataset")
+facts = data.dataset_facts(dataset_id)
+with top[1]:
+    normal = widgets.normal_label_choice(facts["labels"], facts["default_normal"], key=f"train_normal_{dataset_id}")
+preset = top[2].radio(
+    "Preset",
+    list(presets.PRESETS),
+    index=1 if data.has_gpu() else 0,
+    key="train_preset",
+    help="Starting values for the form; every field stays editable.",
+)
+st.caption(presets.PRESET_NOTES[preset])
+if normal is None:
+    st.caption(
+        "All samples train and are scored leave-one-out (an image is never its own nearest neighbour): "
+        "the most out-of-place ones rank first."
+    )
+
+base = data.suggested_config(dataset_id, preset, normal)
+form_key = f"train_{dataset_id}_{preset}_{normal}".replace(" ", "_")
+config = widgets.train_form(base, splits=facts["splits"], key=form_key)
+if config is not None:
+    submitted = data.submit_training(dataset_id, config)
+    if submitted.error:
+        st.error(submitted.error, icon=":material/error:")
+    else:
+        st.session_state["train_watch"] = submitted.job_id
+        st.success(submitted.message, icon=":material/check_circle:")
+
+st.divider()
+
+
+watching = data.jobs_active()
+
+
+@st.fragment(run_every=2 if watching else None)
+def live(watching: bool) -> None:
+    """The queue and one job's live status, refreshed every 2 s while anything is queued or running;
+    a full rerun when the last job ends, which also stops the timer."""
+    queue = data.queue()
+    st.subheader("Queue")
+    if queue.empty:
+        st.caption("Nothing queued or running.")
+    else:
+        for job in queue.itertuples():
+            row = st.columns([5, 2, 1])
+            row[0].write(f"**#{job.id}** {job.kind} · {job.name} · {job.status} · {job.message or ''}")
+            row[1].progress(float(job.progress))
+            if row[2].button("Cancel", key=f"train_cancel_{job.id}", disabled=bool(job.cancel_requested)):
+                st.toast(data.cancel(int(job.id)))
+    runs = data.runs(kinds=("train",))
+    if runs.empty:
+        if watching and not data.jobs_active():
+            st.rerun()
+        return
+    st.subheader("Progress")
+    run_ids = [int(i) for i in runs["id"]]
+    watch = st.session_state.get("train_watch")
+    default = watch if watch in run_ids else run_ids[0]
+    job_id = st.selectbox(
+        "Training run",
+        run_ids,
+        index=run_ids.index(default),
+        format_func=dict(zip(run_ids, runs["title"], strict=True)).get,
+        key="train_watch_pick",
+    )
+    status = data.job_status(job_id)
+    cols = st.columns(4)
+    cols[0].metric("Status", status["status"])
+    cols[1].metric("Phase", status["phase"] or "–")
+    cols[2].metric("ETA", status["eta"] or "–", help="Time left in the current phase, at the pace so far.")
+    cols[3].metric("Device", status["device"] or "–")
+    st.progress(status["progress"], text=status["message"] or "")
+    if status["error"]:
+        st.error(status["error"], icon=":material/error:")
+    st.plotly_chart(charts.training_curves(data.step_metrics(job_id)), key="train_curves", width="stretch")
+    st.caption(
+        "α weights the content-alignment loss and rises from 0 to 1: early steps only separate the two "
+        "contexts, so the content loss does not pull everything together before the clusters exist."
+    )
+    if status["finished"] and status["status"] == "succeeded":
+        st.success(status["summary_line"], icon=":material/check_circle:")
+        st.page_link("dashboard/pages/review.py", label="Review the ranked list", icon=":material/fact_check:")
+    if watching and not data.jobs_active():
+        st.rerun()
+
+
+live(watching)

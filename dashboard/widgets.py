@@ -1,0 +1,284 @@
+"""Reusable pieces of the pages: the Train form built from the engine's config, a thumbnail grid,
+verdict buttons and a run picker.
+
+The form is generated from the fields of `DataConfig`, `TrainConfig` and `ScoreConfig`: every field is a
+widget whose help text is the field's own `help`, with its `choices`, `min` and `max`. Adding a field to
+the engine's config adds it to the form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.gallery import display
+from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig, build
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "score": ScoreConfig}
+SECTION_TITLES = {"data": "Data settings", "train": "Training settings", "score": "Scoring settings"}
+# The few settings most users touch; everything else sits in the "more settings" expanders.
+ESSENTIAL = (
+    ("train", "method"),
+    ("train", "context"),
+    ("train", "encoder"),
+    ("data", "image_size"),
+    ("train", "epochs"),
+    ("train", "batch_size"),
+    ("score", "tta"),
+    ("train", "device"),
+)
+# Chosen above the form from the dataset itself (which label is normal, which splits train and score).
+CHOSEN_OUTSIDE = {("data", "source"), ("data", "normal_label"), ("data", "train_split"), ("data", "score_split")}
+LABELS = {
+    ("train", "method"): "Method",
+    ("train", "context"): "Context augmentation",
+    ("train", "encoder"): "Encoder",
+    ("data", "image_size"): "Image size (px)",
+    ("train", "epochs"): "Epochs",
+    ("train", "batch_size"): "Batch size",
+    ("score", "tta"): "Test-time augmentations (A)",
+    ("train", "device"): "Device",
+    ("train", "lr"): "Learning rate",
+    ("train", "amp"): "Mixed precision (AMP)",
+    ("score", "k"): "k (S_NND neighbours)",
+    ("score", "lh_shrinkage"): "S_LH covariance shrinkage",
+    ("score", "lh_epsilon"): "S_LH ε",
+    ("score", "batch_size"): "Scoring batch size",
+    ("score", "seed"): "Scoring seed",
+    ("data", "seed"): "Holdout seed",
+    ("train", "seed"): "Training seed",
+}
+
+ALL_SAMPLES = "(all images: every image is normal, or nearly)"
+EVERY_SPLIT = "(every split)"
+
+
+def field_label(section: str, name: str) -> str:
+    return LABELS.get((section, name), name.replace("_", " ").capitalize())
+
+
+def _widget(section: str, f: dataclasses.Field, value: Any, key: str) -> Any:
+    """One config field as a widget, with the field's help, choices and range."""
+    meta = f.metadata
+    label = field_label(section, f.name)
+    help_text = meta["help"] + f" (engine default: {f.default})"
+    if isinstance(f.default, bool):
+        return st.checkbox(label, value=bool(value), help=help_text, key=key)
+    if "choices" in meta:
+        choices = list(meta["choices"])
+        return st.selectbox(
+            label, choices, index=choices.index(value) if value in choices else 0, help=help_text, key=key
+        )
+    if isinstance(f.default, int):
+        return st.number_input(
+            label,
+            value=int(value),
+            min_value=int(meta["min"]) if "min" in meta else None,
+            max_value=int(meta["max"]) if "max" in meta else None,
+            step=1,
+            help=help_text,
+            key=key,
+        )
+    if isinstance(f.default, float):
+        return st.number_input(
+            label,
+            value=float(value),
+            min_value=float(meta["min"]) if "min" in meta else None,
+            max_value=float(meta["max"]) if "max" in meta else None,
+            step=None,
+            format="%g",
+            help=help_text,
+            key=key,
+        )
+    return st.text_input(label, value="" if value is None else str(value), help=help_text, key=key)
+
+
+def _choice(label: str, options: Sequence[str], value: str | None, empty: str, help_text: str, key: str) -> str | None:
+    shown = [empty, *options]
+    index = shown.index(value) if value in shown else 0
+    picked = st.selectbox(label, shown, index=index, help=help_text, key=key)
+    return None if picked == empty else picked
+
+
+def train_form(
+    base: RunConfig,
+    *,
+    splits: Sequence[str],
+    key: str,
+    submit_label: str = "Queue training run",
+) -> RunConfig | None:
+    """The training form, pre-filled from `base` (a preset with the chosen normal label).
+
+    Returns the submitted RunConfig (validated by the engine), or None when not submitted or invalid
+    (the problem is shown). `splits`: the dataset's split names, for the train/score split choices.
+    `key` must change when `base` does (another dataset or preset), so the widgets take the new values.
+    """
+    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    fields = {(s, f.name): f for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+
+    def current(section: str, name: str) -> Any:
+        return getattr(getattr(base, section), name)
+
+    with st.form(key=f"{key}_form"):
+        st.markdown("**Which images train and which are scored**")
+        left, right = st.columns(2)
+        with left:
+            help_train = fields[("data", "train_split")].metadata["help"]
+            values["data"]["train_split"] = _choice(
+                "Training split", splits, current("data", "train_split"), EVERY_SPLIT, help_train, f"{key}_train_split"
+            )
+        with right:
+            help_score = fields[("data", "score_split")].metadata["help"]
+            values["data"]["score_split"] = _choice(
+                "Scored split", splits, current("data", "score_split"), EVERY_SPLIT, help_score, f"{key}_score_split"
+            )
+        st.markdown("**Model and schedule**")
+        columns = st.columns(4)
+        for i, (section, name) in enumerate(ESSENTIAL):
+            with columns[i % 4]:
+                values[section][name] = _widget(
+                    section, fields[(section, name)], current(section, name), f"{key}_{name}"
+                )
+        for section, cls in SECTIONS.items():
+            rest = [f for f in dataclasses.fields(cls) if (section, f.name) not in CHOSEN_OUTSIDE | set(ESSENTIAL)]
+            with st.expander(f"More {SECTION_TITLES[section].lower()}"):
+                columns = st.columns(3)
+                for i, f in enumerate(rest):
+                    with columns[i % 3]:
+                        values[section][f.name] = _widget(
+                            section, f, current(section, f.name), f"{key}_{section}_{f.name}"
+                        )
+        submitted = st.form_submit_button(submit_label, type="primary")
+    if not submitted:
+        return None
+    values["data"]["source"] = base.data.source
+    values["data"]["normal_label"] = base.data.normal_label
+    try:
+        return RunConfig(*(build(SECTIONS[s], values[s]) for s in ("data", "train", "score")))
+    except ConfigError as error:
+        st.error(f"This configuration cannot run: {error}")
+        return None
+
+
+def normal_label_choice(labels: Sequence[str], default: str | None, *, key: str) -> str | None:
+    """Which label is normal (only those images train), or every sample for curation (None)."""
+    help_text = DataConfig.__dataclass_fields__["normal_label"].metadata["help"]
+    options = [*labels, ALL_SAMPLES]
+    index = options.index(default) if default in options else (0 if labels else len(options) - 1)
+    picked = st.selectbox(
+        "Normal class (what the model learns as normal)", options, index=index, help=help_text, key=key
+    )
+    return None if picked == ALL_SAMPLES else picked
+
+
+def thumbnail_grid(pngs: Sequence[bytes], captions: Sequence[str], *, width: int = 96) -> None:
+    """Thumbnails as one flowing grid of images with captions (one element, cheap for a page of them)."""
+    if not pngs:
+        st.caption("No thumbnails to show.")
+        return
+    st.image([display(p) for p in pngs], caption=list(captions), width=width)
+
+
+def verdict_buttons(
+    verdicts: Sequence[str],
+    current: str | None,
+    *,
+    key: str,
+    on_pick: Callable[[str], None],
+) -> None:
+    """One button per verdict; the current verdict is highlighted; a click saves at once via `on_pick`."""
+    columns = st.columns(len(verdicts))
+    for column, verdict in zip(columns, verdicts, strict=True):
+        column.button(
+            verdict,
+            key=f"{key}_{verdict}",
+            type="primary" if verdict == current else "secondary",
+            on_click=on_pick,
+            args=(verdict,),
+            width="stretch",
+        )
+
+
+VERDICT_SETS = {
+    "anomaly / normal / unsure": ("anomaly", "normal", "unsure"),
+    "remove / keep / relabel": ("remove", "keep", "relabel"),
+}
+CUSTOM = "custom…"
+
+
+def verdict_set(*, key: str, default: str | None = None) -> list[str]:
+    """The verdicts a reviewer picks from: a screening set, a curation set, or their own list.
+
+    `default`: a comma-separated list (e.g. from CON2_VERDICTS) offered as the first choice.
+    """
+    sets = dict(VERDICT_SETS)
+    if default:
+        own = tuple(v.strip() for v in default.split(",") if v.strip())
+        if own and own not in sets.values():
+            sets = {" / ".join(own): own, **sets}
+    name = st.selectbox(
+        "Verdicts",
+        [*sets, CUSTOM],
+        key=key,
+        help="Anomaly / normal / unsure for screening; remove / keep / relabel for curating a dataset.",
+    )
+    if name != CUSTOM:
+        return list(sets[name])
+    text = st.text_input("Your verdicts, comma-separated", value="flag, fine", key=f"{key}_custom")
+    return [v.strip() for v in text.split(",") if v.strip()][:6] or ["flag", "fine"]
+
+
+SHARED_RUN = "shared_run_id"  # the run last picked on any page; the next page starts from it
+
+
+def run_picker(runs: pd.DataFrame, *, key: str, label: str = "Run") -> int | None:
+    """Pick one run from `runs` (columns id, title); defaults to the run last picked on another page."""
+    if runs.empty:
+        return None
+    ids = [int(i) for i in runs["id"]]
+    titles: Mapping[int, str] = dict(zip(ids, runs["title"], strict=True))
+    shared = st.session_state.get(SHARED_RUN)
+    if key in st.session_state and st.session_state[key] not in ids:
+        del st.session_state[key]  # the run it held is gone
+    index = ids.index(shared) if shared in ids else 0
+    picked = st.selectbox(label, ids, index=index, format_func=lambda i: titles[i], key=key)
+    st.session_state[SHARED_RUN] = picked
+    return picked
+
+
+def case_view(case: dict[str, Any] | None) -> None:
+    """One scored sample: image, context image, both scores, rank, percentile, and its nearest training images."""
+    if case is None:
+        st.warning("This sample is not part of the run.")
+        return
+    st.markdown(f"**{case['key']}** · {case['location'] or ''}")
+    columns = st.columns([1, 1, 2])
+    if case["image"] is not None:
+        columns[0].image(case["image"], caption="image", width=160)
+        columns[1].image(case["context_image"], caption=f"context image ({case['context']})", width=160)
+    with columns[2]:
+        st.markdown(
+            f"S_NND **{case['s_nnd']:.4f}** (rank {case['rank_nnd']:,} of {case['scored']:,}) · "
+            f"{case['pct_nnd_text']}  \n"
+            f"S_LH **{case['s_lh']:.4f}** (rank {case['rank_lh']:,}) · {case['pct_lh_text']}  \n"
+            f"label {case['label'] or '–'} · split {case['split'] or '–'}"
+        )
+        if case["verdict"]:
+            st.markdown(
+                f"Verdict **{case['verdict']}** by {case['reviewer']}" + (f": {case['note']}" if case["note"] else "")
+            )
+    neighbours = case["neighbours"]
+    if neighbours:
+        st.markdown(
+            "**Nearest training images**: the closest images the model learned as normal. A sample ranks high "
+            "when even these are not alike (low cosine similarity; S_NND is minus the best one, averaged over TTA)."
+        )
+        st.image(
+            [n["image"] for n in neighbours],
+            caption=[f"{n['key']} · cos {n['similarity']:.3f}" for n in neighbours],
+            width=96,
+        )

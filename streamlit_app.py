@@ -1,0 +1,46 @@
+"""The dashboard: `streamlit run streamlit_app.py`.
+
+Routes the pages (st.navigation) and, once per server process, opens the database (the SQLite file in
+the data directory unless CON2_DATABASE_URL says otherwise), starts one local worker (unless
+CON2_WORKER=off) and registers the bundled demo dataset on first start. The app itself never trains:
+the worker does, so nothing depends on a browser staying open.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data
+
+st.set_page_config(page_title="Con2 screening", page_icon=":material/radar:", layout="wide")
+
+status = data.start()
+if status.error:
+    st.error(f"Cannot open the database: {status.error}", icon=":material/error:")
+    st.caption(f"Set {data.DATABASE_URL_ENV} (or CON2_DATA_DIR for the default SQLite file) and reload.")
+    st.stop()
+
+PAGES = {
+    "Prepare": [
+        st.Page("dashboard/pages/datasets.py", title="Data", icon=":material/photo_library:", default=True),
+        st.Page("dashboard/pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("dashboard/pages/runs.py", title="Runs", icon=":material/list_alt:"),
+    ],
+    "Inspect": [
+        st.Page("dashboard/pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+        st.Page("dashboard/pages/review.py", title="Review", icon=":material/fact_check:"),
+        st.Page("dashboard/pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+    ],
+}
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    st.text_input(
+        "Reviewer",
+        value=data.default_reviewer(),
+        key="app_reviewer",
+        help="Saved with every verdict you record (default: CON2_REVIEWER, else your user name).",
+    )
+    st.caption(status.describe())
+
+page.run()

@@ -1,0 +1,143 @@
+"""Chart functions: DataFrame in, Plotly figure out; checked without a browser."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dashboard import charts
+
+
+def projection_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "sample_id": np.arange(n),
+            "x": x,
+            "y": y,
+            "cx": x + 5,
+            "cy": y + rng.normal(scale=0.1, size=n),
+            "s_nnd": rng.random(n),
+            "s_lh": rng.random(n) * 100,
+            "label": rng.choice(["0", "1", "2", None], size=n),
+            "split": rng.choice(["train", "test"], size=n),
+            "verdict": rng.choice(["anomaly", None], size=n),
+        }
+    )
+
+
+@pytest.mark.parametrize("color_by", charts.COLOR_BY)
+def test_projection_scatter_is_webgl_and_carries_sample_ids(color_by):
+    points = projection_frame(300)
+    figure = charts.projection_scatter(points, color_by)
+    markers = [t for t in figure.data if t.mode == "markers"]
+    assert markers and all(t.type == "scattergl" for t in figure.data)
+    # every sample appears once as an image and once as a context image
+    assert sum(len(t.x) for t in markers) == 2 * len(points)
+    ids = {int(row[0]) for t in markers for row in t.customdata}
+    assert ids == set(range(300))
+
+
+def test_alignment_lines_are_one_trace_of_segments_split_by_gaps():
+    points = projection_frame(4)
+    xs, ys = charts.alignment_segments(points)
+    assert len(xs) == 12 and np.isnan(xs[2::3]).all() and np.isnan(ys[2::3]).all()
+    np.testing.assert_allclose(xs[0::3], points["x"])
+    np.testing.assert_allclose(xs[1::3], points["cx"])
+    np.testing.assert_allclose(ys[1::3], points["cy"])
+    figure = charts.projection_scatter(points, "label", alignment_lines=True)
+    lines = [t for t in figure.data if t.mode == "lines"]
+    assert len(lines) == 1 and lines[0].type == "scatter"  # one SVG path: faster than WebGL for gapped lines
+
+
+def test_projection_of_20k_points_builds_fast_with_a_fixed_number_of_traces():
+    points = projection_frame(20_000)
+    started = time.perf_counter()
+    figure = charts.projection_scatter(points, "s_nnd", alignment_lines=True)
+    figure.to_plotly_json()
+    elapsed = time.perf_counter() - started
+    assert len(figure.data) == 3  # lines, originals, context images: not one trace per sample
+    assert [t.type for t in figure.data] == ["scatter", "scattergl", "scattergl"]
+    assert elapsed < 5.0, elapsed  # generous: typically well under a second
+
+
+def test_categorical_colouring_groups_rare_values():
+    points = projection_frame(200)
+    points["label"] = [str(i % 30) for i in range(200)]
+    figure = charts.projection_scatter(points, "label")
+    names = {t.legendgroup for t in figure.data}
+    assert len(names) == charts.MAX_CATEGORIES and "other" in names
+
+
+def test_unknown_colouring_and_empty_frames():
+    with pytest.raises(ValueError, match="colouring"):
+        charts.projection_scatter(projection_frame(3), "nonsense")
+    assert charts.projection_scatter(projection_frame(0), "context").layout.annotations
+
+
+def test_roc_points_match_scikit_learn_with_ties():
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 2, size=500)
+    scores = np.round(rng.random(500) + targets * 0.3, 1)  # many ties
+    fpr, tpr, area = charts.roc_points(targets, scores)
+    assert area == pytest.approx(roc_auc_score(targets, scores))
+    assert fpr[0] == 0 and tpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+
+
+def test_roc_curves_name_the_auroc_of_both_scores():
+    frame = pd.DataFrame({"anomalous": [0, 0, 1, 1], "s_nnd": [0.1, 0.2, 0.3, 0.4], "s_lh": [0.4, 0.1, 0.2, 0.3]})
+    figure = charts.roc_curves(frame)
+    names = [t.name for t in figure.data]
+    assert "S_NND (AUROC 1.000)" in names and any(n.startswith("S_LH (AUROC 0.500") for n in names)
+    assert charts.roc_curves(frame.assign(anomalous=0)).layout.annotations  # one class: a message, no curve
+
+
+def test_roc_comparison_draws_one_curve_per_run():
+    frame = pd.DataFrame(
+        {"run": ["a"] * 4 + ["b"] * 4, "anomalous": [0, 0, 1, 1] * 2, "s_nnd": [0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1]}
+    )
+    names = [t.name for t in charts.roc_comparison(frame).data]
+    assert names == ["a (AUROC 1.000)", "b (AUROC 0.000)", "chance"]
+
+
+def test_training_curves_show_three_losses_and_alpha_on_its_own_axis():
+    steps = pd.DataFrame(
+        {
+            "step": [1, 2, 3],
+            "loss": [3.0, 2.5, 2.0],
+            "loss_context": [2.0, 1.5, 1.0],
+            "loss_content": [4.0, 3.0, 2.0],
+            "alpha": [0.0, 0.5, 1.0],
+        }
+    )
+    figure = charts.training_curves(steps)
+    assert len(figure.data) == 4
+    alpha = [t for t in figure.data if t.name.startswith("α")][0]
+    assert alpha.yaxis == "y2"
+    simclr = charts.training_curves(steps.assign(loss_context=None))  # SimCLR has no context loss
+    assert len(simclr.data) == 3
+    assert charts.training_curves(steps.iloc[:0]).layout.annotations
+
+
+def test_histograms_and_threshold_line():
+    frame = pd.DataFrame({"s_nnd": np.linspace(0, 1, 50), "label": ["0"] * 25 + ["1"] * 25})
+    assert len(charts.score_histograms(frame, "s_nnd", "label").data) == 2
+    figure = charts.threshold_histogram(np.linspace(0, 1, 50), np.linspace(0, 0.5, 20), 0.6, 20)
+    assert len(figure.data) == 2
+    assert figure.layout.shapes[0].x0 == 0.6
+    assert "20 flagged" in figure.layout.annotations[0].text
+    assert len(charts.threshold_histogram(np.ones(3), np.array([]), None, 0).data) == 1
+
+
+def test_run_comparison_bars():
+    runs = pd.DataFrame(
+        {"run": ["#1", "#2"], "auroc_nnd": [0.9, 0.8], "auroc_lh": [0.85, None], "silhouette": [0.3, -0.1]}
+    )
+    figure = charts.run_comparison(runs)
+    assert [t.name for t in figure.data] == ["AUROC S_NND", "AUROC S_LH", "silhouette"]
+    assert figure.layout.yaxis.range[0] < 0

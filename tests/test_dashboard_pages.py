@@ -1,0 +1,398 @@
+"""Every page through Streamlit's AppTest, against a seeded temporary SQLite database.
+
+The database holds a synthetic finished run written through `db/` (dashboard.seed) and a second run that
+is "running"; no worker runs (CON2_WORKER=off), so nothing changes under the tests' feet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from dashboard import widgets
+from dashboard.seed import seed_run
+from db.models import Dataset, Job, Review
+from db.session import open_database
+from engine.config import DataConfig, ScoreConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+TIMEOUT = 90  # seconds per script run: the first imports torch and opens the database
+
+
+@pytest.fixture
+def seeded(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    monkeypatch.setenv("CON2_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("CON2_WORKER", "off")
+    monkeypatch.setenv("CON2_REVIEWER", "ada")
+    monkeypatch.delenv("CON2_DATABASE_URL", raising=False)
+    url = f"sqlite:///{data_dir / 'con2.db'}"
+    return seed_run(url, samples=300, running=True, reviewed=0), url, data_dir
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page is not None:
+        at.switch_page(f"dashboard/pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def count(url: str, model: type) -> int:
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        return int(session.scalar(select(func.count()).select_from(model)))
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 100).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ Data
+
+
+def test_data_page_shows_counts_quality_flags_thumbnails_and_the_context_gallery(seeded):
+    at = app()
+    assert at.title[0].value == "Data"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "376" and metrics["Unreadable"] == "1" and metrics["Duplicates"] == "1"
+    flags = at.dataframe[1].value
+    assert any("truncated image data" in p for p in flags["problem"]) and any(
+        "duplicate of" in p for p in flags["problem"]
+    )
+    assert "total" in at.dataframe[0].value.columns  # the split × label table
+    headers = [m.value for m in at.markdown]
+    assert all(f"**{name}**" in headers for name in ("original", "invert", "flip", "equalize"))
+    assert len(at.image) >= 1 + 4  # the thumbnail grid and the gallery rows
+
+
+def test_data_page_registers_a_folder(seeded, tmp_path):
+    _, url, _ = seeded
+    folder = tmp_path / "scans"
+    (folder / "normal").mkdir(parents=True)
+    (folder / "normal" / "a.png").write_bytes(png_bytes())
+    at = app()
+    at.text_input(key="data_location").set_value(str(folder))
+    at.button(key="FormSubmitter:data_register_path-Register").click().run()
+    assert not at.exception
+    assert "Registered 'scans'" in texts(at.success)[0]
+    assert count(url, Dataset) == 2
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        job = session.scalars(select(Job).order_by(Job.id.desc())).first()
+        assert job.kind == "register" and job.status == "queued"
+
+
+def bad_inputs(tmp_path: Path) -> dict[str, tuple[str, object]]:
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label\nmissing/a.png,0\nmissing/b.png,1\n")
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("set/0/a.png", png_bytes())
+        archive.writestr("../../escaped.png", png_bytes())
+    return {
+        "missing folder": ("path", str(tmp_path / "no-such-folder")),
+        "csv naming missing files": ("path", str(manifest)),
+        "zip slip": ("upload", ("set.zip", evil.getvalue(), "application/zip")),
+        "oversized upload": ("upload", ("big.png", png_bytes() + b"\0" * 4096, "image/png")),
+    }
+
+
+EXPECTED = {
+    "missing folder": "Nothing exists at",
+    "csv naming missing files": "None of the 2 files the manifest list.csv names exist",
+    "zip slip": "could write outside its folder; nothing was stored",
+    "oversized upload": "over the 0.0 MB limit",
+}
+
+
+@pytest.mark.parametrize("case", list(EXPECTED))
+def test_bad_input_shows_a_clear_message_writes_nothing_and_loses_nothing(seeded, tmp_path, monkeypatch, case):
+    _, url, data_dir = seeded
+    monkeypatch.setenv("CON2_MAX_UPLOAD_MB", "0.002")  # 2 KB: the oversized upload is 4 KB
+    kind, value = bad_inputs(tmp_path)[case]
+    before = {p for p in tmp_path.rglob("*") if data_dir not in p.parents}
+    datasets_before, reviews_before = count(url, Dataset), count(url, Review)
+    at = app()
+    if kind == "path":
+        at.text_input(key="data_location").set_value(value)
+        at.button(key="FormSubmitter:data_register_path-Register").click().run()
+    else:
+        at.file_uploader(key="data_upload").set_value(value)
+        at.button(key="FormSubmitter:data_register_upload-Upload and register").click().run()
+    assert not at.exception
+    errors = texts(at.error)
+    assert len(errors) == 1 and EXPECTED[case] in errors[0], errors
+    assert not texts(at.success)
+    after = {p for p in tmp_path.rglob("*") if data_dir not in p.parents}
+    assert after == before  # nothing written outside the data directory (no escaped.png)
+    assert not any((data_dir / "uploads").rglob("*.png")) if (data_dir / "uploads").exists() else True
+    assert (count(url, Dataset), count(url, Review)) == (datasets_before, reviews_before)
+
+
+# ------------------------------------------------------------------------------------------ Train
+
+
+def test_train_form_has_every_config_field_with_its_help_and_queues_a_run(seeded):
+    _, url, _ = seeded
+    at = app("train")
+    widgets_by_label = {w.label: w for kind in ("number_input", "selectbox", "checkbox", "text_input")
+                        for w in getattr(at, kind)}  # fmt: skip
+    for section, cls in widgets.SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if (section, f.name) in widgets.CHOSEN_OUTSIDE:
+                continue
+            widget = widgets_by_label[widgets.field_label(section, f.name)]
+            assert f.metadata["help"] in widget.help, f.name
+    assert at.radio(key="train_preset").value == "CPU (quick)"
+    epochs = next(w for w in at.number_input if w.label == "Epochs")
+    assert epochs.value == 30
+    epochs.set_value(3)
+    next(b for b in at.button if b.label == "Queue training run").click().run()
+    assert not at.exception
+    assert "Queued run #3" in texts(at.success)[0]
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        job = session.get(Job, 3)
+        assert job.kind == "train" and job.status == "queued"
+        assert job.config["train"]["epochs"] == 3 and job.config["data"]["normal_label"] == "0"
+        assert job.config["data"]["train_split"] == "train" and job.config["score"]["tta"] == 8
+
+
+def test_presets_match_their_promise():
+    from dashboard.presets import preset_config
+
+    cpu = preset_config("CPU (quick)", max_side=8)
+    gpu = preset_config("GPU (closer to the paper)", max_side=512)
+    assert (cpu.data.image_size, cpu.train.encoder, cpu.score.tta) == (16, "resnet_small", 8)
+    assert (gpu.train.encoder, gpu.score.tta, gpu.train.amp) == ("resnet18", 40, True)
+    assert gpu.data.image_size > cpu.data.image_size and gpu.train.epochs > cpu.train.epochs
+    assert preset_config("CPU (quick)", normal_label=None).data.normal_label is None
+    assert TrainConfig().method == cpu.train.method and DataConfig().seed == cpu.data.seed
+    assert ScoreConfig().k == cpu.score.k
+
+
+def test_train_page_shows_live_progress_and_cancels(seeded):
+    seeded_run, url, _ = seeded
+    at = app("train")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "running" and metrics["Phase"] == "training" and metrics["ETA"] == "42 s"
+    assert any("epoch 5/30" in p.proto.text for p in at.get("progress"))
+    cancel = at.button(key=f"train_cancel_{seeded_run.running_id}")
+    cancel.click().run()
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        assert session.get(Job, seeded_run.running_id).cancel_requested
+
+
+def test_train_page_curation_mode_trains_on_every_sample(seeded):
+    _, url, _ = seeded
+    at = app("train")
+    normal = next(s for s in at.selectbox if s.label.startswith("Normal class"))
+    normal.set_value(widgets.ALL_SAMPLES).run()
+    next(b for b in at.button if b.label == "Queue training run").click().run()
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        job = session.scalars(select(Job).order_by(Job.id.desc())).first()
+        data = job.config["data"]
+        assert data["normal_label"] is None and data["train_split"] is None and data["holdout_fraction"] == 0
+
+
+# ------------------------------------------------------------------------------------------ Runs
+
+
+def test_runs_page_lists_compares_and_scores_another_dataset(seeded):
+    seeded_run, url, _ = seeded
+    at = app("runs")
+    table = at.dataframe[0].value
+    assert set(table["id"]) == {seeded_run.run_id, seeded_run.running_id}
+    finished = table[table["id"] == seeded_run.run_id].iloc[0]
+    assert finished["status"] == "succeeded" and finished["auroc_nnd"] > 0.9 and finished["device"] == "cpu"
+    assert at.multiselect(key="runs_compare").value == [seeded_run.running_id, seeded_run.run_id]
+    assert list(at.dataframe[1].value.columns) == [f"#{seeded_run.running_id}", f"#{seeded_run.run_id}"]
+    at.text_input(key="runs_score_split").set_value("test")
+    next(b for b in at.button if b.label == "Queue scoring").click().run()
+    assert "Queued scoring job" in texts(at.success)[0]
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        job = session.scalars(select(Job).where(Job.kind == "score")).one()
+        assert job.parent_id == seeded_run.run_id and job.config["split"] == "test"
+
+
+# ------------------------------------------------------------------------------------------ Explore
+
+
+def test_explore_page_draws_the_projection_with_alignment_lines(seeded):
+    at = app("explore")
+    chart = at.get("plotly_chart")[0]
+    assert "scattergl" in chart.proto.spec
+    at.toggle(key="explore_lines").set_value(True).run()
+    assert not at.exception
+    assert '"mode":"lines"' in at.get("plotly_chart")[0].proto.spec.replace(" ", "")
+    at.selectbox(key="explore_color").set_value("s_nnd").run()
+    at.radio(key="explore_method").set_value("pca").run()
+    assert not at.exception
+    assert any("Draw a box or a lasso" in c for c in texts(at.caption))
+
+
+def test_explore_case_view_explains_why_a_sample_was_flagged(seeded):
+    seeded_run, _, _ = seeded
+
+    def case_page(run_id: int, sample_id: int) -> None:
+        from dashboard import data, widgets
+
+        widgets.case_view(data.sample_case(run_id, sample_id))
+
+    at = AppTest.from_function(case_page, args=(seeded_run.run_id, seeded_run.scored_ids[0]), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "rank 1 of 300" in text and "more anomalous than" in text and "Nearest training images" in text
+    captions = [c for image in at.image for c in [getattr(image, "caption", "")]]
+    assert len(at.image) >= 3, captions  # image, context image, the neighbours
+
+
+def test_selection_event_gives_sample_ids_in_rank_order(seeded):
+    from dashboard import data
+
+    seeded_run, _, _ = seeded
+    first, second, third = seeded_run.scored_ids[:3]
+    event = {"selection": {"points": [{"customdata": [str(third)]}, {"customdata": [str(first)]},
+                                      {"customdata": [str(third)]}, {"x": 1}]}}  # fmt: skip
+    ids = data.selected_sample_ids(event)
+    assert ids == [third, first]
+    assert data.most_anomalous_first(seeded_run.run_id, [third, second, first]) == [first, second, third]
+
+
+# ------------------------------------------------------------------------------------------ Review
+
+
+def test_review_queue_records_a_verdict_at_once_and_keeps_it_after_a_reload(seeded):
+    seeded_run, url, _ = seeded
+    top = seeded_run.scored_ids[0]
+    at = app("review")
+    markdown = " ".join(m.value for m in at.markdown)
+    assert "**#1**" in markdown and "more anomalous than" in markdown
+    at.text_input(key=f"review_note_{top}").set_value("odd stroke")
+    at.button(key=f"review_verdict_{top}_anomaly").click().run()
+    assert not at.exception
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        review = session.scalars(select(Review)).one()
+        assert (review.sample_id, review.verdict, review.note, review.reviewer) == (top, "anomaly", "odd stroke", "ada")
+        assert review.job_id == seeded_run.run_id
+    reloaded = app("review")  # a new session: what the browser sees after a reload
+    assert any(c.startswith("anomaly · ada ·") for c in texts(reloaded.caption))
+    assert reloaded.text_input(key=f"review_note_{top}").value == "odd stroke"
+    # changing one's mind appends a row; the history keeps the first verdict
+    reloaded.button(key=f"review_verdict_{top}_normal").click().run()
+    with sessions.begin() as session:
+        assert [r.verdict for r in session.scalars(select(Review).order_by(Review.id))] == ["anomaly", "normal"]
+
+
+def test_review_filters_threshold_and_verdict_sets(seeded):
+    seeded_run, _, _ = seeded
+    at = app("review")
+    flagged = next(m for m in at.metric if m.label == "Flagged").value
+    assert flagged.endswith("of 300")
+    at.radio(key="review_threshold_mode").set_value("Top count").run()
+    at.number_input(key="review_threshold_count").set_value(10).run()
+    assert next(m for m in at.metric if m.label == "Flagged").value == "10 of 300"
+    at.segmented_control(key="review_show").set_value("Flagged").run()
+    assert "**10 samples**" in " ".join(m.value for m in at.markdown)
+    at.selectbox(key="review_verdicts").set_value("remove / keep / relabel").run()
+    top = seeded_run.scored_ids[0]
+    assert [b.label for b in at.button if b.key and b.key.startswith(f"review_verdict_{top}_")] == [
+        "remove", "keep", "relabel"
+    ]  # fmt: skip
+    at.button(key=f"review_verdict_{top}_remove").click().run()
+    at.segmented_control(key="review_show").set_value("Unreviewed").run()
+    assert "**299 samples**" in " ".join(m.value for m in at.markdown)
+    assert f"review_verdict_{top}_remove" not in [b.key for b in at.button]
+
+
+def test_export_csv_holds_verdicts_notes_reviewer_time_scores_rank_percentile_and_location(seeded):
+    from dashboard import data
+
+    seeded_run, _, _ = seeded
+    top, second = seeded_run.scored_ids[:2]
+    assert data.record_verdict(top, seeded_run.run_id, "anomaly", "look again", "ada").startswith("Saved")
+    csv_bytes = data.export_csv(seeded_run.run_id, "s_nnd", [top, second], "Flagged or reviewed")
+    import pandas as pd
+
+    frame = pd.read_csv(io.BytesIO(csv_bytes))
+    assert list(frame["sample_id"]) == [top, second]
+    row = frame.iloc[0]
+    assert (row["rank"], row["verdict"], row["note"], row["reviewer"]) == (1, "anomaly", "look again", "ada")
+    assert row["reviewed_at"].endswith("UTC") and row["location"].startswith("/data/synthetic/")
+    assert 0 <= row["percentile_among_training_normals"] <= 100 and bool(row["flagged"])
+    reviewed = pd.read_csv(io.BytesIO(data.export_csv(seeded_run.run_id, "s_nnd", [], "Reviewed samples")))
+    assert list(reviewed["sample_id"]) == [top]
+
+
+# ------------------------------------------------------------------------------------------ Evaluate
+
+
+def test_evaluate_page_shows_auroc_roc_histograms_and_silhouette(seeded):
+    at = app("evaluate")
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["AUROC S_NND"]) > 0.9 and metrics["Silhouette"] == "0.420"
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("S_NND (AUROC" in s for s in specs) and any("histogram" in s for s in specs)
+    at.radio(key="evaluate_by").set_value("kind").run()
+    assert not at.exception
+
+
+def test_every_page_renders_on_an_empty_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("CON2_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CON2_WORKER", "off")
+    monkeypatch.delenv("CON2_DATABASE_URL", raising=False)
+    at = app()  # the first start registers the demo dataset
+    url = f"sqlite:///{tmp_path / 'con2.db'}"
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        dataset = session.scalars(select(Dataset)).one()
+        assert dataset.location == "digits"
+        assert session.scalars(select(Job)).one().kind == "register"
+    for page in ("train", "runs", "explore", "review", "evaluate"):
+        at.switch_page(f"dashboard/pages/{page}.py").run()
+        assert not at.exception, page
+        assert at.info, page  # each says what to do first
+
+
+def test_export_of_one_verdict_for_the_curator(seeded):
+    from dashboard import data
+
+    seeded_run, _, _ = seeded
+    first, second = seeded_run.scored_ids[:2]
+    data.record_verdict(first, seeded_run.run_id, "remove", "blurred", "cur")
+    data.record_verdict(second, seeded_run.run_id, "keep", None, "cur")
+    import pandas as pd
+
+    frame = pd.read_csv(io.BytesIO(data.export_csv(seeded_run.run_id, "s_lh", [], "Reviewed samples", ["remove"])))
+    assert list(frame["sample_id"]) == [first] and frame.iloc[0]["note"] == "blurred"
+    assert frame.iloc[0]["ranked_by"] == "s_lh"
+
+
+def test_an_unusable_database_url_is_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("CON2_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CON2_WORKER", "off")
+    monkeypatch.setenv("CON2_DATABASE_URL", "mysql://nobody@nowhere/db")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "Cannot open the database: unsupported database" in at.error[0].value
