@@ -1,0 +1,121 @@
+"""benchmarks/reproduce.py on a tiny synthetic dataset: interrupted cells resume, finished ones are skipped.
+
+The script is loaded from its file (benchmarks/ is not a package); the data is a few random 8 px
+images in a MedMNIST-style .npz, so nothing here needs ../shared/data.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.train import StepReport
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+reproduce = load_script("reproduce")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors on a busy 2-core machine train far faster on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    np.savez(
+        tmp_path / "data" / "breastmnist.npz",
+        train_images=rng.integers(0, 256, (15, 8, 8), dtype=np.uint8),
+        train_labels=np.array([1] * 12 + [0] * 3, dtype=np.uint8),  # 12 normal (label 1) train images
+        test_images=rng.integers(0, 256, (8, 8, 8), dtype=np.uint8),
+        test_labels=np.array([1] * 5 + [0] * 3, dtype=np.uint8),
+    )
+    return {"data": tmp_path / "data", "state": tmp_path / "state", "docs": tmp_path / "docs"}
+
+
+def run(tiny: dict[str, Path], *extra: str) -> int:
+    # 12 images, batch 4: 3 steps per epoch; a checkpoint after every epoch
+    args = ["--budget", "cpu", "--datasets", "breastmnist", "--methods", "con2_invert,pixel_1nn", "--seeds", "0"]
+    args += ["--epochs", "2", "--image-size", "8", "--batch-size", "4", "--tta", "1", "--checkpoint-every", "1"]
+    args += ["--data-root", str(tiny["data"]), "--state", str(tiny["state"]), "--results-dir", str(tiny["docs"])]
+    return reproduce.main([*args, *extra])
+
+
+def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_skipped(tiny, one_thread, capsys):
+    cell = tiny["state"] / "cpu" / "breastmnist__con2_invert__s0"
+
+    assert run(tiny, "--max-steps", "4") == 3  # stopped in epoch 2, after epoch 1's checkpoint
+    assert (cell / "last.pt").exists() and not (cell / "result.json").exists()
+    sessions = json.loads((cell / "sessions.json").read_text())["sessions"]
+    assert [(s["from_epoch"], s["to_epoch"], s["stopped_in"]) for s in sessions] == [(0, 1, "training")]
+    table = (tiny["docs"] / "results.md").read_text()
+    assert "| BreastMNIST | Con2 (invert) | not run | not run |" in table
+    assert "| PneumoniaMNIST | Con2 (invert) | not run |" in table
+
+    assert run(tiny) == 0
+    result = json.loads((cell / "result.json").read_text())
+    assert result["resumed"] and [s["from_epoch"] for s in result["sessions"]] == [0, 1]
+    assert 0.0 <= result["auroc_nnd"] <= 1.0 and result["config"]["train"]["epochs"] == 2
+    assert not (cell / "last.pt").exists()  # the result is kept, the checkpoint is not
+    rows = json.loads((tiny["docs"] / "results.json").read_text())["budgets"]["cpu"]["rows"]
+    row = next(r for r in rows if r["dataset"] == "breastmnist" and r["method"] == "con2_invert")
+    assert row["status"] == "finished" and row["auroc_nnd"]["n"] == 1
+    assert row["paper_s_nnd"] == "81.7 ± 1.4"
+    capsys.readouterr()
+
+    assert run(tiny) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [c["status"] for c in summary["cells"]] == ["skipped", "skipped"]
+    assert json.loads((cell / "result.json").read_text()) == result
+
+    assert run(tiny, "--epochs", "3") == 2  # other settings than the finished cell: refused, not mixed
+
+
+def report(step: int, epoch: int, elapsed_s: float, *, epochs: int = 10, per_epoch: int = 4) -> StepReport:
+    return StepReport(
+        step=step,
+        total_steps=epochs * per_epoch,
+        epoch=epoch,
+        epochs=epochs,
+        loss=1.0,
+        loss_context=1.0,
+        loss_content=1.0,
+        alpha=0.5,
+        lr=1e-3,
+        images_per_s=1.0,
+        elapsed_s=elapsed_s,
+        epoch_end=step % per_epoch == 0,
+        eta_s=0.0,
+    )
+
+
+def test_training_stops_when_the_next_checkpoint_is_out_of_reach():
+    reachable = reproduce.next_checkpoint_reachable
+    # step 5 = first step of epoch 2, 1 s per step; checkpoints every 2 epochs: 3 steps to go
+    assert reachable(report(5, 2, 5.0), 2, session_steps=5, remaining_s=10.0, margin_s=1.0)
+    assert not reachable(report(5, 2, 5.0), 2, session_steps=5, remaining_s=3.5, margin_s=1.0)
+    # the last step of a checkpoint epoch always continues: its checkpoint is written next
+    assert reachable(report(8, 2, 8.0), 2, session_steps=8, remaining_s=0.0)
+    # the last epoch always checkpoints, whatever the interval
+    assert reachable(report(37, 10, 37.0), 4, session_steps=37, remaining_s=5.0, margin_s=1.0)
