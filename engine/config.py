@@ -17,6 +17,7 @@ METHODS = ("con2", "context_only", "content_only", "simclr")
 ENCODERS = ("resnet18", "resnet_small")
 CONTEXT_BANKS = ("context", "original")
 LH_SHRINKAGE = ("ledoit_wolf", "fixed")
+ALPHA_SCHEDULES = ("linear", "constant")
 
 
 class ConfigError(ValueError):
@@ -123,6 +124,14 @@ class TrainConfig:
     )
     lr: float = field(default=1e-3, metadata=_help("Peak AdamW learning rate, cosine-annealed to 0.", min=0.0))
     weight_decay: float = field(default=1e-3, metadata=_help("AdamW weight decay.", min=0.0))
+    alpha_schedule: str = field(
+        default="linear",
+        metadata=_help(
+            "Weight α of the content-alignment loss: linear = annealed 0 → 1 over training (the paper); "
+            "constant = 1 from the first step.",
+            choices=ALPHA_SCHEDULES,
+        ),
+    )
     temperature: float = field(default=0.2, metadata=_help("Softmax temperature τ of both losses.", min=1e-3))
     seed: int = field(default=0, metadata=_help("Seeds weights, batches and augmentations."))
     device: str = field(
@@ -144,6 +153,15 @@ class ScoreConfig:
         metadata=_help(
             "Test-time augmentations A: half on x, half on its context image (paper: 40). 1 = no TTA.",
             min=1,
+        ),
+    )
+    tta_min_area: float = field(
+        default=0.0,
+        metadata=_help(
+            "Smallest crop of a test-time augmentation, as a share of the image area; 0 = the training "
+            "augmentations' own range (0.2 below 64 px, 0.08 above). Milder crops keep small lesions in view.",
+            min=0.0,
+            max=1.0,
         ),
     )
     k: int = field(default=1, metadata=_help("Neighbours averaged by S_NND (paper: 1).", min=1))

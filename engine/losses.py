@@ -72,8 +72,8 @@ def simclr_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return instance_discrimination_loss(z, source[:, None] == source[None, :], temperature)
 
 
-def alpha_at(step: int, total_steps: int) -> float:
-    """α of Eq. 8, annealed linearly from 0 at the first step to 1 at the last (App. C)."""
-    if total_steps <= 1:
+def alpha_at(step: int, total_steps: int, schedule: str = "linear") -> float:
+    """α of Eq. 8: "linear" anneals it from 0 at the first step to 1 at the last (App. C); "constant" is 1."""
+    if schedule == "constant" or total_steps <= 1:
         return 1.0
     return min(1.0, step / (total_steps - 1))

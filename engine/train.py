@@ -140,7 +140,7 @@ def train(
     augmentation = ContentAugmentation(image_size)
     use_amp = config.amp and device.type == "cuda"
 
-    start_epoch, history = 0, []
+    start_epoch, history, earlier_s, earlier_images = 0, [], 0.0, 0
     key = _resume_key(config, image_size, n)
     saved = checkpoints.load() if checkpoints is not None else None
     if saved is not None:
@@ -150,6 +150,7 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         start_epoch, history = saved["epoch"], saved["history"]
+        earlier_s, earlier_images = saved.get("elapsed_s", 0.0), saved.get("images_seen", 0)
 
     data = _place(pixels, device)
     model.train()
@@ -164,7 +165,7 @@ def train(
         batches = epoch_batches(n, config.batch_size, cpu_gen)
         for i, index in enumerate(batches):
             batch = data[index.to(data.device)].to(device, non_blocking=True)
-            alpha = alpha_at(step, total_steps)
+            alpha = alpha_at(step, total_steps, config.alpha_schedule)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss, l_context, l_content = _objective(model, batch, config, augmentation, aug_gen, alpha)
             optimizer.zero_grad(set_to_none=True)
@@ -198,24 +199,35 @@ def train(
                 epoch_end=i == len(batches) - 1,
                 eta_s=elapsed / (step - first_step) * (total_steps - step),
             )
-            if on_step is not None and on_step(report) is False:
+            cancelled = on_step is not None and on_step(report) is False
+            if report.epoch_end:
+                history.append(
+                    {"epoch": epoch + 1, "alpha": alpha, "lr": lr} | {k: v / len(batches) for k, v in sums.items()}
+                )
+                done = epoch + 1
+                # a cancel at an epoch's end keeps that epoch: the next session resumes after it
+                if checkpoints is not None and (
+                    cancelled or done % config.checkpoint_every == 0 or done == config.epochs
+                ):
+                    checkpoints.save(
+                        {
+                            "key": key,
+                            "epoch": done,
+                            "history": history,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "elapsed_s": earlier_s + elapsed,  # so times cover every session of a resumed run
+                            "images_seen": earlier_images + images_seen,
+                        },
+                    )
+            if cancelled:
                 raise TrainingCancelled(f"cancelled at step {step} of {total_steps}")
-        history.append({"epoch": epoch + 1, "alpha": alpha, "lr": lr, **{k: v / len(batches) for k, v in sums.items()}})
-        done = epoch + 1
-        if checkpoints is not None and (done % config.checkpoint_every == 0 or done == config.epochs):
-            checkpoints.save(
-                {
-                    "key": key,
-                    "epoch": done,
-                    "history": history,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                },
-            )
-    wall = time.perf_counter() - started
+    wall = earlier_s + time.perf_counter() - started
     model.eval()
-    return TrainedModel(model, config, image_size, device, history, wall, images_seen / max(wall, 1e-9))
+    return TrainedModel(
+        model, config, image_size, device, history, wall, (earlier_images + images_seen) / max(wall, 1e-9)
+    )
 
 
 def _objective(

@@ -92,7 +92,8 @@ def score_images(
     if n > config.reference_size:  # the reference costs R × n similarities per view: a subset is plenty
         reference = np.sort(np.random.default_rng(config.seed).choice(n, config.reference_size, replace=False))
     self_rows = torch.as_tensor(reference, device=device)
-    augmentation = ContentAugmentation(trained.image_size)
+    crop = (config.tta_min_area, 1.0) if config.tta_min_area > 0 else None
+    augmentation = ContentAugmentation(trained.image_size, crop_scale=crop)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     draws = [augmentation.sample(1, generator, device) for _ in range(max(config.tta, 1))]
     plan = view_plan(config, trained.config.context, trained.config.method)

@@ -116,3 +116,7 @@ def test_gradients_reach_both_heads_and_the_encoder():
         grads = [p.grad for p in module.parameters()]
         assert all(g is not None for g in grads), name
         assert sum(float(g.abs().sum()) for g in grads) > 0, name
+
+
+def test_constant_alpha_schedule_is_one_throughout():
+    assert alpha_at(0, 11, "constant") == 1.0 and alpha_at(5, 11, "constant") == 1.0

@@ -88,6 +88,18 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
 
 
+def test_a_cancel_at_an_epoch_end_keeps_that_epoch_and_times_add_up(pixels, tmp_path):
+    config = tiny(epochs=4, checkpoint_every=10)  # only the cancel and the end write checkpoints
+    store = DirectoryCheckpoints(tmp_path)
+    with pytest.raises(TrainingCancelled):
+        train(pixels, config, on_step=lambda r: not (r.epoch == 2 and r.epoch_end), checkpoints=store)
+    first = store.load()
+    assert first["epoch"] == 2 and [h["epoch"] for h in first["history"]] == [1, 2]
+    resumed = train(pixels, config, checkpoints=store)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert resumed.wall_s > first["elapsed_s"] > 0  # the first session's time is counted too
+
+
 def test_a_checkpoint_of_another_config_is_refused(pixels, tmp_path):
     store = DirectoryCheckpoints(tmp_path)
     train(pixels, tiny(epochs=1), checkpoints=store)

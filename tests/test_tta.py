@@ -86,3 +86,11 @@ def test_reference_distribution_is_a_seeded_subset_when_the_bank_is_large(traine
     assert full.reference_rows.tolist() == list(range(len(pixels)))
     assert len(subset.reference_rows) == 5 and len(set(subset.reference_rows.tolist())) == 5
     assert np.allclose(subset.train_s_nnd, full.train_s_nnd[subset.reference_rows], atol=1e-6)
+
+
+def test_milder_test_time_crops_change_the_views_and_keep_scores_finite(trained):
+    model, pixels = trained
+    default = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7))
+    mild = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7, tta_min_area=0.9))
+    assert not np.allclose(default.s_nnd, mild.s_nnd)
+    assert np.isfinite(mild.s_nnd).all() and np.isfinite(mild.s_lh).all()
