@@ -33,7 +33,7 @@ import torch
 import engine.train
 import engine.tta
 from engine.augment import ContentAugmentation
-from engine.config import CONTEXTS, ENCODERS, METHODS, DataConfig, ScoreConfig, TrainConfig
+from engine.config import ALPHA_SCHEDULES, CONTEXTS, ENCODERS, METHODS, DataConfig, ScoreConfig, TrainConfig
 from engine.embed import embed
 from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
@@ -96,6 +96,7 @@ def run_one(args: argparse.Namespace, loaded: LoadedData, method: str, seed: int
         batch_size=args.batch_size,
         lr=args.lr,
         temperature=args.temperature,
+        alpha_schedule=args.alpha_schedule,
         seed=seed,
         device=args.device,
     )
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     parser.add_argument("--context", default=DEFAULTS["context"], choices=CONTEXTS)
+    parser.add_argument(
+        "--alpha-schedule", default="linear", choices=ALPHA_SCHEDULES, help="α of L_content: linear 0 → 1 or constant 1"
+    )
     parser.add_argument("--tta", default=DEFAULTS["tta"], help="comma-separated TTA counts, each scored (e.g. 1,40)")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for method in methods for seed in seeds for row in run_one(args, loaded, method, seed)]
     report = {
         "benchmark": "breastmnist",
-        "settings": {k: getattr(args, k) for k in (*DEFAULTS, "simclr_epochs", "crop_scale")},
+        "settings": {k: getattr(args, k) for k in (*DEFAULTS, "simclr_epochs", "crop_scale", "alpha_schedule")},
         "protocol": "train on normal (label 1) train images; score the whole test split; AUROC, malignant positive",
         "n_train": len(loaded.train),
         "n_scored": len(loaded.score),

@@ -103,7 +103,8 @@ def screenshot(page, name: str) -> None:
         ".map(e => e.scrollHeight))"
     )
     page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 8000)})
-    page.wait_for_timeout(500)
+    settle(page)  # a taller viewport brings lazily drawn elements (thumbnails, buttons) into view: let them draw
+    page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     page.set_viewport_size({"width": 1400, "height": 1000})
 
