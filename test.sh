@@ -15,6 +15,7 @@ if [ "$(id -u)" = 0 ]; then
   fi
 fi
 if [ -z "${CON2_TEST_POSTGRES_URL:-}" ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  eval "$(.ci/postgres.sh)"  # starts a throwaway cluster and exports CON2_TEST_POSTGRES_URL
+  eval "$(.ci/postgres.sh)"  # starts a throwaway cluster and exports CON2_TEST_POSTGRES_URL and _DIR
+  trap '.ci/postgres.sh stop >/dev/null' EXIT  # and removes it when the tests end
 fi
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
