@@ -16,7 +16,7 @@ Prints one JSON object on stdout; progress goes to stderr.
 
 from __future__ import annotations
 
-import engine  # noqa: F401  (first: it sets OMP_WAIT_POLICY=PASSIVE, which only works before torch loads)
+import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT, which only works before torch loads)
 
 # isort: split
 import argparse

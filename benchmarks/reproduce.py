@@ -22,7 +22,7 @@ requested cell is finished, 3 when the time limit stopped the run first (run the
 
 from __future__ import annotations
 
-import engine  # noqa: F401  (first: it sets OMP_WAIT_POLICY=PASSIVE, which only works before torch loads)
+import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT, which only works before torch loads)
 
 # isort: split
 import argparse
@@ -465,8 +465,9 @@ def run_cell(
         session.update(
             from_epoch=config.train.epochs if limit.first_epoch is None else limit.first_epoch,
             to_epoch=config.train.epochs,
-            train_s=trained.wall_s,
-            images=trained.images_per_s * trained.wall_s,
+            # this session's own time: `trained.wall_s` also counts earlier sessions, which are summed below
+            train_s=limit.last.elapsed_s if limit.session_steps and limit.last else 0.0,
+            images=limit.last.images_per_s * limit.last.elapsed_s if limit.session_steps and limit.last else 0.0,
             device=device_name(trained.device),
         )
         scores = score_images(

@@ -2,4 +2,4 @@
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see engine/__init__.py: spinning threads starve each other
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # see engine/__init__.py: spinning threads starve each other
