@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.checkpoint import CheckpointStore
 from engine.config import DataConfig, RunConfig, ScoreConfig
-from engine.data import ImageSet, Skipped
+from engine.data import DataError, ImageSet, Skipped
 from engine.loading import load_data, load_images
 from engine.metrics import anomaly_targets, auroc, context_silhouette
 from engine.sources import open_source
@@ -121,8 +121,6 @@ def score_run(
     source = open_source(data.source)
     refs = [r for r in source.refs() if data.score_split is None or r.split == data.score_split]
     if not refs:
-        from engine.data import DataError
-
         raise DataError(
             f"no images to score in {data.source}" + (f" split '{data.score_split}'" if data.score_split else "")
         )
@@ -134,6 +132,11 @@ def score_run(
         max_pixels=data.max_pixels,
         on_progress=_relay(on_progress, "loading"),
     )
+    if len(queries) == 0:
+        first = skipped[0]
+        raise DataError(
+            f"no readable images to score: all {len(refs)} were skipped (first: {first.ref.sample_id}: {first.reason})"
+        )
     in_bank = np.full(len(queries), -1, dtype=np.int64)
     if bank_source is not None and bank_source == data.source:
         rows = {sample_id: i for i, sample_id in enumerate(bank.ids)}

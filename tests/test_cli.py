@@ -126,3 +126,16 @@ def test_inspect_counts_labels_and_finds_bad_files_and_duplicates(tmp_path):
     assert {u["sample_id"] for u in report["unreadable"]} == {
         "bad/truncated.jpg", "bad/empty.png", "bad/text.png", "bad/huge.png"}  # fmt: skip
     assert report["duplicates"] == [["good/copy.png", "good/grey.png"]]
+
+
+def test_scoring_a_folder_of_only_broken_files_fails_with_one_line(digits_run, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.png").write_text("not an image")
+    result = con2("score", "--model", str(digits_run), "--data", str(folder), "--out", str(tmp_path / "o"),
+                  "--quiet", check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: no readable images to score: all 1 were skipped "
+        "(first: a.png: not an image: cannot identify image file)"
+    )
