@@ -745,7 +745,7 @@ def _read_reviews(url: str, sample_ids: Sequence[int]) -> pd.DataFrame:
     with _sessions(url).begin() as session:
         latest = db_reviews.latest_reviews(session=session, sample_ids=list(sample_ids))
         rows = [
-            {"sample_id": s, "verdict": r.verdict, "note": r.note, "reviewer": r.reviewer, "reviewed_at": r.created_at}
+            {"sample_id": s, "verdict": r.verdict, "note": r.note, "reviewer": r.reviewer, "reviewed_at": r.reviewed_at}
             for s, r in latest.items()
         ]
     return pd.DataFrame(rows, columns=["sample_id", "verdict", "note", "reviewer", "reviewed_at"])
@@ -882,8 +882,9 @@ def sample_case(job_id: int, sample_id: int) -> dict[str, Any] | None:
     }
 
 
-def record_verdict(sample_id: int, job_id: int, verdict: str, note: str | None, reviewer: str) -> str:
-    """Save a verdict (and note) at once as a new review row; returns a confirmation or what went wrong."""
+def record_verdict(sample_id: int, job_id: int, verdict: str | None, note: str | None, reviewer: str) -> str:
+    """Save a verdict and note at once as a new review row (`verdict=None`: the note alone, the verdict
+    stays as it was); returns a confirmation or what went wrong."""
     try:
         with _session() as session:
             db_reviews.add_review(
@@ -892,6 +893,8 @@ def record_verdict(sample_id: int, job_id: int, verdict: str, note: str | None, 
             key = session.scalar(select(Sample.key).where(Sample.id == sample_id))
     except ValueError as error:
         return f"Not saved: {error}"
+    if verdict is None:
+        return f"Saved the note for {key}" if (note or "").strip() else f"Cleared the note for {key}"
     return f"Saved: {verdict} for {key}"
 
 
@@ -910,12 +913,13 @@ def export_csv(
     flagged = set(int(i) for i in np.asarray(flagged_ids).tolist())
     frame["flagged"] = frame["sample_id"].isin(flagged)
     mode = EXPORTS[what]
+    reviewed = frame["verdict"].notna() | frame["note"].notna()  # a note alone counts as reviewed
     if mode == "reviewed":
-        frame = frame[frame["verdict"].notna()]
+        frame = frame[reviewed]
     elif mode == "flagged":
         frame = frame[frame["flagged"]]
     elif mode == "either":
-        frame = frame[frame["flagged"] | frame["verdict"].notna()]
+        frame = frame[frame["flagged"] | reviewed]
     if verdicts:
         frame = frame[frame["verdict"].isin(list(verdicts))]
     out = pd.DataFrame(

@@ -250,7 +250,8 @@ class Projection(Base):
 
 
 class Review(Base):
-    """A verdict on a sample. Append-only (a trigger refuses updates): the latest row is the verdict."""
+    """A verdict or a note on a sample. Append-only (a trigger refuses updates): the latest row with a
+    verdict is the verdict; the latest row is the note (the UI sends the whole note with every row)."""
 
     __tablename__ = "reviews"
     __table_args__ = (Index(None, "sample_id", "id"),)
@@ -258,7 +259,7 @@ class Review(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))  # the run it was seen in
-    verdict: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str | None] = mapped_column(String(64))  # None: a note alone
     note: Mapped[str | None] = mapped_column(Text)
     reviewer: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,13 +1,17 @@
-"""Verdicts on samples: an append-only history, so no verdict is ever silently overwritten.
+"""Verdicts and notes on samples: an append-only history, so no verdict or note is ever silently overwritten.
 
-A new verdict is a new row; the latest row of a sample is its verdict, and every earlier one stays,
-with who set it and when. The database refuses updates of a review's content (a trigger), so this
-holds whatever code touches the table.
+A new verdict or note is a new row, and every earlier one stays, with who wrote it and when. A
+sample's verdict is its latest row that has one; its note is its latest row's note (callers send the
+whole current note with every row, and a row with a note alone keeps a note typed before any
+verdict). The database refuses updates of a review's content (a trigger), so this holds whatever
+code touches the table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,27 +23,30 @@ def add_review(
     *,
     session: Session,
     sample_id: int,
-    verdict: str,
+    verdict: str | None,
     reviewer: str,
     note: str | None = None,
     job_id: int | None = None,
 ) -> Review:
-    """Record a verdict ("anomalous", "normal", "remove", "keep", "relabel", ...) on a sample.
+    """Record a verdict ("anomalous", "normal", "remove", "keep", "relabel", ...) and/or a note on a sample.
 
-    `job_id` names the run it was reviewed in, for context; the verdict belongs to the sample.
+    `verdict=None` records the note alone and leaves the verdict as it was; an empty note then clears
+    an earlier note. `job_id` names the run it was reviewed in, for context; the review belongs to the sample.
     """
-    verdict, reviewer = verdict.strip(), reviewer.strip()
-    if not verdict:
-        raise ValueError("a review needs a verdict")
+    reviewer, note = reviewer.strip(), (note or "").strip() or None
+    if verdict is not None and not verdict.strip():
+        raise ValueError("a verdict cannot be blank")
     if not reviewer:
         raise ValueError("a review needs a reviewer's name")
     if session.get(Sample, sample_id) is None:
         raise ValueError(f"no sample {sample_id}")
+    if verdict is None and note is None and not session.scalar(select(Review.id).where(Review.sample_id == sample_id)):
+        raise ValueError("a review needs a verdict or a note")
     review = Review(
         sample_id=sample_id,
-        verdict=verdict,
+        verdict=verdict.strip() if verdict is not None else None,
         reviewer=reviewer,
-        note=(note or "").strip() or None,
+        note=note,
         job_id=job_id,
         created_at=utcnow(),
     )
@@ -48,26 +55,50 @@ def add_review(
     return review
 
 
+@dataclass(frozen=True)
+class CurrentReview:
+    """Where a sample's review stands: its verdict (None if it only has notes) and its note."""
+
+    verdict: str | None
+    reviewer: str | None  # who set the verdict
+    reviewed_at: datetime | None  # when the verdict was set
+    note: str | None
+    noted_by: str
+    noted_at: datetime
+
+
 def latest_reviews(
     *, session: Session, sample_ids: Sequence[int] | None = None, dataset_id: int | None = None
-) -> dict[int, Review]:
-    """The current verdict of each reviewed sample (of `sample_ids`, of a dataset, or all): {sample id: Review}."""
-    latest = select(func.max(Review.id)).group_by(Review.sample_id)
+) -> dict[int, CurrentReview]:
+    """The current verdict and note of each reviewed sample (of `sample_ids`, of a dataset, or all)."""
+    newest = select(func.max(Review.id)).group_by(Review.sample_id)
     if dataset_id is not None:
-        latest = latest.join(Sample, Sample.id == Review.sample_id).where(Sample.dataset_id == dataset_id)
-    found: dict[int, Review] = {}
-    if sample_ids is None:
-        for review in session.scalars(select(Review).where(Review.id.in_(latest))):
-            found[review.sample_id] = review
-        return found
-    ids = [int(i) for i in sample_ids]
-    for start in range(0, len(ids), 5000):
-        chunk = latest.where(Review.sample_id.in_(ids[start : start + 5000]))
-        for review in session.scalars(select(Review).where(Review.id.in_(chunk))):
-            found[review.sample_id] = review
-    return found
+        newest = newest.join(Sample, Sample.id == Review.sample_id).where(Sample.dataset_id == dataset_id)
+    with_verdict = newest.where(Review.verdict.is_not(None))
+    ids = None if sample_ids is None else [int(i) for i in sample_ids]
+    chunks = [None] if ids is None else [ids[i : i + 5000] for i in range(0, len(ids), 5000)]
+    last: dict[int, Review] = {}
+    verdicts: dict[int, Review] = {}
+    for chunk in chunks:
+        for query, found in ((newest, last), (with_verdict, verdicts)):
+            if chunk is not None:
+                query = query.where(Review.sample_id.in_(chunk))
+            for review in session.scalars(select(Review).where(Review.id.in_(query))):
+                found[review.sample_id] = review
+    current = {}
+    for sample_id, row in last.items():
+        verdict = verdicts.get(sample_id)
+        current[sample_id] = CurrentReview(
+            verdict=verdict.verdict if verdict else None,
+            reviewer=verdict.reviewer if verdict else None,
+            reviewed_at=verdict.created_at if verdict else None,
+            note=row.note,
+            noted_by=row.reviewer,
+            noted_at=row.created_at,
+        )
+    return current
 
 
 def review_history(*, session: Session, sample_id: int) -> list[Review]:
-    """Every verdict a sample was given, oldest first."""
+    """Every verdict and note a sample was given, oldest first."""
     return list(session.scalars(select(Review).where(Review.sample_id == sample_id).order_by(Review.id)))

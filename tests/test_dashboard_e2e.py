@@ -163,11 +163,16 @@ def test_first_time_user_from_nothing_to_an_exported_review(tmp_path):
         page.get_by_text("AUROC S_NND").first.wait_for()
         screenshot(page, "6-evaluate")
 
-        # Review: a verdict on the most anomalous sample, saved at once, still there after a reload
+        # Review: a note, then a verdict, on the most anomalous sample; each saved at once, kept after a reload
         open_page(page, url, "review")
         first_row = page.locator("[class*='st-key-review_row_']").first
         first_row.get_by_role("textbox").fill("looks odd")
         first_row.get_by_role("textbox").press("Tab")
+        page.get_by_text("Saved the note for").first.wait_for(timeout=30_000)
+        page.reload()
+        settle(page)
+        first_row = page.locator("[class*='st-key-review_row_']").first
+        sync_api.expect(first_row.get_by_role("textbox")).to_have_value("looks odd", timeout=30_000)
         first_row.get_by_role("button", name="anomaly", exact=True).click()
         page.get_by_text("Saved: anomaly").first.wait_for(timeout=30_000)
         page.reload()

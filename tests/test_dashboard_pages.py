@@ -288,11 +288,11 @@ def test_review_queue_records_a_verdict_at_once_and_keeps_it_after_a_reload(seed
     at = app("review")
     markdown = " ".join(m.value for m in at.markdown)
     assert "**#1**" in markdown and "more anomalous than" in markdown
-    at.text_input(key=f"review_note_{top}").set_value("odd stroke")
+    at.text_input(key=f"review_note_{top}").set_value("odd stroke")  # typed, then a verdict clicked
     at.button(key=f"review_verdict_{top}_anomaly").click().run()
     assert not at.exception
     sessions = open_database(url)
-    with sessions.begin() as session:
+    with sessions.begin() as session:  # one row: the note went with the verdict, not twice
         review = session.scalars(select(Review)).one()
         assert (review.sample_id, review.verdict, review.note, review.reviewer) == (top, "anomaly", "odd stroke", "ada")
         assert review.job_id == seeded_run.run_id
@@ -303,6 +303,36 @@ def test_review_queue_records_a_verdict_at_once_and_keeps_it_after_a_reload(seed
     reloaded.button(key=f"review_verdict_{top}_normal").click().run()
     with sessions.begin() as session:
         assert [r.verdict for r in session.scalars(select(Review).order_by(Review.id))] == ["anomaly", "normal"]
+
+
+def test_a_note_typed_before_any_verdict_is_saved_and_kept_after_a_reload(seeded):
+    from dashboard import data
+
+    seeded_run, url, _ = seeded
+    top = seeded_run.scored_ids[0]
+    at = app("review")
+    at.text_input(key=f"review_note_{top}").input("check the border").run()  # Enter, no verdict clicked
+    assert not at.exception
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        review = session.scalars(select(Review)).one()
+        assert (review.sample_id, review.verdict, review.note) == (top, None, "check the border")
+    reloaded = app("review")
+    assert reloaded.text_input(key=f"review_note_{top}").value == "check the border"
+    reloaded.segmented_control(key="review_show").set_value("Unreviewed").run()  # no verdict yet
+    assert f"review_note_{top}" in [t.key for t in reloaded.text_input]
+    # a verdict afterwards carries the note; a later note alone keeps that verdict
+    reloaded.button(key=f"review_verdict_{top}_anomaly").click().run()
+    reloaded.segmented_control(key="review_show").set_value("All").run()
+    reloaded.text_input(key=f"review_note_{top}").input("border and a smear").run()
+    with sessions.begin() as session:
+        rows = [(r.verdict, r.note) for r in session.scalars(select(Review).order_by(Review.id))]
+    assert rows == [(None, "check the border"), ("anomaly", "check the border"), (None, "border and a smear")]
+    csv_bytes = data.export_csv(seeded_run.run_id, "s_nnd", [], "Reviewed samples")
+    import pandas as pd
+
+    row = pd.read_csv(io.BytesIO(csv_bytes)).iloc[0]
+    assert (row["sample_id"], row["verdict"], row["note"]) == (top, "anomaly", "border and a smear")
 
 
 def test_review_filters_threshold_and_verdict_sets(seeded):

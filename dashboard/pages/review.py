@@ -112,16 +112,19 @@ pngs = data.thumbnails([int(i) for i in rows["sample_id"]])
 
 
 def save_verdict(sample_id: int, verdict: str) -> None:
-    note = st.session_state.get(f"review_note_{sample_id}")
+    note = (st.session_state.get(f"review_note_{sample_id}") or "").strip()
     st.toast(data.record_verdict(sample_id, job_id, verdict, note, reviewer))
+    st.session_state[f"review_saved_note_{sample_id}"] = note
 
 
-def save_note(sample_id: int, current: str | None) -> None:
-    note = st.session_state.get(f"review_note_{sample_id}")
-    if current is None:
-        st.toast("Pick a verdict to save this note with it.")
+def save_note(sample_id: int, stored: str) -> None:
+    # The note alone: a new row without a verdict, so the verdict (if any) stays as it was. Skipped when
+    # the note is what is stored already (a verdict clicked in the same rerun saved it with the verdict).
+    note = (st.session_state.get(f"review_note_{sample_id}") or "").strip()
+    if note == st.session_state.get(f"review_saved_note_{sample_id}", stored):
         return
-    st.toast(data.record_verdict(sample_id, job_id, current, note, reviewer))
+    st.toast(data.record_verdict(sample_id, job_id, None, note, reviewer))
+    st.session_state[f"review_saved_note_{sample_id}"] = note
 
 
 @st.dialog("Case", width="large")
@@ -149,14 +152,15 @@ for row in rows.itertuples():
             widgets.verdict_buttons(
                 verdicts, current, key=f"review_verdict_{sample_id}", on_pick=lambda v, s=sample_id: save_verdict(s, v)
             )
+            stored_note = row.note if isinstance(row.note, str) else ""
             st.text_input(
                 "Note",
-                value=row.note if isinstance(row.note, str) else "",
+                value=stored_note,
                 key=f"review_note_{sample_id}",
-                placeholder="Note (saved with the verdict)",
+                placeholder="Note (saved when you press Enter or leave the field)",
                 label_visibility="collapsed",
                 on_change=save_note,
-                args=(sample_id, current),
+                args=(sample_id, stored_note),
             )
             if current:
                 st.caption(f"{current} · {row.reviewer} · {data.when(row.reviewed_at)}")

@@ -43,17 +43,18 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to head; a no-op (one read) when it already is. Raises DatabaseLocked when
-    another process holds an SQLite write lock for longer than the busy timeout."""
-    if current(engine) == head():
+def upgrade(engine: Engine, to: str = "head") -> None:
+    """Bring the schema to head (or revision `to`, for testing a migration); a no-op (one read) when it
+    already is. Raises DatabaseLocked when another process holds an SQLite write lock for longer than
+    the busy timeout."""
+    if current(engine) == (head() if to == "head" else to):
         return
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the version
         elif engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-        command.upgrade(alembic_config(connection), "head")
+        command.upgrade(alembic_config(connection), to)
         connection.commit()
 
 

@@ -49,11 +49,32 @@ def test_the_database_refuses_to_change_a_review(sessions, sample_ids):
         session.execute(delete(Review))
 
 
-def test_a_review_needs_a_verdict_a_reviewer_and_a_sample(sessions, sample_ids):
+def test_a_note_alone_is_kept_and_leaves_the_verdict_as_it_was(sessions, sample_ids):
+    a, b, _ = sample_ids
+    with sessions.begin() as session:
+        reviews.add_review(session=session, sample_id=b, verdict=None, reviewer="ana", note="ask the radiologist")
+        reviews.add_review(session=session, sample_id=a, verdict="remove", reviewer="ana", note="blurry")
+        reviews.add_review(session=session, sample_id=a, verdict=None, reviewer="ben", note="blurry, and cropped")
+    with sessions() as session:
+        current = reviews.latest_reviews(session=session, sample_ids=[a, b])
+    assert (current[b].verdict, current[b].reviewer, current[b].note) == (None, None, "ask the radiologist")
+    assert (current[a].verdict, current[a].reviewer, current[a].note) == ("remove", "ana", "blurry, and cropped")
+    assert current[a].noted_by == "ben" and current[a].noted_at >= current[a].reviewed_at
+    with sessions.begin() as session:  # an empty note alone clears the note; the verdict stays
+        reviews.add_review(session=session, sample_id=a, verdict=None, reviewer="ben", note="  ")
+    with sessions() as session:
+        cleared = reviews.latest_reviews(session=session, dataset_id=1)[a]
+        assert (cleared.verdict, cleared.note) == ("remove", None)
+        assert len(reviews.review_history(session=session, sample_id=a)) == 3
+
+
+def test_a_review_needs_a_verdict_or_note_a_reviewer_and_a_sample(sessions, sample_ids):
     a, _, _ = sample_ids
     with sessions.begin() as session:
-        with pytest.raises(ValueError, match="verdict"):
+        with pytest.raises(ValueError, match="verdict cannot be blank"):
             reviews.add_review(session=session, sample_id=a, verdict=" ", reviewer="ana")
+        with pytest.raises(ValueError, match="a verdict or a note"):
+            reviews.add_review(session=session, sample_id=a, verdict=None, reviewer="ana", note=" ")
         with pytest.raises(ValueError, match="reviewer"):
             reviews.add_review(session=session, sample_id=a, verdict="keep", reviewer="")
         with pytest.raises(ValueError, match="no sample"):

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import sessionmaker
 
-from db import datasets, jobs
+from db import datasets, jobs, reviews
 from db.migrations import current, head, upgrade
-from db.models import Base, Dataset, Job
+from db.models import Base, Dataset, Job, Review
 from db.session import DatabaseError, DatabaseLocked, default_url, make_engine, open_database, parse_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +75,29 @@ def test_upgrade_reaches_head_once_and_the_models_match_the_migrations(url):
     assert current(engine) == head()
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_upgrading_from_0001_keeps_reviews_append_only_and_allows_a_note_alone(url):
+    engine = make_engine(url)
+    upgrade(engine, to="0001")
+    sessions = sessionmaker(engine)
+    with sessions.begin() as session:  # these tables are the same at 0001 and at head
+        dataset = datasets.create_dataset(session=session, location="digits")
+        sample = datasets.upsert_samples(session=session, dataset_id=dataset.id, samples=[{"key": "a"}])["a"]
+        reviews.add_review(session=session, sample_id=sample, verdict="keep", reviewer="ana")
+    with sessions.begin() as session, pytest.raises(DBAPIError):  # 0001: a verdict was required
+        session.execute(text("UPDATE reviews SET verdict = NULL"))
+    upgrade(engine)
+    assert current(engine) == head()
+    with sessions.begin() as session:
+        reviews.add_review(session=session, sample_id=sample, verdict=None, reviewer="ben", note="looks cropped")
+    with sessions() as session:
+        assert [(r.verdict, r.note) for r in reviews.review_history(session=session, sample_id=sample)] == [
+            ("keep", None), (None, "looks cropped")
+        ]  # fmt: skip
+    with pytest.raises(DBAPIError, match="append-only"):  # the trigger survived the table's rebuild
+        with sessions.begin() as session:
+            session.execute(update(Review).values(note="changed"))
 
 
 def test_processes_starting_together_upgrade_the_schema_once(url):
