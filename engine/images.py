@@ -2,7 +2,8 @@
 
 Every source funnels through `decode`, so one place decides how odd files behave: 16-bit greyscale is
 scaled to 8 bits, alpha is composited on black, palettes and CMYK become RGB, grey-stored-as-RGB becomes
-one channel, and anything that cannot be decoded raises `UnreadableImage` with a reason a user can read.
+one channel, an EXIF orientation is applied, and anything that cannot be decoded raises `UnreadableImage`
+with a reason a user can read.
 Resizing follows the paper: resize the short side, then center-crop a square.
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Our own per-call guard (`max_pixels`, checked from the header before any decode) replaces PIL's global
 # one, which would warn at 89 Mpx and raise at 179 Mpx whatever limit the user chose.
 Image.MAX_IMAGE_PIXELS = None
 
+EXIF_ORIENTATION = 0x0112  # the tag cameras and phones set instead of rotating the pixels
 GREY_TOLERANCE = 2  # RGB images whose channels differ by at most this much everywhere are greyscale
 _PIL_BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
@@ -93,6 +95,7 @@ def decode(
         image = open_image(raw) if isinstance(raw, bytes | bytearray | memoryview) else raw
         image = load_pixels(image, max_pixels=max_pixels, min_side=short_side)
     try:
+        image = _upright(image)
         image = _to_l_or_rgb(image)
         image = _resize_center_crop(image, image_size, short_side)
     except UnreadableImage:
@@ -103,6 +106,15 @@ def decode(
     if pixels.ndim == 2:
         return pixels[None].copy()  # (1, S, S)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (H, W, 3) -> (3, S, S)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen: a photo stored sideways with an EXIF orientation is turned,
+    so the center crop, the model and the thumbnails all see what a viewer shows. Images without the tag
+    (almost all) are returned as they are, without a copy."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

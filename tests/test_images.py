@@ -148,6 +148,18 @@ def test_big_jpeg_decoded_at_reduced_scale_matches_the_full_decode():
     assert np.abs(via_jpeg.astype(int) - via_png).mean() < 2.0
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_stored_sideways_is_turned_upright_by_its_exif_orientation(fmt):
+    stored = np.zeros((32, 64), np.uint8)  # stored 64 wide × 32 high: left half white
+    stored[:, :32] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": the white half is then on top
+    turned = decode(encode(Image.fromarray(stored), fmt, exif=exif.tobytes()), image_size=16)
+    assert turned[0, :7].mean() > 200 and turned[0, 9:].mean() < 50  # rows: top white, bottom black
+    as_stored = decode(encode(Image.fromarray(stored), fmt), image_size=16)
+    assert as_stored[0, :, :7].mean() > 200 and as_stored[0, :, 9:].mean() < 50  # columns, untagged
+
+
 def test_arrays_go_through_the_same_path():
     grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
     assert np.array_equal(decode(grey, image_size=8), grey[None])
