@@ -605,16 +605,12 @@ def summarise(budget: str, results: list[dict[str, Any]]) -> dict[str, Any]:
                 complete = {s: c for s, c in by_seed.items() if set(c) == set(dataset.classes)}
                 row["classes_done"] = len(classes_done)
                 if complete:
-                    means = [
-                        {
-                            "auroc_nnd": _mean(c["auroc_nnd"] for c in cs.values()),
-                            "auroc_lh": _mean(c["auroc_lh"] for c in cs.values()),
-                        }
-                        for cs in complete.values()
-                    ]
                     row.update(_measured([r for cs in complete.values() for r in cs.values()]))
-                    row["auroc_nnd"] = _stat([m["auroc_nnd"] for m in means if m["auroc_nnd"] is not None])
-                    row["auroc_lh"] = _stat([m["auroc_lh"] for m in means if m["auroc_lh"] is not None])
+                    # every AUROC column is the mean over classes per seed, then mean ± std over seeds
+                    # (not the spread over classes that _measured would give)
+                    for key in ("auroc_nnd", "auroc_lh", "auroc_nnd_tta1", "auroc_lh_tta1"):
+                        means = [_mean(c.get(key) for c in cs.values()) for cs in complete.values()]
+                        row[key] = _stat([m for m in means if m is not None])
                     row["status"] = "finished"
                 else:
                     row["status"] = (
@@ -672,7 +668,7 @@ DEVIATIONS = [
     "Temperature τ = 0.2 and the augmentation strengths are our defaults (the paper gives neither); the "
     "content augmentations skip Gaussian blur below 64 px.",
     "CIFAR-10 is read from a JPEG (quality ≈ 75) copy of the dataset, not the PNG originals; AUROC may differ "
-    "slightly from published figures. The `cpu` budget runs only the classes listed in its settings.",
+    "slightly from published figures.",
     "PneumoniaMNIST (28 px MedMNIST, 1214 normal train images) stands in for the paper's full-resolution "
     "Kermany chest x-ray set; the paper's Pneumonia figure is on that set.",
     "BR35H has no official split: the 1500 `no` images are split by a permutation seeded 0 (DataConfig.seed, "

@@ -119,3 +119,34 @@ def test_training_stops_when_the_next_checkpoint_is_out_of_reach():
     assert reachable(report(8, 2, 8.0), 2, session_steps=8, remaining_s=0.0)
     # the last epoch always checkpoints, whatever the interval
     assert reachable(report(37, 10, 37.0), 4, session_steps=37, remaining_s=5.0, margin_s=1.0)
+
+
+def test_a_cifar_row_is_the_mean_over_classes_per_seed_then_over_seeds():
+    config = {
+        "data": {"image_size": 32, "crop_fraction": 1.0},
+        "train": {"encoder": "resnet_small", "epochs": 5, "batch_size": 256, "temperature": 0.2},
+        "score": {"tta": 1},
+    }
+    results = [
+        {
+            "dataset": "cifar10",
+            "method": "simclr",
+            "normal_class": name,
+            "seed": seed,
+            "config": config,
+            "auroc_nnd": 0.5 + 0.04 * i + 0.1 * seed,
+            "auroc_lh": 0.6,
+            "auroc_nnd_tta1": 0.5 + 0.04 * i + 0.1 * seed,
+        }  # fmt: skip
+        for seed in (0, 1)
+        for i, name in enumerate(reproduce.CIFAR10_CLASSES)
+    ]
+    summary = reproduce.summarise("cpu", results[:-1])  # one class of seed 1 missing: only seed 0 counts
+    row = next(r for r in summary["rows"] if r["dataset"] == "cifar10" and r["method"] == "simclr")
+    assert row["auroc_nnd"]["n"] == 1 and row["auroc_nnd"]["mean"] == pytest.approx(68.0)
+    summary = reproduce.summarise("cpu", results)
+    row = next(r for r in summary["rows"] if r["dataset"] == "cifar10" and r["method"] == "simclr")
+    for key in ("auroc_nnd", "auroc_nnd_tta1"):  # class means 68 and 78: ± is over seeds, not classes
+        assert row[key]["mean"] == pytest.approx(73.0) and row[key]["std"] == pytest.approx(7.0711, abs=1e-3)
+    assert row["auroc_lh"]["std"] == pytest.approx(0.0) and row["status"] == "finished"
+    assert len(summary["cifar10_per_class"]) == 10
