@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from engine.checkpoint import DirectoryCheckpoints
-from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig
 from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.run import evaluate
@@ -250,7 +250,13 @@ def run_config(cell: Cell, plan: Plan, data_root: Path, device: str) -> RunConfi
 
 def comparable(config: RunConfig | dict[str, Any], floor: bool = False) -> dict[str, Any]:
     """The settings that make two runs of a cell the same measurement: the data root, the device and
-    the checkpoint interval may differ between machines and sessions; the floor only depends on the data."""
+    the checkpoint interval may differ between machines and sessions; the floor only depends on the data.
+    A stored config is read through RunConfig, so a field added since then compares as its default."""
+    if not isinstance(config, RunConfig):
+        try:
+            config = RunConfig.from_dict(config)
+        except ConfigError:  # a field since removed: compare as stored (and so differ)
+            pass
     raw = json.loads(json.dumps(config.to_dict() if isinstance(config, RunConfig) else config))
     raw["data"]["source"] = Path(raw["data"]["source"]).name
     for key in ("device", "amp", "checkpoint_every"):
