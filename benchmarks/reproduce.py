@@ -148,15 +148,14 @@ class Plan:
 MEDICAL_224 = {"image_size": 224, "crop_fraction": 0.875, "encoder": "resnet18", "tta": 40}
 
 BUDGETS: dict[str, dict[str, Plan]] = {
-    # 2 CPU cores. BreastMNIST: every method × 3 seeds in about an hour (docs/benchmarks.md). The other
-    # datasets get one seed and fewer methods: roughly 10–15 minutes each on an idle machine, CIFAR-10
-    # (all ten classes, 5 epochs) about 50.
+    # 2 CPU cores. BreastMNIST: every method × 3 seeds in about an hour (docs/benchmarks.md). PneumoniaMNIST
+    # and BR35H: fewer methods, 3 seeds, about 20 minutes each; CIFAR-10: one seed, all ten classes, about 50.
     "cpu": {
         "breastmnist": Plan(image_size=28, epochs=60, batch_size=64, checkpoint_every=10),
         "pneumoniamnist": Plan(
-            image_size=28, epochs=20, batch_size=128, seeds=(0,), methods=("con2_invert", "content_only", "simclr")
+            image_size=28, epochs=20, batch_size=128, methods=("con2_invert", "content_only", "simclr")
         ),
-        "br35h": Plan(image_size=32, epochs=20, batch_size=128, seeds=(0,), methods=("con2_invert", "simclr")),
+        "br35h": Plan(image_size=32, epochs=20, batch_size=128, methods=("con2_invert", "simclr")),
         "cifar10": Plan(
             image_size=32,
             epochs=5,
