@@ -9,8 +9,9 @@ from dashboard import charts, data, gallery, triage, widgets
 
 st.title("Review")
 st.caption(
-    "Most anomalous first. A verdict is saved the moment you click it, with your name and the time; "
-    "earlier verdicts stay in the history. The percentile compares a score with the training normals' "
+    "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
+    "its field, each with your name and the time; earlier ones stay in the history. The percentile compares "
+    "a score with the training normals' "
     "own leave-one-out scores."
 )
 
