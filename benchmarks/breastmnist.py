@@ -20,7 +20,6 @@ import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT, which only works be
 
 # isort: split
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ import torch
 import engine.train
 import engine.tta
 from engine.augment import ContentAugmentation
+from engine.baseline import pixel_nnd_scores
 from engine.config import ALPHA_SCHEDULES, CONTEXTS, ENCODERS, METHODS, DataConfig, ScoreConfig, TrainConfig
 from engine.embed import embed
 from engine.loading import LoadedData, load_data
@@ -40,7 +40,7 @@ from engine.metrics import anomaly_targets, auroc
 from engine.run import evaluate
 from engine.scoring import NNDScorer
 from engine.train import StepReport, TrainedModel, train
-from engine.tta import score_images
+from engine.tta import score_images, view_plan
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 NORMAL_LABEL = "1"
@@ -61,12 +61,9 @@ DEFAULTS = {
 
 
 def pixel_nn_auroc(loaded: LoadedData, normal_label: str) -> float | None:
-    """The floor: S_NND on raw pixels, the cosine 1-NN distance of flattened pixels to the normal train images."""
-    bank = loaded.train.pixels.flatten(1).float()  # (n, C·S·S); the scorer L2-normalises
-    queries = loaded.score.pixels.flatten(1).float()  # (M, C·S·S)
-    scores = NNDScorer(k=1).fit(bank).anomaly_scores(queries, torch.as_tensor(loaded.score_in_train))
+    """The floor: S_NND on raw pixels (engine.baseline)."""
     targets = anomaly_targets(loaded.score.labels, normal_label)
-    return None if targets is None else auroc(targets, scores.numpy())
+    return None if targets is None else auroc(targets, pixel_nnd_scores(loaded))
 
 
 def step_logger(label: str, every_s: float = 15.0):
@@ -150,13 +147,15 @@ def tta_halves(trained: TrainedModel, loaded: LoadedData, tta: int) -> dict[str,
     generator = torch.Generator(device=device).manual_seed(ScoreConfig().seed)
     draws = [augmentation.sample(1, generator, device) for _ in range(tta)]
     halves = {"auroc_nnd_plain_half": 0.0, "auroc_nnd_context_half": 0.0}
-    for i, params in enumerate(draws):
-        context = None if i < tta - tta // 2 else trained.config.context
-        bank = embed(model, loaded.train.pixels, context=context, params=params, augmentation=augmentation)
-        queries = embed(model, loaded.score.pixels, context=context, params=params, augmentation=augmentation)
+    for query_context, bank_context, index in view_plan(
+        ScoreConfig(tta=tta), trained.config.context, trained.config.method
+    ):
+        params = draws[index]
+        bank = embed(model, loaded.train.pixels, context=bank_context, params=params, augmentation=augmentation)
+        queries = embed(model, loaded.score.pixels, context=query_context, params=params, augmentation=augmentation)
         exclude = torch.as_tensor(loaded.score_in_train)
         scores = NNDScorer(k=1).fit(bank).anomaly_scores(queries, exclude).double().cpu()
-        halves["auroc_nnd_plain_half" if context is None else "auroc_nnd_context_half"] += scores
+        halves["auroc_nnd_plain_half" if query_context is None else "auroc_nnd_context_half"] += scores
     targets = anomaly_targets(loaded.score.labels, NORMAL_LABEL)
     return {k: None if targets is None else auroc(targets, v.numpy()) for k, v in halves.items()}
 
@@ -208,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.crop_scale:
         low, high = (float(v) for v in args.crop_scale.split(","))
-        patched = functools.partial(ContentAugmentation, crop_scale=(low, high))
+
+        def patched(size: int, crop_scale: object = None, **options: object) -> ContentAugmentation:
+            # Not functools.partial: score_images passes crop_scale=None explicitly, which would win over it.
+            return ContentAugmentation(size, crop_scale=(low, high), **options)
+
         engine.train.ContentAugmentation = patched  # what `train` and `score_images` construct
         engine.tta.ContentAugmentation = patched
     methods = [m for m in args.methods.split(",") if m]
