@@ -84,8 +84,6 @@ def projection_scatter(
     color_by: str = "context",
     *,
     alignment_lines: bool = False,
-    title: str | None = None,
-    marker_size: float | None = None,
 ) -> go.Figure:
     """The 2-D projection of both contexts (the paper's Figure 1), drawn with WebGL.
 
@@ -99,7 +97,7 @@ def projection_scatter(
         raise ValueError(f"unknown colouring {color_by!r}; choose one of {', '.join(COLOR_BY)}")
     if points.empty:
         return _empty("No projection for this run yet.")
-    size = marker_size or (3 if len(points) > 5000 else 5 if len(points) > 1000 else 7)
+    size = 3 if len(points) > 5000 else 5 if len(points) > 1000 else 7
     figure = go.Figure()
     custom = _customdata(points)
     if alignment_lines:
@@ -158,9 +156,8 @@ def projection_scatter(
             color = OTHER_COLOR if category in ("other", MISSING) else PALETTE[i % len(PALETTE)]
             add((categories == category).to_numpy(), str(category), color, group=str(category))
     figure.update_layout(
-        title=title,
         height=620,
-        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+        margin=dict(l=10, r=10, t=30, b=10),
         legend=dict(itemsizing="constant", orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
         dragmode="lasso",
         hovermode="closest",

@@ -18,7 +18,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,14 +50,6 @@ DEMO_NAME = "digits (demo)"
 WORKER_CHECK_S = 15.0  # how often a rerun checks that the local worker still runs
 SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
 NORMAL_NAMES = ("normal", "0", "good", "healthy", "no", "negative", "ok")  # likely normal-class labels
-COLOR_NAMES = {
-    "context": "context",
-    "s_nnd": "S_NND",
-    "s_lh": "S_LH",
-    "label": "label",
-    "split": "split",
-    "verdict": "verdict",
-}
 EXPORTS = {
     "Reviewed samples": "reviewed",
     "Flagged samples": "flagged",
@@ -224,7 +216,7 @@ def duration(seconds: float | None) -> str:
 
 
 def datasets(*, registered_only: bool = False) -> pd.DataFrame:
-    """Every dataset, newest first: id, name, location, kind, samples, registered (bool), title."""
+    """Every dataset, newest first: id, name, location, kind, samples, title."""
     with _session() as session:
         rows = db_datasets.list_datasets(session=session)
         counts = dict(session.execute(select(Sample.dataset_id, func.count()).group_by(Sample.dataset_id)).all())
@@ -236,11 +228,10 @@ def datasets(*, registered_only: bool = False) -> pd.DataFrame:
                     "location": d.location,
                     "kind": d.kind,
                     "samples": int(counts.get(d.id, 0)),
-                    "registered": d.registered_at is not None,
                 }
                 for d in rows
             ],
-            columns=["id", "name", "location", "kind", "samples", "registered"],
+            columns=["id", "name", "location", "kind", "samples"],
         )
     if registered_only:
         frame = frame[frame["samples"] > 0]
@@ -460,9 +451,14 @@ def dataset_facts(dataset_id: int) -> dict[str, Any]:
     }
 
 
-def suggested_config(dataset_id: int, preset: str, normal_label: str | None) -> RunConfig:
-    """A preset adapted to the dataset: its splits, its image size, and curation when no label is normal."""
-    facts = dataset_facts(dataset_id)
+def suggested_config(
+    dataset_id: int, preset: str, normal_label: str | None, *, facts: dict[str, Any] | None = None
+) -> RunConfig:
+    """A preset adapted to the dataset: its splits, its image size, and curation when no label is normal.
+
+    `facts`: the dataset's `dataset_facts`, when the caller has them already.
+    """
+    facts = facts if facts is not None else dataset_facts(dataset_id)
     config = preset_config(preset, max_side=facts["max_side"], normal_label=normal_label)
     raw = config.to_dict()
     raw["data"]["train_split"] = "train" if "train" in facts["splits"] else None
@@ -627,9 +623,7 @@ def runs(
         for job in found:
             summary = job.summary or {}
             config = job.config or {}
-            normal = (
-                config.get("normal_label") if job.kind == "score" else (config.get("data") or {}).get("normal_label")
-            )
+            normal = _normal_label(job)
             ended = job.finished_at
             started = job.started_at
             rows.append(
@@ -733,6 +727,8 @@ def _run_frame(url: str, job_id: int, method: str, stamp: str) -> pd.DataFrame:
 
 
 def _run_table(job_id: int, method: str = "umap") -> pd.DataFrame:
+    """Scores and ranks do not depend on `method` (only x, y, cx, cy do): pass the method the page
+    already shows, so its cached frame is reused rather than a second one read."""
     return _run_frame(database_url(), job_id, method, _job_stamp(job_id))
 
 
@@ -792,16 +788,16 @@ def selected_sample_ids(event: Any) -> list[int]:
     return list(ids)
 
 
-def most_anomalous_first(job_id: int, sample_ids: Sequence[int]) -> list[int]:
+def most_anomalous_first(job_id: int, sample_ids: Sequence[int], method: str = "umap") -> list[int]:
     """The given samples of a run in rank order (S_NND, most anomalous first); unknown ids dropped."""
-    ranks = _run_table(job_id).set_index("sample_id")["rank_nnd"]
+    ranks = _run_table(job_id, method).set_index("sample_id")["rank_nnd"]
     known = [i for i in sample_ids if i in ranks.index]
     return sorted(known, key=lambda i: int(ranks.at[i]))
 
 
-def run_thumbnails(job_id: int, sample_ids: Sequence[int]) -> dict[str, list[Any]]:
+def run_thumbnails(job_id: int, sample_ids: Sequence[int], method: str = "umap") -> dict[str, list[Any]]:
     """Thumbnails of some of a run's samples with captions (key, S_NND rank) and names for pickers."""
-    frame = _run_table(job_id).set_index("sample_id")
+    frame = _run_table(job_id, method).set_index("sample_id")
     pngs = thumbnails(sample_ids)
     kept = [i for i in sample_ids if i in pngs and i in frame.index]
     names = [f"#{frame.at[i, 'rank_nnd']} {frame.at[i, 'key']}" for i in kept]
@@ -832,9 +828,9 @@ def reference_scores(job_id: int, score: str = "s_nnd") -> np.ndarray:
     return _reference(database_url(), job_id, _job_stamp(job_id))[score]
 
 
-def sample_case(job_id: int, sample_id: int) -> dict[str, Any] | None:
+def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, Any] | None:
     """One scored sample: image and context image, scores, ranks, percentiles, verdict, nearest training images."""
-    frame = _run_table(job_id)
+    frame = _run_table(job_id, method)
     row = frame[frame["sample_id"] == sample_id]
     if row.empty:
         return None
@@ -977,14 +973,25 @@ def evaluation(job_id: int) -> dict[str, Any]:
     }
 
 
-def roc_frames(job_ids: Sequence[int]) -> pd.DataFrame:
-    """Labelled scores of several runs in one frame with a `run` column, for ROC curves side by side."""
-    every = runs()
-    titles = dict(zip(every["id"], every["title"], strict=True))
+def roc_frames(
+    job_ids: Sequence[int],
+    *,
+    titles: Mapping[int, str] | None = None,
+    scores: Mapping[int, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Labelled scores of several runs in one frame with a `run` column, for ROC curves side by side.
+
+    `titles` (run id → title) and `scores` (run id → `evaluation(run)["scores"]`): what the caller has
+    already, so it is not read again; runs missing from them are read here.
+    """
+    if titles is None:
+        every = runs()
+        titles = dict(zip(every["id"], every["title"], strict=True))
+    known = scores or {}
     frames = []
     for job_id in job_ids:
-        scores = evaluation(job_id)["scores"]
-        frames.append(scores.assign(run=titles.get(job_id, f"#{job_id}")))
+        labelled = known[job_id] if job_id in known else evaluation(job_id)["scores"]
+        frames.append(labelled.assign(run=titles.get(job_id, f"#{job_id}")))
     return (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "anomalous", "s_nnd", "s_lh"])
     )

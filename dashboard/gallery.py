@@ -16,7 +16,6 @@ from PIL import Image
 from engine.config import CONTEXTS
 
 DISPLAY_SIDE = 112  # pixels: thumbnails smaller than this are enlarged (nearest neighbour) for display
-COLUMNS = ("original", *CONTEXTS)
 
 
 def decode_png(png: bytes) -> np.ndarray:

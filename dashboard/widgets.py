@@ -109,7 +109,6 @@ def train_form(
     *,
     splits: Sequence[str],
     key: str,
-    submit_label: str = "Queue training run",
 ) -> RunConfig | None:
     """The training form, pre-filled from `base` (a preset with the chosen normal label).
 
@@ -152,7 +151,7 @@ def train_form(
                         values[section][f.name] = _widget(
                             section, f, current(section, f.name), f"{key}_{section}_{f.name}"
                         )
-        submitted = st.form_submit_button(submit_label, type="primary")
+        submitted = st.form_submit_button("Queue training run", type="primary")
     if not submitted:
         return None
     values["data"]["source"] = base.data.source
@@ -233,9 +232,18 @@ def verdict_set(*, key: str, default: str | None = None) -> list[str]:
 
 
 SHARED_RUN = "shared_run_id"  # the run last picked on any page; the next page starts from it
+NO_FINISHED_RUN = "No finished run yet: train one on the Train page."
 
 
-def run_picker(runs: pd.DataFrame, *, key: str, label: str = "Run") -> int | None:
+def require_runs(runs: pd.DataFrame, message: str = NO_FINISHED_RUN) -> pd.DataFrame:
+    """`runs` unchanged, or the page stops here with `message` when there is none."""
+    if runs.empty:
+        st.info(message)
+        st.stop()
+    return runs
+
+
+def run_picker(runs: pd.DataFrame, *, key: str) -> int | None:
     """Pick one run from `runs` (columns id, title); defaults to the run last picked on another page."""
     if runs.empty:
         return None
@@ -245,7 +253,7 @@ def run_picker(runs: pd.DataFrame, *, key: str, label: str = "Run") -> int | Non
     if key in st.session_state and st.session_state[key] not in ids:
         del st.session_state[key]  # the run it held is gone
     index = ids.index(shared) if shared in ids else 0
-    picked = st.selectbox(label, ids, index=index, format_func=lambda i: titles[i], key=key)
+    picked = st.selectbox("Run", ids, index=index, format_func=lambda i: titles[i], key=key)
     st.session_state[SHARED_RUN] = picked
     return picked
 

@@ -13,10 +13,10 @@ st.caption(
     "The silhouette measures how cleanly the encoder separates images from their context images (> 0: apart)."
 )
 
-runs = data.runs(status="succeeded", labelled_only=True)
-if runs.empty:
-    st.info("No finished run with labels yet. A run needs a normal class and labelled scored images.")
-    st.stop()
+runs = widgets.require_runs(
+    data.runs(status="succeeded", labelled_only=True),
+    "No finished run with labels yet. A run needs a normal class and labelled scored images.",
+)
 
 job_id = widgets.run_picker(runs, key="evaluate_run")
 assert job_id is not None
@@ -41,7 +41,7 @@ with right:
     st.plotly_chart(charts.score_histograms(evaluation["scores"], score, by), key="evaluate_hist", width="stretch")
 
 st.subheader("Compare with other runs on the same data")
-same = data.runs(status="succeeded", labelled_only=True, dataset_id=evaluation["dataset_id"])
+same = runs[runs["dataset_id"] == evaluation["dataset_id"]]  # the page's runs on this run's dataset
 others = [int(i) for i in same["id"] if int(i) != job_id]
 titles = dict(zip((int(i) for i in same["id"]), same["title"], strict=True))
 if not others:
@@ -52,7 +52,9 @@ else:
         "Score", ["s_nnd", "s_lh"], format_func=charts.SCORES.get, horizontal=True, key="evaluate_compare_score"
     )
     st.plotly_chart(
-        charts.roc_comparison(data.roc_frames([job_id, *picked]), compare_score),
+        charts.roc_comparison(
+            data.roc_frames([job_id, *picked], titles=titles, scores={job_id: evaluation["scores"]}), compare_score
+        ),
         key="evaluate_roc_compare",
         width="stretch",
     )

@@ -13,10 +13,7 @@ st.caption(
     "joining the two run parallel; anomalies break the pattern. Drag a box or a lasso to select."
 )
 
-runs = data.runs(status="succeeded")
-if runs.empty:
-    st.info("No finished run yet: train one on the Train page.")
-    st.stop()
+runs = widgets.require_runs(data.runs(status="succeeded"))
 
 controls = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
 with controls[0]:
@@ -24,7 +21,7 @@ with controls[0]:
 assert job_id is not None
 method = controls[1].radio("Projection", ["umap", "pca"], horizontal=True, key="explore_method")
 color_by = controls[2].selectbox(
-    "Colour by", list(charts.COLOR_BY), format_func=data.COLOR_NAMES.get, key="explore_color"
+    "Colour by", list(charts.COLOR_BY), format_func=lambda c: charts.SCORES.get(c, c), key="explore_color"
 )
 lines = controls[3].toggle(
     "Lines", key="explore_lines", help="Alignment lines: join each image to its context image (the paper's Figure 1)."
@@ -45,7 +42,7 @@ event = st.plotly_chart(
 )
 st.caption(f"{len(points):,} samples · {data.run_caption(job_id)}")
 
-selected = data.most_anomalous_first(job_id, data.selected_sample_ids(event))
+selected = data.most_anomalous_first(job_id, data.selected_sample_ids(event), method)
 if not selected:
     st.caption("Draw a box or a lasso around points (chart toolbar, top right) to see their thumbnails here.")
     st.stop()
@@ -53,10 +50,10 @@ if not selected:
 shown = selected[: data.SELECTION_LIMIT]
 more = f" · showing the {len(shown)} most anomalous" if len(selected) > len(shown) else ""
 st.subheader(f"{len(selected):,} selected{more}")
-grid = data.run_thumbnails(job_id, shown)
+grid = data.run_thumbnails(job_id, shown, method)
 widgets.thumbnail_grid(grid["pngs"], grid["captions"], width=88)
 
 if grid["ids"]:
     names = dict(zip(grid["ids"], grid["names"], strict=True))
     sample_id = st.selectbox("Open a sample", grid["ids"], format_func=names.get, key="explore_case")
-    widgets.case_view(data.sample_case(job_id, int(sample_id)))
+    widgets.case_view(data.sample_case(job_id, int(sample_id), method))

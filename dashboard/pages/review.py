@@ -15,10 +15,7 @@ st.caption(
     "own leave-one-out scores."
 )
 
-runs = data.runs(status="succeeded")
-if runs.empty:
-    st.info("No finished run yet: train one on the Train page.")
-    st.stop()
+runs = widgets.require_runs(data.runs(status="succeeded"))
 
 controls = st.columns([3, 1, 2])
 with controls[0]:

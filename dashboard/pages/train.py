@@ -39,7 +39,7 @@ if normal is None:
         "the most out-of-place ones rank first."
     )
 
-base = data.suggested_config(dataset_id, preset, normal)
+base = data.suggested_config(dataset_id, preset, normal, facts=facts)
 form_key = f"train_{dataset_id}_{preset}_{normal}".replace(" ", "_")
 config = widgets.train_form(base, splits=facts["splits"], key=form_key)
 if config is not None:
