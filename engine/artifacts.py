@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import engine.checkpoint as checkpoint  # a module name: Bundle has methods of the same names
 from engine.config import DataConfig, TrainConfig
 from engine.data import ImageSet, SampleRef, Skipped
 from engine.model import Con2Model
@@ -36,8 +36,7 @@ class Bundle:
     data: DataConfig  # the training data's config: source, image size, crop, pixel guard
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(
+        return checkpoint.to_bytes(
             {
                 "format": 1,
                 "state_dict": self.trained.model.state_dict(),
@@ -49,14 +48,12 @@ class Bundle:
                 "images_per_s": self.trained.images_per_s,
                 "bank_pixels": self.bank.pixels,
                 "bank_refs": [dataclasses.astuple(r) for r in self.bank.refs],
-            },
-            buffer,
+            }
         )
-        return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, blob: bytes, device: str = "auto") -> Bundle:
-        saved: dict[str, Any] = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+        saved = checkpoint.from_bytes(blob)
         config = TrainConfig(**saved["train_config"])
         model = Con2Model(config.encoder, saved["image_size"], config.projection_dim)
         model.load_state_dict(saved["state_dict"])

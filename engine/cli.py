@@ -100,7 +100,7 @@ def _summary(result_metrics: dict[str, Any], config: RunConfig, skipped: int) ->
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from engine.artifacts import Bundle, write_results
+    from engine.artifacts import MODEL_FILE, Bundle, write_results
     from engine.checkpoint import DirectoryCheckpoints
     from engine.run import train_run
 
@@ -112,13 +112,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_run(config, on_progress=progress, checkpoints=DirectoryCheckpoints(out / "checkpoints"))
     finally:
         progress.close()
-    Bundle(result.trained, result.bank, config.data).save(out / "model.pt")
+    Bundle(result.trained, result.bank, config.data).save(out / MODEL_FILE)
     summary = _summary(result.metrics, config, len(result.skipped))
     summary["history"] = result.trained.history
     write_results(out, result.scored, result.scores, result.skipped, summary)
     _report_skipped(result.skipped)
     print(json.dumps(result.metrics, indent=2))
-    print(f"wrote {out}/: model.pt, scores.csv, features.npz, skipped.csv, summary.json", file=sys.stderr)
+    print(f"wrote {out}/: {MODEL_FILE}, scores.csv, features.npz, skipped.csv, summary.json", file=sys.stderr)
     return 0
 
 
@@ -127,8 +127,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from engine.run import score_run
 
     bundle = Bundle.load(args.model, device=args.device)
-    raw_score = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("score.") and v is not None}
-    score_config = build(ScoreConfig, raw_score)
+    score_config = config_from_args(args).score  # `score` has only score.* flags; the rest builds as defaults
     data = dataclasses.replace(
         bundle.data,
         source=args.data,
