@@ -244,9 +244,12 @@ def test_explore_page_draws_the_projection_with_alignment_lines(seeded):
     at.toggle(key="explore_lines").set_value(True).run()
     assert not at.exception
     assert '"mode":"lines"' in at.get("plotly_chart")[0].proto.spec.replace(" ", "")
+    before = at.get("plotly_chart")[0].proto.spec
     at.selectbox(key="explore_color").set_value("s_nnd").run()
+    coloured = at.get("plotly_chart")[0].proto.spec
     at.radio(key="explore_method").set_value("pca").run()
     assert not at.exception
+    assert coloured != before and at.get("plotly_chart")[0].proto.spec != coloured  # redrawn each time
     assert any("Draw a box or a lasso" in c for c in texts(at.caption))
 
 
@@ -386,6 +389,9 @@ def test_evaluate_page_shows_auroc_roc_histograms_and_silhouette(seeded):
     assert any("S_NND (AUROC" in s for s in specs) and any("histogram" in s for s in specs)
     at.radio(key="evaluate_by").set_value("kind").run()
     assert not at.exception
+    regrouped = [c.proto.spec for c in at.get("plotly_chart")]
+    changed = [after for before, after in zip(specs, regrouped, strict=True) if after != before]
+    assert len(changed) == 1 and '"name":"anomalous (' in changed[0]  # only the histograms, now by kind
 
 
 def test_every_page_renders_on_an_empty_database(tmp_path, monkeypatch):

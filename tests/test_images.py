@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
-import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine.images import UnreadableImage, decode
+from tests.imagefiles import huge_png
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -30,19 +29,6 @@ def solid(mode: str, value, size=(30, 20)) -> Image.Image:
         dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
         return Image.fromarray(np.full(size[::-1], value, dtype=dtype))
     return Image.new(mode, size, value)
-
-
-def huge_png(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of zeros written row by row: 400 Mpx costs ~50 kB and a fraction of a second."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, greyscale
-    compressor = zlib.compressobj(9)
-    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
-    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 # (format, mode, value written, channels expected, value expected per channel, tolerance)

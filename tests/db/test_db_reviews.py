@@ -5,7 +5,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import DBAPIError
 
 from db import datasets, reviews
-from db.models import Review
+from db.models import Dataset, Review, Sample
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def test_the_database_refuses_to_change_a_review(sessions, sample_ids):
     with sessions() as session:
         assert reviews.review_history(session=session, sample_id=a)[0].verdict == "remove"
     with sessions.begin() as session:  # deleting a whole sample (its dataset) still cascades
-        session.execute(delete(Review))
+        session.execute(delete(Dataset).where(Dataset.id == session.get(Sample, a).dataset_id))
+    with sessions() as session:
+        assert reviews.review_history(session=session, sample_id=a) == []
 
 
 def test_a_note_alone_is_kept_and_leaves_the_verdict_as_it_was(sessions, sample_ids):
