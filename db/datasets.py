@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from db.models import Dataset, Sample, Thumbnail, utcnow
+from db.session import dialect_insert
 
 CHUNK = 5000  # rows per INSERT batch
 SAMPLE_FIELDS = (
@@ -73,16 +72,12 @@ def record_source(
     )
 
 
-def _insert(session: Session):
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 def upsert_samples(*, session: Session, dataset_id: int, samples: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Insert or update samples by key; each mapping has "key" and any of SAMPLE_FIELDS.
 
     Returns {key: sample id} for the given samples.
     """
-    insert = _insert(session)
+    insert = dialect_insert(session)
     for start in range(0, len(samples), CHUNK):
         rows = [{"dataset_id": dataset_id, **_sample_row(s)} for s in samples[start : start + CHUNK]]
         fields = sorted(set(rows[0]) - {"dataset_id", "key"})
@@ -104,7 +99,7 @@ def ensure_samples(*, session: Session, dataset_id: int, samples: Sequence[Mappi
     known = sample_ids(session=session, dataset_id=dataset_id)
     missing = [s for s in samples if s["key"] not in known]
     if missing:
-        insert = _insert(session)
+        insert = dialect_insert(session)
         for start in range(0, len(missing), CHUNK):
             rows = [{"dataset_id": dataset_id, **_sample_row(s)} for s in missing[start : start + CHUNK]]
             statement = insert(Sample.__table__).on_conflict_do_nothing(index_elements=["dataset_id", "key"])
@@ -225,10 +220,11 @@ def dataset_summary(*, session: Session, dataset_id: int) -> dict[str, Any]:
     duplicates = session.scalar(
         select(func.count()).where(Sample.dataset_id == dataset_id, Sample.duplicate_of.is_not(None))
     )
+    by_split = counts(Sample.split)
     return {
-        "samples": sum(counts(Sample.split).values()),
+        "samples": sum(by_split.values()),
         "by_label": counts(Sample.label),
-        "by_split": counts(Sample.split),
+        "by_split": by_split,
         "unreadable": [{"sample_id": i, "key": k, "reason": r} for i, k, r in unreadable],
         "duplicates": int(duplicates or 0),
     }

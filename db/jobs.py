@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Select, func, literal, select, update
+from sqlalchemy import ColumnElement, DateTime, Row, Select, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from db.models import FINISHED, JOB_KINDS, Dataset, Job, JobEvent, UTCDateTime, utcnow
@@ -72,13 +72,19 @@ def _event(session: Session, job_id: int, event: str, *, worker_id=None, attempt
     session.add(JobEvent(job_id=job_id, event=event, worker_id=worker_id, attempt=attempt, detail=detail))
 
 
-def _update_held(session: Session, claim: Claim, **values: Any) -> None:
-    """Update the claimed job's row, or raise LostClaim when the claim no longer holds."""
+def _update_held(session: Session, claim: Claim, **values: Any) -> Row[tuple[int, bool]]:
+    """Update the claimed job's row and return its (id, cancel_requested), or raise LostClaim when
+    the claim no longer holds."""
     row = session.execute(
-        update(Job).where(*_held(claim)).values(**values).returning(Job.id).execution_options(synchronize_session=False)
+        update(Job)
+        .where(*_held(claim))
+        .values(**values)
+        .returning(Job.id, Job.cancel_requested)
+        .execution_options(synchronize_session=False)
     ).first()
     if row is None:
         raise LostClaim(f"job {claim.job_id} is no longer held by {claim.worker_id} (attempt {claim.attempt})")
+    return row
 
 
 # ---------------------------------------------------------------------------------------------- submitting
@@ -256,16 +262,7 @@ def claim(*, session: Session, worker_id: str, kinds: Sequence[str] | None = Non
 
 def heartbeat(*, session: Session, claim: Claim) -> bool:
     """Record that the worker is alive; returns whether a cancel was requested. Raises LostClaim."""
-    row = session.execute(
-        update(Job)
-        .where(*_held(claim))
-        .values(heartbeat_at=_now(session))
-        .returning(Job.cancel_requested)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if row is None:
-        raise LostClaim(f"job {claim.job_id} is no longer held by {claim.worker_id} (attempt {claim.attempt})")
-    return bool(row.cancel_requested)
+    return bool(_update_held(session, claim, heartbeat_at=_now(session)).cancel_requested)
 
 
 def report_progress(
@@ -292,16 +289,7 @@ def report_progress(
         values["message"] = message
     if device is not None:
         values["device"] = device
-    row = session.execute(
-        update(Job)
-        .where(*_held(claim))
-        .values(**values)
-        .returning(Job.cancel_requested)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if row is None:
-        raise LostClaim(f"job {claim.job_id} is no longer held by {claim.worker_id} (attempt {claim.attempt})")
-    return bool(row.cancel_requested)
+    return bool(_update_held(session, claim, **values).cancel_requested)
 
 
 def set_checkpoint(*, session: Session, claim: Claim, location: str) -> None:

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from db.models import SCORE_ROLES, Embedding, Metric, Projection, Sample, Score
+from db.session import dialect_insert
 
 CHUNK = 10_000  # rows per INSERT batch
 METRIC_FIELDS = ("loss", "loss_context", "loss_content", "alpha", "lr", "images_per_s", "elapsed_s")
@@ -68,8 +67,7 @@ def write_metrics(*, session: Session, job_id: int, attempt: int, rows: Sequence
         | {name: (None if r.get(name) is None else float(r[name])) for name in METRIC_FIELDS}
         for r in rows
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Metric.__table__)
+    statement = dialect_insert(session)(Metric.__table__)
     statement = statement.on_conflict_do_update(
         index_elements=["job_id", "kind", "step"],
         set_={name: statement.excluded[name] for name in ("attempt", "epoch", *METRIC_FIELDS)},

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -126,6 +128,11 @@ def open_database(url: str | URL | None = None, *, busy_timeout_s: float = BUSY_
     engine = make_engine(url, busy_timeout_s=busy_timeout_s)
     upgrade(engine)
     return make_sessionmaker(engine)
+
+
+def dialect_insert(session: Session):
+    """The session's dialect's `insert` (PostgreSQL's or SQLite's), for `on_conflict_do_...` upserts."""
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def _sqlite_pragmas(busy_timeout_s: float):

@@ -6,6 +6,8 @@ for normal samples these alignment lines run parallel between the two context cl
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.decomposition import PCA
 
@@ -42,4 +44,6 @@ def _umap(points: np.ndarray, seed: int) -> np.ndarray:
         random_state=seed,
         init="spectral" if points.shape[0] > 10 else "random",
     )
-    return reducer.fit_transform(points)
+    with warnings.catch_warnings():  # a fixed seed makes UMAP single-threaded, as intended here
+        warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
+        return reducer.fit_transform(points)

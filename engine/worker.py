@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -410,12 +409,9 @@ def _register(run: JobRun, job: Job, dataset: Dataset) -> None:
     inv = inventory(source, max_pixels=max_pixels, on_progress=on_inventory)
     run.check()  # the inventory itself cannot stop midway; honour a cancel as soon as it returns
     rows = [
-        {
-            "key": info.ref.sample_id,
+        _sample_row(info.ref)
+        | {
             "position": position,
-            "location": info.ref.location,
-            "label": info.ref.label,
-            "split": info.ref.split,
             "width": info.width,
             "height": info.height,
             "mode": info.mode,
@@ -576,9 +572,7 @@ def _project(run: JobRun, scores: ScoreResult, methods: Sequence[str], seed: int
         run.set_phase("projecting", i / len(methods), f"fitting {method.upper()} on {2 * len(scores.s_nnd)} points")
         run.flush(force=True)
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
-            coords[method] = project(scores.features, scores.context_features, method, seed=seed)  # (M, 4)
+        coords[method] = project(scores.features, scores.context_features, method, seed=seed)  # (M, 4)
         log.info(
             "job %d: %s of %d samples took %.1f s",
             run.claim.job_id,
@@ -609,8 +603,11 @@ def _store(
     run.set_phase("writing", 0.0, f"writing results of {m} samples")
     with run.held() as session:
         results.clear_results(session=session, job_id=job_id)
-        scored_ids = _sample_ids(session, scored_dataset, scored)
-        bank_ids = _sample_ids(session, bank_dataset, bank)
+        if scored_dataset == bank_dataset:  # a train job: one read of the dataset's keys for both
+            scored_ids, bank_ids = _sample_ids(session, scored_dataset, scored, bank)
+        else:
+            (scored_ids,) = _sample_ids(session, scored_dataset, scored)
+            (bank_ids,) = _sample_ids(session, bank_dataset, bank)
         if skipped:
             flagged = [_sample_row(ref) | {"readable": False, "reason": reason} for ref, reason in skipped]
             datasets.ensure_samples(session=session, dataset_id=scored_dataset, samples=flagged)
@@ -665,11 +662,15 @@ def _sample_row(ref: SampleRef) -> dict[str, Any]:
     return {"key": ref.sample_id, "location": ref.location, "label": ref.label, "split": ref.split}
 
 
-def _sample_ids(session: Session, dataset_id: int, refs: list[SampleRef]) -> np.ndarray:
-    """(len(refs),) int64 sample ids, adding samples a registration has not listed (a run on an
-    unregistered dataset registers what it used)."""
-    ids = datasets.ensure_samples(session=session, dataset_id=dataset_id, samples=[_sample_row(r) for r in refs])
-    return np.array([ids[r.sample_id] for r in refs], dtype=np.int64)
+def _sample_ids(session: Session, dataset_id: int, *ref_lists: list[SampleRef]) -> list[np.ndarray]:
+    """(len(refs),) int64 sample ids for each list of refs of one dataset, adding samples a
+    registration has not listed (a run on an unregistered dataset registers what it used)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for refs in ref_lists:
+        for ref in refs:
+            rows.setdefault(ref.sample_id, _sample_row(ref))
+    ids = datasets.ensure_samples(session=session, dataset_id=dataset_id, samples=list(rows.values()))
+    return [np.array([ids[r.sample_id] for r in refs], dtype=np.int64) for refs in ref_lists]
 
 
 def _done_message(summary: dict[str, Any], m: int) -> str:
