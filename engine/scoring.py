@@ -114,6 +114,7 @@ class LHScorer:
         self.chol_ = torch.linalg.cholesky(self.sigma_)
         self.logdet_ = 2 * torch.log(torch.diagonal(self.chol_)).sum()
         self.train_ = z
+        self.eigh_: tuple[torch.Tensor, torch.Tensor] | None = None  # S's eigenbasis, on first leave-one-out
         return self
 
     def _shrunk(self, cov: torch.Tensor, nu: torch.Tensor | float) -> torch.Tensor:
@@ -128,14 +129,24 @@ class LHScorer:
     def anomaly_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """queries: (M, D) → (M,) = −log N(q/‖q‖; μ, Σ) (higher = more anomalous), float32."""
         z = F.normalize(queries.double().to(self.mean_.device), dim=1)
-        solved = torch.linalg.solve_triangular(self.chol_, (z - self.mean_).T, upper=False)  # L⁻¹(z − μ): (D, M)
-        scores = self._nll((solved**2).sum(dim=0), self.logdet_)
-        if exclude is not None:
-            exclude = exclude.to(self.mean_.device)
-            inside = exclude >= 0
-            if bool(inside.any()):
-                scores[inside] = self._leave_one_out(exclude[inside], z[inside])
+        if exclude is None:
+            return self._full_bank(z).float()
+        exclude = exclude.to(self.mean_.device)
+        inside = exclude >= 0
+        if not bool(inside.any()):
+            return self._full_bank(z).float()
+        # excluded rows get the leave-one-out Gaussian instead, so solving them against the full bank is wasted
+        scores = torch.empty(z.shape[0], dtype=z.dtype, device=z.device)
+        scores[inside] = self._leave_one_out(exclude[inside], z[inside])
+        rest = z[~inside]
+        if rest.shape[0]:  # a reference is all leave-one-out: skip an empty solve (its size is known, no sync)
+            scores[~inside] = self._full_bank(rest)
         return scores.float()
+
+    def _full_bank(self, z: torch.Tensor) -> torch.Tensor:
+        """NLL of normalised queries z (M, D) under the Gaussian of the whole bank."""
+        solved = torch.linalg.solve_triangular(self.chol_, (z - self.mean_).T, upper=False)  # L⁻¹(z − μ): (D, M)
+        return self._nll((solved**2).sum(dim=0), self.logdet_)
 
     def _leave_one_out(self, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Exact NLL of normalised queries z (R, D) under the Gaussian fitted without bank rows `rows` (ρ fixed).
@@ -147,7 +158,9 @@ class LHScorer:
         n, d = self.n_, self.d_
         a = n / (n - 1)
         b = n / (n - 1) ** 2
-        eigval, eigvec = torch.linalg.eigh(self.cov_)
+        if self.eigh_ is None:  # cov_ is fixed at fit, and a view scores queries and reference against it
+            self.eigh_ = torch.linalg.eigh(self.cov_)
+        eigval, eigvec = self.eigh_
         v = self.train_[rows] - self.mean_  # (R, D)
         w = v @ eigvec  # v in the eigenbasis
         u = (z - self.mean_ + v / (n - 1)) @ eigvec  # residual z − μ₋ᵢ in the eigenbasis

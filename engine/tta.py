@@ -86,6 +86,7 @@ def score_images(
         query_in_bank = np.full(m, -1, dtype=np.int64)
     exclude = torch.as_tensor(query_in_bank, dtype=torch.long, device=device)
     inside = exclude >= 0
+    any_inside = bool(inside.any())  # once: each read is a device sync
     outside_rows = torch.nonzero(~inside).squeeze(1).cpu()
     has_reference = score_train and n >= 3
     reference = np.arange(n)
@@ -125,7 +126,8 @@ def score_images(
             out[outside_rows.to(device)] = view(queries[outside_rows], context, params)
         return out
 
-    need_bank_as_query = score_train or bool(inside.any())
+    need_bank_as_query = score_train or any_inside
+    plain_bank = plain = None
     for done, (query_context, bank_context, draw) in enumerate(plan, start=1):
         params = None if draw is None else draws[draw]
         bank_feats = view(bank, bank_context, params)
@@ -133,7 +135,9 @@ def score_images(
         if need_bank_as_query:
             # the training images seen as queries are: the bank itself, unless the bank is in another context
             bank_as_query = bank_feats if query_context == bank_context else view(bank, query_context, params)
-        query_feats = query_features(bank_as_query if bool(inside.any()) else None, query_context, params)
+        query_feats = query_features(bank_as_query if any_inside else None, query_context, params)
+        if draw is None and query_context is None and bank_context is None:
+            plain_bank, plain = bank_feats, query_feats  # the plain view (A = 1): no need to embed it again below
         nnd = NNDScorer(config.k).fit(bank_feats)
         lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_feats)
         s_nnd += nnd.anomaly_scores(query_feats, exclude).double()
@@ -145,11 +149,11 @@ def score_images(
             raise TrainingCancelled(f"cancelled while scoring ({done} of {total} views)")
 
     views = len(plan)
-    plain_bank = embed(model, bank, batch_size=config.batch_size, amp=amp)
-    plain = query_features(plain_bank if bool(inside.any()) else None, None, None)
+    if plain_bank is None:
+        plain_bank = embed(model, bank, batch_size=config.batch_size, amp=amp)
+        plain = query_features(plain_bank if any_inside else None, None, None)
     context_plain = embed(model, queries, context=trained.config.context, batch_size=config.batch_size, amp=amp)
-    k = min(NEIGHBOURS, n - int(bool(inside.any())))
-    sims, rows = NNDScorer().fit(plain_bank).neighbours(plain, k, exclude)
+    sims, rows = NNDScorer().fit(plain_bank).neighbours(plain, NEIGHBOURS, exclude)  # clamps k to the bank
     if on_progress is not None:
         on_progress(total, total)
     return ScoreResult(
