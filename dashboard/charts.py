@@ -362,10 +362,17 @@ def run_comparison(runs: pd.DataFrame) -> go.Figure:
 
     runs: one row per run with `run` (its display name) and any of auroc_nnd, auroc_lh, silhouette.
     """
-    columns = [c for c in ("auroc_nnd", "auroc_lh", "silhouette") if c in runs and runs[c].notna().any()]
+    columns = [
+        c for c in ("auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette") if c in runs and runs[c].notna().any()
+    ]
     if runs.empty or not columns:
         return _empty("These runs have no AUROC or silhouette to compare.")
-    names = {"auroc_nnd": "AUROC S_NND", "auroc_lh": "AUROC S_LH", "silhouette": "silhouette"}
+    names = {
+        "auroc_nnd": "AUROC S_NND",
+        "auroc_lh": "AUROC S_LH",
+        "auroc_pixels": "AUROC raw pixels",
+        "silhouette": "silhouette",
+    }
     figure = go.Figure()
     for column in columns:
         figure.add_trace(go.Bar(x=runs["run"].astype(str), y=runs[column], name=names[column]))

@@ -58,13 +58,16 @@ EXPORTS = {
 }
 RUN_COLUMNS = [
     "id", "kind", "name", "dataset", "status", "method", "context", "encoder", "image_size", "epochs", "tta",
-    "normal", "device", "duration_s", "auroc_nnd", "auroc_lh", "silhouette", "n_scored", "created",
+    "normal", "device", "duration_s", "auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored", "created",
 ]  # fmt: skip
 RUN_COLUMN_CONFIG = {
     "id": st.column_config.NumberColumn("run", format="#%d"),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
     "auroc_nnd": st.column_config.NumberColumn("AUROC S_NND", format="%.3f"),
     "auroc_lh": st.column_config.NumberColumn("AUROC S_LH", format="%.3f"),
+    "auroc_pixels": st.column_config.NumberColumn(
+        "AUROC raw pixels", format="%.3f", help="1-NN on raw pixels, no training: the floor a run has to beat."
+    ),
     "silhouette": st.column_config.NumberColumn("silhouette", format="%.3f"),
     "n_scored": st.column_config.NumberColumn("scored"),
     "image_size": st.column_config.NumberColumn("px"),
@@ -646,6 +649,7 @@ def runs(
                     "duration_s": (ended - started).total_seconds() if ended and started else None,
                     "auroc_nnd": summary.get("auroc_nnd"),
                     "auroc_lh": summary.get("auroc_lh"),
+                    "auroc_pixels": summary.get("auroc_pixels"),
                     "silhouette": summary.get("silhouette"),
                     "n_scored": summary.get("n_scored"),
                     "created": job.created_at,
@@ -681,7 +685,7 @@ def compare_runs(job_ids: Sequence[int]) -> dict[str, pd.DataFrame]:
     """Metrics and settings of a few runs side by side; settings that differ come first."""
     frame = runs()
     frame = frame[frame["id"].isin(job_ids)].set_index("id").loc[list(job_ids)]
-    metrics = frame[["auroc_nnd", "auroc_lh", "silhouette"]].copy()
+    metrics = frame[["auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette"]].copy()
     metrics.insert(0, "run", [f"#{i}" for i in frame.index])
     with _session() as session:
         configs = {}
@@ -966,6 +970,7 @@ def evaluation(job_id: int) -> dict[str, Any]:
         "normal_label": normal,
         "auroc_nnd": summary.get("auroc_nnd"),
         "auroc_lh": summary.get("auroc_lh"),
+        "auroc_pixels": summary.get("auroc_pixels"),
         "silhouette": summary.get("silhouette"),
         "normal": int((scores["anomalous"] == 0).sum()),
         "anomalous": int(scores["anomalous"].sum()),

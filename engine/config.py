@@ -131,6 +131,14 @@ class TrainConfig:
             choices=ALPHA_SCHEDULES,
         ),
     )
+    context_weight: float = field(
+        default=1.0,
+        metadata=_help(
+            "Weight λ of the context-contrasting loss: L = λ·L_context + α·L_content (the paper: λ = 1). Below 1 "
+            "the context clusters form more slowly and content survives short schedules.",
+            min=0.0,
+        ),
+    )
     temperature: float = field(default=0.2, metadata=_help("Softmax temperature τ of both losses.", min=1e-3))
     seed: int = field(default=0, metadata=_help("Seeds weights, batches and augmentations."))
     device: str = field(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.baseline import pixel_nnd
 from engine.checkpoint import CheckpointStore
 from engine.config import DataConfig, RunConfig, ScoreConfig
 from engine.data import DataError, ImageSet, Skipped
@@ -56,15 +57,30 @@ def _relay(on_progress: ProgressCallback | None, name: str) -> Callable[[int, in
     return lambda done, total: on_progress(Phase(name, done, total))
 
 
-def evaluate(scored: ImageSet, scores: ScoreResult, normal_label: str | None) -> dict[str, float | int | str | None]:
-    """AUROC of both scores where labels allow it, and the context clusters' silhouette."""
+def evaluate(
+    scored: ImageSet,
+    scores: ScoreResult,
+    normal_label: str | None,
+    *,
+    bank: ImageSet | None = None,
+    query_in_bank: np.ndarray | None = None,
+) -> dict[str, float | int | str | None]:
+    """AUROC of both scores where labels allow it, and the context clusters' silhouette.
+
+    With the training `bank`, also `auroc_pixels`: the raw-pixel 1-NN reference (engine.baseline) on the
+    same images, the floor a trained encoder has to beat for training to have paid off.
+    """
     targets = anomaly_targets(scored.labels, normal_label)
     metrics: dict[str, float | int | str | None] = {
         "n_scored": len(scored),
         "n_anomalous": None if targets is None else int(targets.sum()),
         "auroc_nnd": None if targets is None else auroc(targets, scores.s_nnd),
         "auroc_lh": None if targets is None else auroc(targets, scores.s_lh),
+        "auroc_pixels": None,
     }
+    if targets is not None and bank is not None:
+        pixel_scores = pixel_nnd(bank.pixels, scored.pixels, query_in_bank)
+        metrics["auroc_pixels"] = None if pixel_scores is None else auroc(targets, pixel_scores)
     metrics["silhouette"] = context_silhouette(scores.features, scores.context_features) if len(scored) >= 2 else None
     return metrics
 
@@ -88,7 +104,9 @@ def train_run(
         query_in_bank=loaded.score_in_train,
         on_progress=_relay(on_progress, "scoring"),
     )
-    metrics = evaluate(loaded.score, scores, config.data.normal_label)
+    metrics = evaluate(
+        loaded.score, scores, config.data.normal_label, bank=loaded.train, query_in_bank=loaded.score_in_train
+    )
     metrics.update(
         n_train=len(loaded.train),
         n_skipped=len(loaded.skipped),
@@ -150,7 +168,7 @@ def score_run(
         score_train=True,
         on_progress=_relay(on_progress, "scoring"),
     )
-    metrics = evaluate(queries, result, data.normal_label)
+    metrics = evaluate(queries, result, data.normal_label, bank=bank, query_in_bank=in_bank)
     metrics.update(n_skipped=len(skipped), device=str(trained.device), wall_s=time.perf_counter() - started)
     return queries, result, skipped, metrics
 

@@ -110,6 +110,12 @@ def _resume_key(config: TrainConfig, image_size: int, n: int) -> dict[str, Any]:
     return {"config": key, "image_size": image_size, "n_train": n}
 
 
+def _with_defaults(key: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint saved before a config field existed was made with that field's default."""
+    defaults = _resume_key(TrainConfig(), key.get("image_size", 0), key.get("n_train", 0))["config"]
+    return {**key, "config": {**defaults, **key.get("config", {})}}
+
+
 def train(
     pixels: torch.Tensor,
     config: TrainConfig,
@@ -144,7 +150,7 @@ def train(
     key = _resume_key(config, image_size, n)
     saved = checkpoints.load() if checkpoints is not None else None
     if saved is not None:
-        if saved["key"] != key:
+        if _with_defaults(saved["key"]) != key:
             raise ValueError("the saved checkpoint was made with a different config or dataset; start a new run")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -252,4 +258,4 @@ def _objective(
         return l_context, l_context, l_content.detach()
     if config.method == "content_only":
         return l_content, l_context.detach(), l_content
-    return l_context + alpha * l_content, l_context, l_content
+    return config.context_weight * l_context + alpha * l_content, l_context, l_content

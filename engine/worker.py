@@ -677,6 +677,8 @@ def _done_message(summary: dict[str, Any], m: int) -> str:
     parts = [f"scored {m} images"]
     if summary.get("auroc_nnd") is not None:
         parts.append(f"AUROC {summary['auroc_nnd']:.3f} (S_NND)")
+    if summary.get("auroc_pixels") is not None:
+        parts.append(f"raw pixels {summary['auroc_pixels']:.3f}")
     return ", ".join(parts)
 
 

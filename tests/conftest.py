@@ -3,3 +3,7 @@
 import os
 
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # see engine/__init__.py: spinning threads starve each other
+# Unit tests pin themselves to the CPU: on a GPU machine, device="auto" would otherwise run them in bfloat16
+# and their float tolerances would not hold. tests/test_gpu.py runs the CUDA paths when CON2_TEST_GPU=1.
+if os.environ.get("CON2_TEST_GPU") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""

@@ -1,0 +1,273 @@
+"""The quality suite: the yardstick for every engine change. Does the shipped recipe rank real anomalies
+better than raw pixels and than SimCLR, on a 2-core CPU?
+
+For each task (a real one-class split) and seed it trains the recipe under test and SimCLR at about equal
+wall time (SimCLR makes 2 views of an image where Con2 makes 4, so it gets twice the epochs), scores both
+with S_NND and S_LH (the recipe's TTA) and reports, beside them:
+- the raw-pixel 1-NN floor (engine.baseline), the reference every learned method must clear;
+- the same encoder at random initialisation, scored without TTA, against the trained one without TTA;
+- the effective rank (exp of the entropy of the normalised squared singular values) of the centred encoder
+  features of the training images, trained and at random initialisation: a collapse detector.
+
+    python benchmarks/quality.py --quick                   # ≤ 10 min: the ten digits and BreastMNIST, 1 seed
+    python benchmarks/quality.py                           # every task; 3 seeds on the medical sets
+    python benchmarks/quality.py --quick --label main --train alpha_schedule=linear
+    python benchmarks/quality.py --table                   # rewrite docs/quality-suite.md from stored results
+
+Results are kept per cell in benchmarks/state/quality/<label>.json (a rerun skips finished cells), printed as
+JSON on stdout, and written as a Markdown table (every label side by side) to docs/quality-suite.md.
+Uses only engine APIs that existed at 54863b9, so the same script measures the code before the recipe change.
+"""
+
+from __future__ import annotations
+
+import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT, which only works before torch loads)
+
+# isort: split
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.baseline import pixel_nnd_scores
+from engine.config import DataConfig, ScoreConfig, TrainConfig, build
+from engine.embed import embed
+from engine.loading import load_data
+from engine.metrics import anomaly_targets, auroc
+from engine.model import Con2Model
+from engine.scoring import NNDScorer
+from engine.train import train
+from engine.tta import score_images
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STATE = ROOT / "benchmarks" / "state" / "quality"
+TABLE = ROOT / "docs" / "quality-suite.md"
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A real one-class split and the CPU budget it trains at (epochs and batch of the recipe under test)."""
+
+    name: str
+    source: str  # a path under ../shared/data, or "digits"
+    normals: tuple[str, ...]  # one cell per normal class (the per-class tasks report their mean too)
+    image_size: int
+    epochs: int
+    batch_size: int
+    holdout_fraction: float = 0.0
+    seeds: int = 3  # seeds in the full suite
+    tta: int | None = None  # the budget's test-time augmentations where the recipe's would not fit
+
+    def data(self, normal: str) -> DataConfig:
+        source = self.source if self.source == "digits" else str(DATA / self.source)
+        return DataConfig(
+            source=source, normal_label=normal, image_size=self.image_size, holdout_fraction=self.holdout_fraction
+        )
+
+
+# The declared CPU budget. Native resolutions; epochs chosen so a task trains in about a minute or two here.
+# CIFAR-10 scores its 10,000 test images without TTA: 40 views of 15,000 images would cost minutes per class.
+TASKS = {
+    "digits": Task("digits", "digits", tuple(str(d) for d in range(10)), 16, 30, 32, seeds=1),
+    "breastmnist": Task("breastmnist", "breastmnist.npz", ("1",), 28, 60, 64),
+    "pneumoniamnist": Task("pneumoniamnist", "pneumoniamnist.npz", ("0",), 28, 20, 128),
+    "br35h": Task("br35h", "br35h", ("no",), 32, 20, 128, holdout_fraction=0.3),
+    "cifar10": Task("cifar10", "cifar10/cifar10_jpg_q75.zip", CIFAR10, 32, 5, 128, seeds=1, tta=1),
+}
+QUICK = ("digits", "breastmnist")
+
+
+def effective_rank(features: torch.Tensor) -> float:
+    """exp(entropy of the normalised squared singular values) of the centred features: 1 = collapsed to a line."""
+    centred = features.double() - features.double().mean(dim=0)
+    power = torch.linalg.svdvals(centred) ** 2
+    p = power / power.sum()
+    return float(torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum()))
+
+
+def plain_auroc(model: Con2Model, loaded, targets: np.ndarray) -> tuple[float, float]:
+    """(S_NND AUROC without TTA, effective rank of the training features) of an encoder in eval mode."""
+    model.eval()
+    bank = embed(model, loaded.train.pixels)
+    queries = embed(model, loaded.score.pixels)
+    exclude = torch.as_tensor(loaded.score_in_train)
+    scores = NNDScorer(1).fit(bank).anomaly_scores(queries, exclude).numpy()
+    return auroc(targets, scores), effective_rank(bank)
+
+
+def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:
+    """Train and score one (task, normal class, seed, method); every figure of one row of the table."""
+    loaded = load_data(task.data(normal))
+    targets = anomaly_targets(loaded.score.labels, normal)
+    fields = {"epochs": task.epochs, "batch_size": task.batch_size, **train_over, "seed": seed}
+    if method == "simclr":  # equal wall time: half the views per image, so twice the epochs
+        fields.update(method="simclr", epochs=2 * int(fields["epochs"]))
+    config = build(TrainConfig, {k: v for k, v in fields.items()})
+    score_config = build(ScoreConfig, ({"tta": task.tta} if task.tta else {}) | score_over)
+    started = time.perf_counter()
+    trained = train(loaded.train.pixels, config)
+    train_s = time.perf_counter() - started
+    scores = score_images(trained, loaded.train.pixels, loaded.score.pixels, score_config,
+                          query_in_bank=loaded.score_in_train, score_train=False)  # fmt: skip
+    trained_plain, trained_rank = plain_auroc(trained.model, loaded, targets)
+    torch.manual_seed(seed)
+    random_plain, random_rank = plain_auroc(Con2Model(config.encoder, task.image_size, config.projection_dim),
+                                            loaded, targets)  # fmt: skip
+    return {
+        "task": task.name, "normal": normal, "seed": seed, "method": method,
+        "auroc_nnd": auroc(targets, scores.s_nnd), "auroc_lh": auroc(targets, scores.s_lh),
+        "auroc_pixels": auroc(targets, pixel_nnd_scores(loaded)),
+        "auroc_nnd_plain": trained_plain, "auroc_nnd_random": random_plain,
+        "rank": trained_rank, "rank_random": random_rank,
+        "train_s": train_s, "score_s": scores.wall_s, "epochs": config.epochs,
+        "n_train": len(loaded.train), "n_scored": len(loaded.score),
+        "config": dataclasses.asdict(config), "score": dataclasses.asdict(score_config),
+    }  # fmt: skip
+
+
+def progress_line(cell: dict[str, Any]) -> str:
+    return (
+        f"{cell['task']} {cell['normal']} seed {cell['seed']} {cell['method']}: S_NND {cell['auroc_nnd']:.3f} "
+        f"S_LH {cell['auroc_lh']:.3f} floor {cell['auroc_pixels']:.3f} plain {cell['auroc_nnd_plain']:.3f} "
+        f"random {cell['auroc_nnd_random']:.3f} rank {cell['rank']:.1f}/{cell['rank_random']:.1f} "
+        f"{cell['train_s']:.0f}+{cell['score_s']:.0f} s"
+    )
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def summarise(cells: list[dict]) -> list[dict[str, Any]]:
+    """One row per (task, normal) — and per task for the per-class tasks — with mean ± std over seeds."""
+    rows = []
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for cell in cells:
+        groups.setdefault((cell["task"], cell["normal"]), []).append(cell)
+    keys = sorted(groups, key=lambda k: (list(TASKS).index(k[0]), TASKS[k[0]].normals.index(k[1])))
+    per_task: dict[str, list[list[dict]]] = {}
+    for key in keys:
+        per_task.setdefault(key[0], []).append(groups[key])
+    for task, classes in per_task.items():
+        entries = [(f"{task} {c[0]['normal']}" if len(TASKS[task].normals) > 1 else task, c) for c in classes]
+        if len(classes) > 1:  # the class mean, per seed
+            entries.insert(0, (f"{task} (mean of {len(classes)})", [x for c in classes for x in c]))
+        for name, group in entries:
+            rows.append({"task": name, **_row(group, mean_over_classes=name.endswith(")"))})
+    return rows
+
+
+def _row(group: list[dict], mean_over_classes: bool) -> dict[str, str]:
+    def values(method: str, key: str) -> list[float]:
+        picked = [c for c in group if c["method"] == method]
+        if not mean_over_classes:
+            return [c[key] for c in picked]
+        by_seed: dict[int, list[float]] = {}
+        for c in picked:
+            by_seed.setdefault(c["seed"], []).append(c[key])
+        return [statistics.mean(v) for v in by_seed.values()]
+
+    seconds = [c["train_s"] + c["score_s"] for c in group if c["method"] == "recipe"]
+    seconds_simclr = [c["train_s"] + c["score_s"] for c in group if c["method"] == "simclr"]
+    return {
+        "floor": mean_std(values("recipe", "auroc_pixels")[:1]),
+        "recipe S_NND": mean_std(values("recipe", "auroc_nnd")),
+        "recipe S_LH": mean_std(values("recipe", "auroc_lh")),
+        "SimCLR S_NND": mean_std(values("simclr", "auroc_nnd")),
+        "SimCLR S_LH": mean_std(values("simclr", "auroc_lh")),
+        "trained / random (no TTA)": f"{mean_std(values('recipe', 'auroc_nnd_plain'))} / "
+        f"{mean_std(values('recipe', 'auroc_nnd_random'))}",
+        "rank trained / random": f"{statistics.mean(values('recipe', 'rank')):.1f} / "
+        f"{statistics.mean(values('recipe', 'rank_random')):.1f}"
+        if values("recipe", "rank")
+        else "—",
+        "s recipe / SimCLR": f"{sum(seconds):.0f} / {sum(seconds_simclr):.0f}",
+        "seeds": str(len({c["seed"] for c in group})),
+    }
+
+
+def markdown(results: dict[str, list[dict]]) -> str:
+    lines = ["# Quality suite results", "",
+             "Written by `benchmarks/quality.py` (AUROC %, mean ± std over seeds; per-class tasks: the class mean "
+             "per seed, then ± over seeds). `floor` = raw-pixel 1-NN. `s` = seconds of training + scoring, "
+             "summed over the row's cells.", ""]  # fmt: skip
+    for label, cells in results.items():
+        rows = summarise(cells)
+        if not rows:
+            continue
+        cfg = cells[0]["config"]
+        lines += [f"## {label}", "", f"Recipe: `{json.dumps({k: cfg[k] for k in sorted(cfg) if k != 'seed'})}`, "
+                  f"score: `{json.dumps(cells[0]['score'])}`", ""]  # fmt: skip
+        head = list(rows[0])
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r[h] for h in head) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_state(label: str) -> list[dict]:
+    path = STATE / f"{label}.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}, one seed")
+    parser.add_argument("--tasks", help=f"comma-separated subset of {', '.join(TASKS)}")
+    parser.add_argument("--seeds", type=int, help="seeds per task (default: the task's; 1 with --quick)")
+    parser.add_argument("--label", default="current", help="name of this recipe's column set and state file")
+    parser.add_argument("--train", nargs="*", default=[], metavar="FIELD=VALUE", help="TrainConfig overrides")
+    parser.add_argument("--score", nargs="*", default=[], metavar="FIELD=VALUE", help="ScoreConfig overrides")
+    parser.add_argument("--no-simclr", action="store_true", help="skip the SimCLR cells")
+    parser.add_argument("--table", action="store_true", help="only rewrite the table from stored results")
+    args = parser.parse_args()
+    STATE.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        names = args.tasks.split(",") if args.tasks else (QUICK if args.quick else tuple(TASKS))
+        train_over, score_over = parse_overrides(args.train), parse_overrides(args.score)
+        cells = load_state(args.label)
+        done = {(c["task"], c["normal"], c["seed"], c["method"]) for c in cells}
+        for name in names:
+            task = TASKS[name]
+            if task.source != "digits" and not (DATA / task.source).exists():
+                print(f"skip {name}: {DATA / task.source} is absent", file=sys.stderr)
+                continue
+            seeds = args.seeds or (1 if args.quick else task.seeds)
+            for seed in range(seeds):
+                for normal in task.normals:
+                    for method in ("recipe", *(() if args.no_simclr else ("simclr",))):
+                        if (name, normal, seed, method) in done:
+                            continue
+                        cell = run_cell(task, normal, seed, method, train_over, score_over)
+                        cells.append(cell)
+                        (STATE / f"{args.label}.json").write_text(json.dumps(cells, indent=1))
+                        print(progress_line(cell), file=sys.stderr, flush=True)
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(STATE.glob("*.json"))}
+    TABLE.write_text(markdown(results))
+    print(json.dumps({label: summarise(cells) for label, cells in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
