@@ -17,6 +17,7 @@ ENCODERS = ("resnet18", "resnet_small")
 CONTEXT_BANKS = ("context", "original")
 LH_SHRINKAGE = ("ledoit_wolf", "fixed")
 ALPHA_SCHEDULES = ("linear", "constant")
+BATCHNORM_STATISTICS = ("training", "per_context")
 
 
 class ConfigError(ValueError):
@@ -169,6 +170,15 @@ class ScoreConfig:
             "augmentations' own range (0.2 below 64 px, 0.08 above). Milder crops keep small lesions in view.",
             min=0.0,
             max=1.0,
+        ),
+    )
+    batchnorm: str = field(
+        default="training",
+        metadata=_help(
+            "Batch-norm statistics the encoder scores with: training = the running statistics of training "
+            "(a mix of augmented originals and context images; the paper); per_context = re-estimated on the "
+            "plain training images for the plain half and on their context images for the context half.",
+            choices=BATCHNORM_STATISTICS,
         ),
     )
     k: int = field(default=1, metadata=_help("Neighbours averaged by S_NND (paper: 1).", min=1))

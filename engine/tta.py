@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine import batchnorm
 from engine.augment import ContentAugmentation
 from engine.config import ScoreConfig
 from engine.embed import embed
@@ -105,16 +106,22 @@ def score_images(
     t_nnd = torch.zeros(len(reference), device=device, dtype=torch.float64)
     t_lh = torch.zeros_like(t_nnd)
 
+    statistics: dict[str | None, batchnorm.Statistics] = {}
+    if config.batchnorm == "per_context":  # one set per context the views embed in (engine/batchnorm.py)
+        for context in {c for query_context, bank_context, _ in plan for c in (query_context, bank_context)}:
+            statistics[context] = batchnorm.estimate(model.encoder, bank, context=context, batch_size=config.batch_size)
+
     def view(pixels: torch.Tensor, context: str | None, params) -> torch.Tensor:
-        return embed(
-            model,
-            pixels,
-            context=context,
-            params=params,
-            augmentation=augmentation,
-            batch_size=config.batch_size,
-            amp=amp,
-        )
+        with batchnorm.using(model.encoder, statistics.get(context)):
+            return embed(
+                model,
+                pixels,
+                context=context,
+                params=params,
+                augmentation=augmentation,
+                batch_size=config.batch_size,
+                amp=amp,
+            )
 
     def query_features(bank_as_query: torch.Tensor | None, context: str | None, params) -> torch.Tensor:
         """Queries that are training images reuse their bank row's features (same image, same view)."""
@@ -150,16 +157,19 @@ def score_images(
 
     views = len(plan)
     if plain_bank is None:
-        plain_bank = embed(model, bank, batch_size=config.batch_size, amp=amp)
+        plain_bank = view(bank, None, None)
         plain = query_features(plain_bank if any_inside else None, None, None)
-    context_plain = embed(model, queries, context=trained.config.context, batch_size=config.batch_size, amp=amp)
     sims, rows = NNDScorer().fit(plain_bank).neighbours(plain, NEIGHBOURS, exclude)  # clamps k to the bank
+    # the features shown (projections, silhouette) are the encoder's own, with its training statistics: both
+    # contexts normalised alike, so their two clusters are the ones training made
+    shown = plain if not statistics else embed(model, queries, batch_size=config.batch_size, amp=amp)
+    context_plain = embed(model, queries, context=trained.config.context, batch_size=config.batch_size, amp=amp)
     if on_progress is not None:
         on_progress(total, total)
     return ScoreResult(
         s_nnd=(s_nnd / views).float().cpu().numpy(),
         s_lh=(s_lh / views).float().cpu().numpy(),
-        features=plain.cpu().numpy(),
+        features=shown.cpu().numpy(),
         context_features=context_plain.cpu().numpy(),
         neighbours=rows.cpu().numpy(),
         neighbour_similarity=sims.cpu().numpy(),
