@@ -132,6 +132,15 @@ class TrainConfig:
             choices=ALPHA_SCHEDULES,
         ),
     )
+    crop_min_area: float = field(
+        default=0.0,
+        metadata=_help(
+            "Smallest random crop of the content augmentations T while training, as a share of the image area; "
+            "0 = SimCLR's range (0.2 below 64 px, 0.08 above).",
+            min=0.0,
+            max=1.0,
+        ),
+    )
     context_weight: float = field(
         default=1.0,
         metadata=_help(
