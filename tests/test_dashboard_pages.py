@@ -185,6 +185,10 @@ def test_presets_match_their_promise():
     assert preset_config("CPU (quick)", normal_label=None).data.normal_label is None
     assert TrainConfig().method == cpu.train.method and DataConfig().seed == cpu.data.seed
     assert ScoreConfig().k == cpu.score.k
+    paper = preset_config("Paper (as published)", normal_label="1")  # App. C–D, kept beside the CPU recipe
+    assert (paper.data.image_size, paper.data.crop_fraction, paper.train.encoder) == (224, 0.875, "resnet18")
+    assert (paper.train.epochs, paper.train.alpha_schedule, paper.train.context_weight) == (2048, "linear", 1.0)
+    assert (paper.score.tta, paper.train.temperature, paper.train.lr) == (40, 0.2, 1e-3)
 
 
 def test_train_page_shows_live_progress_and_cancels(seeded):
