@@ -1,6 +1,6 @@
 """The dashboard: `streamlit run streamlit_app.py`.
 
-Routes the pages (st.navigation) and, once per server process, opens the database (the SQLite file in
+In team mode (CON2_AUTH_CONFIG) nothing but the login form is shown until the user signs in. Routes the pages (st.navigation) and, once per server process, opens the database (the SQLite file in
 the data directory unless CON2_DATABASE_URL says otherwise), starts one local worker (unless
 CON2_WORKER=off) and registers the bundled demo dataset on first start. The app itself never trains:
 the worker does, so nothing depends on a browser staying open.
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import auth, data
 
 st.set_page_config(page_title="Con2 screening", page_icon=":material/radar:", layout="wide")
+auth.require_login()  # first: a request without a signed-in user in team mode sees only the login form
 
 status = data.start()
 if status.error:
@@ -35,12 +36,13 @@ PAGES = {
 page = st.navigation(PAGES)
 
 with st.sidebar:
-    st.text_input(
-        "Reviewer",
-        value=data.default_reviewer(),
-        key="app_reviewer",
-        help="Saved with every verdict you record (default: CON2_REVIEWER, else your user name).",
-    )
+    if not auth.team_mode():  # signed-in users are their own reviewer name; nobody can type another
+        st.text_input(
+            "Reviewer",
+            value=data.default_reviewer(),
+            key=auth.REVIEWER_KEY,
+            help="Saved with every verdict you record (default: CON2_REVIEWER, else your user name).",
+        )
     st.caption(status.describe())
 
 page.run()
