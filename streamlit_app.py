@@ -1,9 +1,10 @@
 """The dashboard: `streamlit run streamlit_app.py`.
 
-In team mode (CON2_AUTH_CONFIG) nothing but the login form is shown until the user signs in. Routes the pages (st.navigation) and, once per server process, opens the database (the SQLite file in
+Routes the pages (st.navigation) and, once per server process, opens the database (the SQLite file in
 the data directory unless CON2_DATABASE_URL says otherwise), starts one local worker (unless
 CON2_WORKER=off) and registers the bundled demo dataset on first start. The app itself never trains:
-the worker does, so nothing depends on a browser staying open.
+the worker does, so nothing depends on a browser staying open. In team mode (CON2_AUTH_CONFIG) a request
+sees the login form and nothing else until its user signs in (dashboard/auth.py).
 """
 
 from __future__ import annotations
@@ -13,13 +14,6 @@ import streamlit as st
 from dashboard import auth, data
 
 st.set_page_config(page_title="Con2 screening", page_icon=":material/radar:", layout="wide")
-auth.require_login()  # first: a request without a signed-in user in team mode sees only the login form
-
-status = data.start()
-if status.error:
-    st.error(f"Cannot open the database: {status.error}", icon=":material/error:")
-    st.caption(f"Set {data.DATABASE_URL_ENV} (or CON2_DATA_DIR for the default SQLite file) and reload.")
-    st.stop()
 
 PAGES = {
     "Prepare": [
@@ -33,7 +27,16 @@ PAGES = {
         st.Page("dashboard/pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
     ],
 }
-page = st.navigation(PAGES)
+# The pages are routed first, so a page asked for by its URL stays the page after the login's reruns, but
+# listed only for a signed-in user; none of them runs before require_login() has let this session through.
+page = st.navigation(PAGES, position="sidebar" if auth.signed_in() else "hidden")
+auth.require_login()  # in team mode a request without a signed-in user sees the login form and nothing else
+
+status = data.start()
+if status.error:
+    st.error(f"Cannot open the database: {status.error}", icon=":material/error:")
+    st.caption(f"Set {data.DATABASE_URL_ENV} (or CON2_DATA_DIR for the default SQLite file) and reload.")
+    st.stop()
 
 with st.sidebar:
     if not auth.team_mode():  # signed-in users are their own reviewer name; nobody can type another

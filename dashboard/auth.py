@@ -69,7 +69,6 @@ def is_loopback(address: str | None) -> bool:
 def load_config(path: str | Path) -> AuthConfig:
     """Read and check a team-mode login file; AuthError names the first problem."""
     import yaml  # installed with streamlit-authenticator
-
     from streamlit_authenticator import Hasher
 
     path = Path(path).expanduser()
@@ -142,6 +141,15 @@ def require_login() -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{st.session_state.get('username')}**")
         authenticator.logout("Sign out", location="sidebar", key="app_sign_out")
+    if not st.session_state.get("authentication_status"):  # signed out by the button just now
+        st.rerun()
+
+
+def signed_in() -> bool:
+    """Whether this session may see the pages (always in local mode). The app hides the page list until then."""
+    if server_problem(st.get_option("server.address")):
+        return False
+    return not team_mode() or bool(st.session_state.get("authentication_status"))
 
 
 def current_user() -> str:
