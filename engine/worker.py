@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import artifacts, datasets, jobs, results
 from db.jobs import STALE_AFTER_S, Claim, JobError, LostClaim
 from db.models import Dataset, Job
+from db.roots import OutsideRoots, resolve_within_roots
 from db.session import DatabaseError, data_dir, open_database, parse_url, shown
 from engine.artifacts import Bundle
 from engine.checkpoint import from_bytes, to_bytes
@@ -173,6 +174,7 @@ def run_job(
     heart = threading.Thread(target=run.beat, args=(heartbeat_s,), name=f"heartbeat-{job.id}", daemon=True)
     heart.start()
     try:
+        _check_roots(dataset.location)
         {"register": _register, "train": _train, "score": _score}[job.kind](run, job, dataset)
         status = "succeeded"
     except LostClaim:
@@ -187,6 +189,19 @@ def run_job(
         heart.join()
     log.info("job %d %s%s", job.id, status, f": {run.reason}" if run.reason else "")
     return status
+
+
+def _check_roots(location: str) -> None:
+    """Refuse (OutsideRoots) a dataset outside this worker's data roots, and a manifest naming files outside
+    them: a row in the database is no proof that the server may read a path (another app, an old row)."""
+    resolve_within_roots(location)
+    if location.lower().endswith(".csv"):
+        source = open_source(location)
+        try:
+            for ref in source.refs():
+                resolve_within_roots(ref.location)
+        finally:
+            source.close()
 
 
 # ---------------------------------------------------------------------------------------------- one job
@@ -358,7 +373,7 @@ class JobRun:
 
 def failure_reason(error: BaseException) -> str:
     """One line for the job row: a user-facing error as it is, anything else as 'TypeName: message'."""
-    if isinstance(error, DataError | ConfigError | JobError | DatabaseError):
+    if isinstance(error, DataError | ConfigError | JobError | DatabaseError | OutsideRoots):
         text = str(error)
     elif isinstance(error, NonFiniteLoss):
         text = f"training diverged: {error}"
