@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.exc import DBAPIError as SQLAlchemyDBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import artifacts, datasets, jobs, results
@@ -57,6 +58,7 @@ PROGRESS_EVERY_S = 1.0  # at most one progress write (and cancel check) per seco
 STEP_METRICS_EVERY_S = 0.5  # at most two step rows per second; every epoch end is kept too
 WRITE_CHUNK = 20_000  # samples per results transaction: keeps SQLite's write lock short
 THUMBNAIL_CHUNK = 512
+FAIL_RETRY_FIRST_S, FAIL_RETRY_MAX_S = 0.5, 5.0  # backoff while the database refuses to record a failure
 LOCK_ENV = "CON2_WORKER_LOCK"  # set by start_local_worker: the lock file that keeps one local worker
 
 # Share of a job's progress bar each phase takes (start, width).
@@ -359,16 +361,32 @@ class JobRun:
             return "lost"
 
     def fail_job(self, error: Exception) -> str:
+        """Record the failure, retrying until the database takes the write (a full disk, a lock): a job
+        must never stay 'running' with no worker. Gives up only when the worker is told to stop, leaving
+        the job to stale-job recovery, or when the claim is lost."""
         self.reason = failure_reason(error)
-        try:
-            with self.sessions.begin() as session:
-                results.clear_results(session=session, job_id=self.claim.job_id)
-                jobs.fail(session=session, claim=self.claim, reason=self.reason, traceback=traceback.format_exc())
-        except LostClaim:
-            return "lost"
-        except Exception as write_error:  # the database itself is failing; recovery will pick the job up
-            log.error("job %d: could not record the failure (%s): %s", self.claim.job_id, self.reason, write_error)
-        return "failed"
+        details = traceback.format_exc()
+        delay = FAIL_RETRY_FIRST_S
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    results.clear_results(session=session, job_id=self.claim.job_id)
+                    jobs.fail(session=session, claim=self.claim, reason=self.reason, traceback=details)
+                return "failed"
+            except LostClaim:
+                return "lost"
+            except Exception as write_error:  # the database itself is failing: wait for it to take writes again
+                log.error(
+                    "job %d: could not record the failure (%s): %s; retrying in %.1f s",
+                    self.claim.job_id,
+                    self.reason,
+                    " ".join(str(write_error).split())[:300],
+                    delay,
+                )
+            if self.stop.wait(delay):
+                log.error("job %d: stopping before its failure was recorded; recovery will end it", self.claim.job_id)
+                return "failed"
+            delay = min(delay * 2, FAIL_RETRY_MAX_S)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -377,6 +395,8 @@ def failure_reason(error: BaseException) -> str:
         text = str(error)
     elif isinstance(error, NonFiniteLoss):
         text = f"training diverged: {error}"
+    elif isinstance(error, SQLAlchemyDBAPIError):  # the driver's own words, without the SQL statement
+        text = f"the database refused a write: {error.orig}"
     else:
         text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return " ".join(text.split())
