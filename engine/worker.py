@@ -574,8 +574,21 @@ def _score(run: JobRun, job: Job, dataset: Dataset) -> None:
         score_split=job.config.get("split"),
         normal_label=job.config.get("normal_label"),
     )
+
+    def on_overlap(count: int, total: int) -> None:
+        if count:  # said before scoring starts, in the job's live message, and counted in its summary
+            run.message = f"{count} of the {total} images are this model's training images: scored leave-one-out"
+            log.info("job %d: %s", job.id, run.message)
+            run.flush(force=True)
+
     scored, scores, skipped, metrics = score_run(
-        bundle.trained, bundle.bank, data, score, bank_source=bank_dataset.location, on_progress=run.on_progress
+        bundle.trained,
+        bundle.bank,
+        data,
+        score,
+        bank_source=bank_dataset.location,
+        on_progress=run.on_progress,
+        on_overlap=on_overlap,
     )
     run.flush(force=True)
     run.check()
@@ -710,6 +723,8 @@ def _sample_ids(session: Session, dataset_id: int, *ref_lists: list[SampleRef]) 
 
 def _done_message(summary: dict[str, Any], m: int) -> str:
     parts = [f"scored {m} images"]
+    if summary.get("n_training_images"):
+        parts.append(f"{summary['n_training_images']} of them training images, scored leave-one-out")
     if summary.get("auroc_nnd") is not None:
         parts.append(f"AUROC {summary['auroc_nnd']:.3f} (S_NND)")
     return ", ".join(parts)
