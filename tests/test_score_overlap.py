@@ -55,26 +55,21 @@ def test_training_images_in_a_new_batch_are_scored_leave_one_out_and_counted(tra
     _, loo, _, own_metrics = score_run(
         result.trained, bank, own, result.config.score, bank_source=str(trained["source"])
     )
-    assert own_metrics["n_training_images"] == 60
 
     # a batch of 10 training images (copied into another file) and 20 new ones
     copies, fresh = trained["zeros"][:10], trained["zeros"][60:80]
     path = batch(trained["folder"], "mixed", np.concatenate([copies, fresh]))
-    heard = []
     mixed = dataclasses.replace(data, source=path, score_split=None)
     _, scores, _, metrics = score_run(
-        result.trained,
-        bank,
-        mixed,
-        result.config.score,
-        bank_source=str(trained["source"]),
-        on_overlap=lambda count, total: heard.append((count, total)),
+        result.trained, bank, mixed, result.config.score, bank_source=str(trained["source"])
     )
-    assert heard == [(10, 30)]  # told before scoring
-    assert metrics["n_training_images"] == 10  # and counted after
     # each copy scores as its training image does leave-one-out, not as its own nearest neighbour
     np.testing.assert_allclose(scores.s_nnd[:10], loo.s_nnd[:10], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scores.s_lh[:10], loo.s_lh[:10], rtol=1e-4, atol=1e-4)
+    assert metrics["n_training_images"] == 10 and own_metrics["n_training_images"] == 60  # counted after scoring
+    heard = []
+    score_run(result.trained, bank, mixed, result.config.score, on_overlap=lambda c, t: heard.append((c, t)))
+    assert heard == [(10, 30)]  # and told before scoring
     print(f"copies S_NND {scores.s_nnd[:10].round(4)}; new zeros {scores.s_nnd[10:].round(4)}")
 
 
