@@ -17,7 +17,7 @@ from sqlalchemy import select
 from dashboard.seed import seed_run
 from db.models import Review
 from db.session import open_database
-from tests.test_dashboard_e2e import CHROMIUM, NO_CHROMIUM, browser_page, settle, streamlit_app
+from tests.test_dashboard_e2e import CHROMIUM, NO_CHROMIUM, browser_page, settle, streamlit_app, streamlit_script
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery staple"
@@ -160,3 +160,18 @@ def test_team_mode_shows_only_the_login_form_and_saves_verdicts_under_the_signed
             time.sleep(0.3)
         sessions.kw["bind"].dispose()
     assert [(r.reviewer, r.verdict, r.job_id) for r in rows] == [("ada", "anomaly", seeded.run_id)]
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)
+def test_an_error_shows_no_traceback_or_server_path_in_the_browser(tmp_path):
+    script = tmp_path / "broken.py"  # any uncaught error: its message and traceback name server paths
+    script.write_text('raise RuntimeError("cannot read /srv/secret/patients/0001.png")\n')
+    with streamlit_script(script, tmp_path / "data", tmp_path / "streamlit.log") as url, browser_page() as page:
+        page.goto(url)
+        page.locator("[data-testid=stException], [data-testid=stAlert]").first.wait_for(timeout=60_000)
+        settle(page)
+        body = page.locator("body").inner_text()
+    log = (tmp_path / "streamlit.log").read_text()
+    assert "/srv/secret" not in body and "Traceback" not in body and "RuntimeError" not in body, body
+    assert "/srv/secret/patients/0001.png" in log  # the details are on the server, for whoever runs it
