@@ -124,8 +124,8 @@ def run_worker(
                         log.warning("job %d: its worker stopped responding; now %s", job_id, status)
                 with sessions.begin() as session:
                     claim = jobs.claim(session=session, worker_id=worker_id)
-            except DatabaseError as error:  # e.g. locked for longer than the busy timeout: try again later
-                log.warning("%s", error)
+            except (DatabaseError, SQLAlchemyDBAPIError) as error:  # locked past the busy timeout, a full disk:
+                log.warning("%s", " ".join(str(error).split())[:300])  # the worker waits, it does not die
                 stop.wait(poll_s)
                 continue
             if claim is None:
