@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import getpass
 import ipaddress
 import os
 import sys
@@ -186,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="refuse a wide server address without a usable login")
     check.add_argument("--address", default="", help="the address the server will listen on")
-    commands.add_parser("hash", help="read a password from stdin and print its bcrypt hash")
+    commands.add_parser("hash", help="read a password (typed, or one line on stdin) and print its bcrypt hash")
     args = parser.parse_args(argv)
     if args.command == "hash":
         from streamlit_authenticator import Hasher
 
-        password = sys.stdin.readline().rstrip("\n")
+        # typed at a terminal: not echoed; piped: one line, so scripts can make hashes too
+        password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
         if not password:
             print("error: type the password on standard input", file=sys.stderr)
             return 2
