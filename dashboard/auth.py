@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--address", default="", help="the address the server will listen on")
     commands.add_parser("hash", help="read a password (typed, or one line on stdin) and print its bcrypt hash")
     args = parser.parse_args(argv)
+    from streamlit.logger import set_log_level
+
+    set_log_level("error")  # outside a running app the login library's imports warn about "bare mode"
     if args.command == "hash":
         from streamlit_authenticator import Hasher
 
