@@ -510,7 +510,15 @@ def submit_scoring(run_id: int, dataset_id: int, *, split: str | None, normal_la
             )
         except db_jobs.JobError as error:
             return Outcome(error=str(error))
-        return Outcome(f"Queued scoring job #{job.id}; follow it on the Train page.", job_id=job.id)
+        outcome = Outcome(f"Queued scoring job #{job.id}; follow it on the Train page.", job_id=job.id)
+        parent = db_jobs.get_job(session=session, job_id=run_id)
+        shared = db_datasets.shared_content(session=session, dataset_id=dataset_id, other_dataset_id=parent.dataset_id)
+        if shared:  # said before scoring; the job counts the exact number (same pixels) in its result
+            outcome.warnings.append(
+                f"{shared} images of this batch are byte-identical to images of the dataset run #{run_id} trained "
+                "on. Those that trained are scored leave-one-out, and the job's result counts them."
+            )
+        return outcome
 
 
 def jobs_active() -> bool:

@@ -13,9 +13,11 @@ import shutil
 import stat
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from db.roots import DATA_ROOTS_ENV, OutsideRoots, resolve_within_roots
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 UPLOAD_LIMIT_ENV = "CON2_MAX_UPLOAD_MB"
@@ -57,7 +59,8 @@ def _megabytes(n: int) -> str:
 def check_location(location: str) -> LocationCheck:
     """Check a typed folder, .zip, .csv or .npz path (or 'digits') before registering it.
 
-    Raises IntakeError for an empty entry, a path that does not exist, an unsupported file, a source
+    Raises IntakeError for a path outside the data roots (`db.roots`; one sentence whether it exists or
+    not), a CSV naming files outside them, an empty entry, a path that does not exist, an unsupported file, a source
     without images, or a CSV none of whose files exist. A CSV with only some files missing passes,
     with them counted in `missing` (they are then listed as unreadable).
     """
@@ -71,9 +74,13 @@ def check_location(location: str) -> LocationCheck:
         path = Path(spec).expanduser()
         if not path.is_absolute():
             raise IntakeError(f"'{spec}' is not an absolute path; enter the full path, e.g. /data/scans/2024.")
+        try:  # before anything looks at the path: outside the roots, missing and existing read the same
+            resolved = resolve_within_roots(str(path))
+        except OutsideRoots as error:
+            raise IntakeError(f"{error}.") from None
         if not path.exists():
             raise IntakeError(f"Nothing exists at {path}. Check the spelling, and that this machine can see the drive.")
-        spec = str(path.resolve())
+        spec = resolved
     try:
         source = open_source(spec)
     except DataError as error:
@@ -82,6 +89,13 @@ def check_location(location: str) -> LocationCheck:
         refs = source.refs()
         missing = []
         if isinstance(source, CsvSource):
+            outside = _outside_roots(ref.location for ref in refs)
+            if outside:  # checked before any row's file is looked at, for the same reason
+                raise IntakeError(
+                    f"The manifest {Path(spec).name} names {len(outside)} file(s) outside the folders this server "
+                    f"may read datasets from (e.g. {outside[0]}); nothing was registered. "
+                    f"Ask whoever runs it to add their folder to {DATA_ROOTS_ENV}."
+                )
             missing = [ref.location for ref in refs if not Path(ref.location).is_file()]
             if len(missing) == len(refs):
                 raise IntakeError(
@@ -91,6 +105,17 @@ def check_location(location: str) -> LocationCheck:
         return LocationCheck(spec, source.kind, len(refs), missing[:10], len(missing))
     finally:
         source.close()
+
+
+def _outside_roots(locations: Iterable[str]) -> list[str]:
+    """The locations (as written) that lie outside the data roots."""
+    outside = []
+    for location in locations:
+        try:
+            resolve_within_roots(location)
+        except OutsideRoots:
+            outside.append(location)
+    return outside
 
 
 def _safe_name(name: str) -> str:

@@ -124,6 +124,20 @@ def sample_ids(*, session: Session, dataset_id: int, keys: Iterable[str] | None 
     return {key: ids[key] for key in keys if key in ids}
 
 
+def shared_content(*, session: Session, dataset_id: int, other_dataset_id: int) -> int:
+    """How many readable samples of `dataset_id` have the same file bytes (the registration's sha256) as a
+    sample of `other_dataset_id`: training images inside a new batch, before anything is decoded."""
+    other = select(Sample.sha256).where(Sample.dataset_id == other_dataset_id, Sample.sha256.is_not(None))
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Sample.dataset_id == dataset_id, Sample.readable.is_not(False), Sample.sha256.in_(other)
+            )
+        )
+        or 0
+    )
+
+
 def mark_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Sequence[str]]) -> None:
     """Flag exact duplicates: every sample of a group but its first points at the first one."""
     ids = sample_ids(session=session, dataset_id=dataset_id)

@@ -122,6 +122,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_overlap(count: int, total: int) -> None:
+    if count:  # before scoring: these would otherwise look like the healthiest images of the batch
+        print(
+            f"{count} of the {total} images to score are this model's training images: scored leave-one-out",
+            file=sys.stderr,
+        )
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from engine.artifacts import Bundle, write_results
     from engine.run import score_run
@@ -137,7 +145,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     progress = Progress(args.quiet)
     try:
         scored, scores, skipped, metrics = score_run(
-            bundle.trained, bundle.bank, data, score_config, bank_source=bundle.data.source, on_progress=progress
+            bundle.trained,
+            bundle.bank,
+            data,
+            score_config,
+            bank_source=bundle.data.source,
+            on_progress=progress,
+            on_overlap=_say_overlap,
         )
     finally:
         progress.close()

@@ -9,6 +9,7 @@ training bank, without retraining. Both report through one callback that receive
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,11 +128,15 @@ def score_run(
     *,
     bank_source: str | None = None,
     on_progress: ProgressCallback | None = None,
+    on_overlap: Callable[[int, int], object] | None = None,
 ) -> tuple[ImageSet, ScoreResult, list[Skipped], dict[str, float | int | str | None]]:
     """Score the images `data` selects (its score_split, or every image) with a trained model.
 
-    No retraining: the model's own training images are the bank. When the new images come from
-    the bank's own source (`bank_source`), images that trained are scored leave-one-out.
+    No retraining: the model's own training images are the bank. A new image that is a training image
+    (the same sample of the bank's own source `bank_source`, or the same pixels after decoding and
+    resizing, wherever it came from) is scored leave-one-out, so it is not its own nearest neighbour;
+    `on_overlap(count, total)` hears how many before scoring starts, and metrics["n_training_images"]
+    counts them.
     """
     started = time.perf_counter()
     if bank.pixels.shape[-1] != trained.image_size:
@@ -159,6 +164,14 @@ def score_run(
     if bank_source is not None and bank_source == data.source:
         rows = {sample_id: i for i, sample_id in enumerate(bank.ids)}
         in_bank = np.array([rows.get(s, -1) for s in queries.ids], dtype=np.int64)
+    # Pixels, not file bytes: they are what the model sees (a re-saved copy is the same input), and the
+    # bundle keeps the training images' pixels, not their files.
+    by_pixels = {_pixel_digest(image): row for row, image in enumerate(bank.pixels)}
+    same = np.array([by_pixels.get(_pixel_digest(image), -1) for image in queries.pixels], dtype=np.int64)
+    in_bank = np.where(in_bank >= 0, in_bank, same)
+    overlap = int((in_bank >= 0).sum())
+    if on_overlap is not None:
+        on_overlap(overlap, len(queries))
     result = score_images(
         trained,
         bank.pixels,
@@ -169,8 +182,18 @@ def score_run(
         on_progress=_relay(on_progress, "scoring"),
     )
     metrics = evaluate(queries, result, data.normal_label, bank=bank, query_in_bank=in_bank)
-    metrics.update(n_skipped=len(skipped), device=str(trained.device), wall_s=time.perf_counter() - started)
+    metrics.update(
+        n_skipped=len(skipped),
+        n_training_images=overlap,
+        device=str(trained.device),
+        wall_s=time.perf_counter() - started,
+    )
     return queries, result, skipped, metrics
+
+
+def _pixel_digest(image: np.ndarray) -> bytes:
+    """A digest of one (C, S, S) uint8 image's shape and pixels."""
+    return hashlib.blake2b(str(image.shape).encode() + np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
 
 
 __all__ = ["Phase", "RunResult", "TrainingCancelled", "evaluate", "score_run", "train_run"]

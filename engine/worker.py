@@ -33,11 +33,13 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.exc import DBAPIError as SQLAlchemyDBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import artifacts, datasets, jobs, results
 from db.jobs import STALE_AFTER_S, Claim, JobError, LostClaim
 from db.models import Dataset, Job
+from db.roots import OutsideRoots, resolve_within_roots
 from db.session import DatabaseError, data_dir, open_database, parse_url, shown
 from engine.artifacts import Bundle
 from engine.checkpoint import from_bytes, to_bytes
@@ -56,6 +58,7 @@ PROGRESS_EVERY_S = 1.0  # at most one progress write (and cancel check) per seco
 STEP_METRICS_EVERY_S = 0.5  # at most two step rows per second; every epoch end is kept too
 WRITE_CHUNK = 20_000  # samples per results transaction: keeps SQLite's write lock short
 THUMBNAIL_CHUNK = 512
+FAIL_RETRY_FIRST_S, FAIL_RETRY_MAX_S = 0.5, 5.0  # backoff while the database refuses to record a failure
 LOCK_ENV = "CON2_WORKER_LOCK"  # set by start_local_worker: the lock file that keeps one local worker
 
 # Share of a job's progress bar each phase takes (start, width).
@@ -121,8 +124,8 @@ def run_worker(
                         log.warning("job %d: its worker stopped responding; now %s", job_id, status)
                 with sessions.begin() as session:
                     claim = jobs.claim(session=session, worker_id=worker_id)
-            except DatabaseError as error:  # e.g. locked for longer than the busy timeout: try again later
-                log.warning("%s", error)
+            except (DatabaseError, SQLAlchemyDBAPIError) as error:  # locked past the busy timeout, a full disk:
+                log.warning("%s", " ".join(str(error).split())[:300])  # the worker waits, it does not die
                 stop.wait(poll_s)
                 continue
             if claim is None:
@@ -173,6 +176,7 @@ def run_job(
     heart = threading.Thread(target=run.beat, args=(heartbeat_s,), name=f"heartbeat-{job.id}", daemon=True)
     heart.start()
     try:
+        _check_roots(dataset.location)
         {"register": _register, "train": _train, "score": _score}[job.kind](run, job, dataset)
         status = "succeeded"
     except LostClaim:
@@ -187,6 +191,19 @@ def run_job(
         heart.join()
     log.info("job %d %s%s", job.id, status, f": {run.reason}" if run.reason else "")
     return status
+
+
+def _check_roots(location: str) -> None:
+    """Refuse (OutsideRoots) a dataset outside this worker's data roots, and a manifest naming files outside
+    them: a row in the database is no proof that the server may read a path (another app, an old row)."""
+    resolve_within_roots(location)
+    if location.lower().endswith(".csv"):
+        source = open_source(location)
+        try:
+            for ref in source.refs():
+                resolve_within_roots(ref.location)
+        finally:
+            source.close()
 
 
 # ---------------------------------------------------------------------------------------------- one job
@@ -344,24 +361,42 @@ class JobRun:
             return "lost"
 
     def fail_job(self, error: Exception) -> str:
+        """Record the failure, retrying until the database takes the write (a full disk, a lock): a job
+        must never stay 'running' with no worker. Gives up only when the worker is told to stop, leaving
+        the job to stale-job recovery, or when the claim is lost."""
         self.reason = failure_reason(error)
-        try:
-            with self.sessions.begin() as session:
-                results.clear_results(session=session, job_id=self.claim.job_id)
-                jobs.fail(session=session, claim=self.claim, reason=self.reason, traceback=traceback.format_exc())
-        except LostClaim:
-            return "lost"
-        except Exception as write_error:  # the database itself is failing; recovery will pick the job up
-            log.error("job %d: could not record the failure (%s): %s", self.claim.job_id, self.reason, write_error)
-        return "failed"
+        details = traceback.format_exc()
+        delay = FAIL_RETRY_FIRST_S
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    results.clear_results(session=session, job_id=self.claim.job_id)
+                    jobs.fail(session=session, claim=self.claim, reason=self.reason, traceback=details)
+                return "failed"
+            except LostClaim:
+                return "lost"
+            except Exception as write_error:  # the database itself is failing: wait for it to take writes again
+                log.error(
+                    "job %d: could not record the failure (%s): %s; retrying in %.1f s",
+                    self.claim.job_id,
+                    self.reason,
+                    " ".join(str(write_error).split())[:300],
+                    delay,
+                )
+            if self.stop.wait(delay):
+                log.error("job %d: stopping before its failure was recorded; recovery will end it", self.claim.job_id)
+                return "failed"
+            delay = min(delay * 2, FAIL_RETRY_MAX_S)
 
 
 def failure_reason(error: BaseException) -> str:
     """One line for the job row: a user-facing error as it is, anything else as 'TypeName: message'."""
-    if isinstance(error, DataError | ConfigError | JobError | DatabaseError):
+    if isinstance(error, DataError | ConfigError | JobError | DatabaseError | OutsideRoots):
         text = str(error)
     elif isinstance(error, NonFiniteLoss):
         text = f"training diverged: {error}"
+    elif isinstance(error, SQLAlchemyDBAPIError):  # the driver's own words, without the SQL statement
+        text = f"the database refused a write: {error.orig}"
     else:
         text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return " ".join(text.split())
@@ -539,8 +574,21 @@ def _score(run: JobRun, job: Job, dataset: Dataset) -> None:
         score_split=job.config.get("split"),
         normal_label=job.config.get("normal_label"),
     )
+
+    def on_overlap(count: int, total: int) -> None:
+        if count:  # said before scoring starts, in the job's live message, and counted in its summary
+            run.message = f"{count} of the {total} images are this model's training images: scored leave-one-out"
+            log.info("job %d: %s", job.id, run.message)
+            run.flush(force=True)
+
     scored, scores, skipped, metrics = score_run(
-        bundle.trained, bundle.bank, data, score, bank_source=bank_dataset.location, on_progress=run.on_progress
+        bundle.trained,
+        bundle.bank,
+        data,
+        score,
+        bank_source=bank_dataset.location,
+        on_progress=run.on_progress,
+        on_overlap=on_overlap,
     )
     run.flush(force=True)
     run.check()
@@ -675,6 +723,8 @@ def _sample_ids(session: Session, dataset_id: int, *ref_lists: list[SampleRef]) 
 
 def _done_message(summary: dict[str, Any], m: int) -> str:
     parts = [f"scored {m} images"]
+    if summary.get("n_training_images"):
+        parts.append(f"{summary['n_training_images']} of them training images, scored leave-one-out")
     if summary.get("auroc_nnd") is not None:
         parts.append(f"AUROC {summary['auroc_nnd']:.3f} (S_NND)")
     if summary.get("auroc_pixels") is not None:

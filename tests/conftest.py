@@ -1,9 +1,16 @@
 """Shared test setup. The environment is set here, before any test module imports torch."""
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # see engine/__init__.py: spinning threads starve each other
 # Unit tests pin themselves to the CPU: on a GPU machine, device="auto" would otherwise run them in bfloat16
 # and their float tolerances would not hold. tests/test_gpu.py runs the CUDA paths when CON2_TEST_GPU=1.
 if os.environ.get("CON2_TEST_GPU") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+# Tests register folders under the temporary directory and the real datasets in ../shared/data: both are data
+# roots for the whole run (worker and app subprocesses inherit it); tests of the roots themselves override it.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+os.environ.setdefault("CON2_DATA_ROOTS", os.pathsep.join([tempfile.gettempdir(), str(SHARED_DATA)]))

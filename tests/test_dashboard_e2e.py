@@ -44,11 +44,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_app(data_dir: Path, log: Path, **env: str) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` on a free port; yields its URL; stops it and its worker afterwards."""
+def streamlit_app(data_dir: Path, log: Path, *flags: str, **env: str) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` on a free port (with extra `flags`); yields its URL; stops it and its
+    worker afterwards. The address comes from .streamlit/config.toml, as with ./start.sh, unless `flags` say."""
+    with streamlit_script(ROOT / "streamlit_app.py", data_dir, log, *flags, **env) as url:
+        yield url
+
+
+@contextmanager
+def streamlit_script(script: Path, data_dir: Path, log: Path, *flags: str, **env: str) -> Iterator[str]:
+    """`streamlit run script` from the repository root (so with its .streamlit/config.toml); see streamlit_app."""
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]  # fmt: skip
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+               "--server.port", str(port), "--browser.gatherUsageStats", "false", *flags]  # fmt: skip
     environment = {**os.environ, "CON2_DATA_DIR": str(data_dir), **env}
     environment.pop("CON2_DATABASE_URL", None)
     with open(log, "wb") as output:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, gallery, triage, widgets
+from dashboard import auth, charts, data, gallery, triage, widgets
 
 st.title("Review")
 st.caption(
@@ -33,7 +33,7 @@ if table.empty:
     st.info("This run scored no images (its split may be empty); pick another run.")
     st.stop()
 reference = data.reference_scores(job_id, score)
-reviewer = st.session_state.get("app_reviewer") or data.default_reviewer()
+reviewer = auth.current_user()  # the signed-in user in team mode
 
 # ------------------------------------------------------------------ threshold
 with st.container(border=True):

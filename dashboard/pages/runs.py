@@ -75,3 +75,5 @@ else:
                 st.error(outcome.error, icon=":material/error:")
             else:
                 st.success(outcome.message, icon=":material/check_circle:")
+            for warning in outcome.warnings:  # e.g. training images inside the batch
+                st.warning(warning, icon=":material/warning:")

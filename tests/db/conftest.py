@@ -92,6 +92,39 @@ def poll(condition: Callable[[], object], timeout: float, what: str, every: floa
     pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def poll_progress(
+    condition: Callable[[], object],
+    progress: Callable[[], object],
+    what: str,
+    *,
+    stall_s: float = 120,
+    every: float = 0.5,
+) -> object:
+    """Poll until `condition()` is truthy, for as long as `progress()` keeps changing: fail with `what` only
+    after `stall_s` seconds without any change. A loaded machine (load average 14 on 2 cores) is slow, not
+    stuck, so a fixed deadline would fail a healthy run; a stall is what a real hang looks like."""
+    last, changed = progress(), time.monotonic()
+    while True:
+        value = condition()
+        if value:
+            return value
+        now_progress = progress()
+        if now_progress != last:
+            last, changed = now_progress, time.monotonic()
+        elif time.monotonic() - changed > stall_s:
+            pytest.fail(f"no progress for {stall_s:g} s waiting for {what} (last seen: {last!r})")
+        time.sleep(every)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (user + system, from /proc): grows while it works, however slowly."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Workers:
     """Worker processes (`python -m engine worker`) started by a test; all stopped at its end."""
 
@@ -112,8 +145,15 @@ class Workers:
     def log(self, process: subprocess.Popen) -> str:
         return Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
 
-    def wait_serving(self, process: subprocess.Popen, timeout: float = 60) -> None:
-        poll(lambda: "serving" in self.log(process) or process.poll() is not None, timeout, "the worker to start")
+    def wait_serving(self, process: subprocess.Popen, stall_s: float = 60) -> None:
+        """Wait until the worker serves its queue, however long its imports take on a busy machine, as long
+        as it keeps using CPU; a worker that stops making progress for `stall_s` seconds fails the test."""
+        poll_progress(
+            lambda: "serving" in self.log(process) or process.poll() is not None,
+            lambda: (cpu_seconds(process.pid), len(self.log(process))),
+            "the worker to start",
+            stall_s=stall_s,
+        )
         assert process.poll() is None, self.log(process)
 
     def stop_all(self) -> None:
@@ -131,6 +171,11 @@ class Workers:
 @pytest.fixture(scope="session")
 def wait_for() -> Callable[..., object]:
     return poll
+
+
+@pytest.fixture(scope="session")
+def wait_progress() -> Callable[..., object]:
+    return poll_progress
 
 
 @pytest.fixture(scope="session")

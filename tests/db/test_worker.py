@@ -153,6 +153,38 @@ def test_a_new_batch_is_scored_with_the_finished_model_without_retraining(traine
 
 
 @pytest.mark.slow
+def test_training_images_inside_a_scored_batch_are_counted_by_the_job(trained, tmp_path, wait_for):
+    from engine.artifacts import Bundle
+
+    sessions = trained["sessions"]
+    with sessions() as session:
+        blob = artifacts.load_artifact(session=session, job_id=trained["train"], name="bundle")
+    bank_ids = set(Bundle.from_bytes(blob, device="cpu").bank.ids)  # "digits/<index>" of every training image
+    digits = load_digits()
+    pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # as the digits source reads them
+    copied = sorted(int(i.split("/")[1]) for i in bank_ids)[:5]
+    fresh = [i for i in range(len(pixels)) if f"digits/{i}" not in bank_ids][:15]
+    batch = tmp_path / "batch.npz"  # another file: only the content says these five trained the model
+    np.savez(batch, test_images=pixels[copied + fresh], test_labels=digits.target[copied + fresh])
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location=str(batch))
+        job = jobs.submit_score(session=session, parent_id=trained["train"], dataset_id=dataset.id, projections=["pca"])
+
+    def done():
+        with sessions() as session:
+            return jobs.get_job(session=session, job_id=job.id).status in ("succeeded", "failed")
+
+    wait_for(done, 300, "the score job")
+    with sessions() as session:
+        finished = jobs.get_job(session=session, job_id=job.id)
+    assert finished.status == "succeeded", finished.traceback
+    assert finished.summary["n_training_images"] == 5
+    assert "5 of them training images, scored leave-one-out" in finished.message
+    log = trained["pool"].log(trained["worker"])
+    assert f"job {job.id}: 5 of the 20 images are this model's training images" in log  # said before scoring
+
+
+@pytest.mark.slow
 def test_runs_and_reviews_survive_a_restart_of_everything(trained):
     sessions, pool = trained["sessions"], trained["pool"]
     with sessions.begin() as session:

@@ -14,7 +14,7 @@ from db.session import open_database
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-def test_three_workers_run_thirty_queued_jobs_exactly_once(postgres_url, workers, wait_for, tiny_config, tmp_path):
+def test_three_workers_run_thirty_queued_jobs_exactly_once(postgres_url, workers, wait_progress, tiny_config, tmp_path):
     folder = tmp_path / "scans"
     rng = np.random.default_rng(0)
     for label in ("no", "yes"):
@@ -47,7 +47,11 @@ def test_three_workers_run_thirty_queued_jobs_exactly_once(postgres_url, workers
         with sessions() as session:
             return all(j.status in ("succeeded", "failed") for j in jobs.list_jobs(session=session))
 
-    wait_for(all_finished, 600, "30 jobs on 3 workers", every=0.5)
+    def progress():  # any job moving on (a claim, a progress write, an end) counts; a busy machine is only slow
+        with sessions() as session:
+            return sorted((j.id, j.status, round(j.progress or 0.0, 3)) for j in jobs.list_jobs(session=session))
+
+    wait_progress(all_finished, progress, "30 jobs on 3 workers", stall_s=180)
     took = time.monotonic() - started
     with sessions() as session:
         finished = {j.id: j for j in jobs.list_jobs(session=session)}

@@ -1,0 +1,106 @@
+"""A full disk under a running job: the worker cannot write, and must still end the job failed with the reason
+as soon as the database takes writes again, never leave it 'running' with no one working on it.
+
+The disk is real: a small tmpfs mounted for the test, filled with a file until the kernel says ENOSPC."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+from sqlalchemy import create_engine
+
+from db import datasets, jobs
+from db.session import open_database
+
+pytestmark = pytest.mark.slow
+DISK_MB = 24  # room for the database and a few checkpoints of the tiny model, then filled
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (./test.sh runs as root in CI)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(disk)]
+    mounted = subprocess.run(command, capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk) -> int:
+    """Write a file until not one more byte fits; returns the bytes written."""
+    written = 0
+    descriptor = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for chunk in (1 << 16, 1 << 12, 1 << 9, 1):  # ever smaller writes take the last free blocks too
+            while True:
+                try:
+                    written += os.write(descriptor, b"\0" * chunk)
+                except OSError as error:
+                    assert error.errno == errno.ENOSPC, error
+                    break
+    finally:
+        os.close(descriptor)
+    return written
+
+
+def empty_wal(url: str) -> None:
+    """Fold the write-ahead log into the database and truncate it, so that the worker's next write needs new
+    disk blocks (a log with room left would take a few small writes even on a full disk)."""
+    engine = create_engine(url)
+    try:
+        for _ in range(50):
+            with engine.connect() as connection:
+                busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            if not busy:
+                return
+            time.sleep(0.1)
+        pytest.fail("could not truncate the write-ahead log")
+    finally:
+        engine.dispose()
+
+
+def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
+    small_disk, workers, wait_for, tiny_config
+):
+    url = f"sqlite:///{small_disk / 'con2.db'}"
+    sessions = open_database(url)
+
+    def job(job_id):
+        with sessions() as session:
+            return jobs.get_job(session=session, job_id=job_id)
+
+    with sessions.begin() as session:
+        dataset_id = datasets.create_dataset(session=session, location="digits").id
+        config = tiny_config(epochs=500).to_dict()  # far longer than the test: the disk fills mid-training
+        job_id = jobs.submit_train(session=session, dataset_id=dataset_id, config=config, projections=["pca"]).id
+    worker = workers.start(url)
+    try:
+        wait_for(lambda: (j := job(job_id)).phase == "training" and j.progress > 0.06, 300, "training")
+        empty_wal(url)
+        filled = fill(small_disk)
+        print(f"disk filled with {filled / 1e6:.1f} MB")
+        # the worker's next checkpoint or progress write fails, and so does its first try to record that
+        wait_for(lambda: "could not record the failure" in workers.log(worker), 180, "a refused failure write")
+        assert job(job_id).status == "running"
+        (small_disk / "filler").unlink()  # space again
+        wait_for(lambda: job(job_id).status != "running", 30, "the failure to be recorded once space is back")
+        ended = job(job_id)
+        assert ended.status == "failed", (ended.status, ended.message)
+        assert "full" in ended.error and ended.error.startswith("the database refused a write"), ended.error
+        assert "\n" not in ended.error and "[SQL:" not in ended.error  # one line a user can read
+        # the worker goes on serving the queue
+        with sessions.begin() as session:
+            after = jobs.submit_register(session=session, dataset_id=dataset_id).id
+        wait_for(lambda: job(after).status == "succeeded", 180, "the next job")
+        assert worker.poll() is None, workers.log(worker)
+    finally:
+        workers.stop_all()
+        sessions.kw["bind"].dispose()
