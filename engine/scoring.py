@@ -170,8 +170,8 @@ class LHScorer:
         """Exact NLL of normalised queries z (R, D) under the Gaussian fitted without bank rows `rows` (ρ fixed).
 
         With v = x_i − μ: μ₋ᵢ = μ − v/(n−1) and S₋ᵢ = n/(n−1)·S − n/(n−1)²·vvᵀ, so
-        Σ₋ᵢ = (1−ρ)S₋ᵢ + ρ·tr(S₋ᵢ)/D·I (+ the full bank's ridge `floor_`·I, held like ρ). In S's eigenbasis Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison
-        and the matrix determinant lemma give the Mahalanobis term and log-determinant in O(D).
+        Σ₋ᵢ = (1−ρ)S₋ᵢ + ρ·tr(S₋ᵢ)/D·I (+ the full bank's ridge `floor_`·I, held like ρ). In S's eigenbasis
+        Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison and the matrix determinant lemma give the Mahalanobis term and log-determinant in O(D).
         """
         n, d = self.n_, self.d_
         a = n / (n - 1)
