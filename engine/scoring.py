@@ -171,7 +171,8 @@ class LHScorer:
 
         With v = x_i − μ: μ₋ᵢ = μ − v/(n−1) and S₋ᵢ = n/(n−1)·S − n/(n−1)²·vvᵀ, so
         Σ₋ᵢ = (1−ρ)S₋ᵢ + ρ·tr(S₋ᵢ)/D·I (+ the full bank's ridge `floor_`·I, held like ρ). In S's eigenbasis
-        Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison and the matrix determinant lemma give the Mahalanobis term and log-determinant in O(D).
+        Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison and the matrix determinant lemma give the Mahalanobis
+        term and log-determinant in O(D).
         """
         n, d = self.n_, self.d_
         a = n / (n - 1)
