@@ -19,6 +19,10 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 RIDGES = (1e-8, 1e-6, 1e-4, 1e-2, 1.0)
 
 
+class NonFiniteFeatures(ValueError):
+    """The encoder gave NaN or infinite features (its weights diverged): no score would mean anything."""
+
+
 def _no_exclusions(m: int, device: torch.device) -> torch.Tensor:
     return torch.full((m,), -1, dtype=torch.long, device=device)
 
@@ -106,6 +110,11 @@ class LHScorer:
         n, d = z.shape
         if n < 2:
             raise ValueError("S_LH needs at least two training features")
+        if not bool(torch.isfinite(z).all()):
+            raise NonFiniteFeatures(
+                "training diverged: the encoder's features hold NaN or infinite values, so nothing can be scored; "
+                "train again with a lower learning rate"
+            )
         self.n_, self.d_ = n, d
         self.mean_ = z.mean(dim=0)
         centred = z - self.mean_
@@ -116,8 +125,6 @@ class LHScorer:
             self.rho_ = 0.0
         else:
             raise ValueError(f"unknown shrinkage {self.shrinkage!r}")
-        if not bool(torch.isfinite(z).all()):
-            raise ValueError("S_LH: the training features hold NaN or infinite values; the model is broken")
         self.sigma_ = self._shrunk(self.cov_, torch.trace(self.cov_) / d)
         self.floor_ = 0.0
         self.chol_, info = torch.linalg.cholesky_ex(self.sigma_)
