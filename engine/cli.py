@@ -193,6 +193,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "by_split_label": {f"{split}/{label}": n for (split, label), n in inv.by_split_label.items()},
         "sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:10]),
         "unreadable": [{"sample_id": s.ref.sample_id, "reason": s.reason} for s in inv.unreadable],
+        "rejected": [{"entry": s.ref.sample_id, "reason": s.reason} for s in inv.rejected],
         "duplicates": inv.duplicates,
     }
     print(json.dumps(report, indent=2, default=str))

@@ -184,6 +184,17 @@ def test_npz_is_a_zip_and_passes_the_same_expansion_limits(tmp_path):
         open_source(str(path))
 
 
+def test_inventory_of_an_npz_decodes_each_array_so_nan_images_are_unreadable(tmp_path):
+    path = tmp_path / "nan.npz"
+    images = np.zeros((3, 8, 8), np.float32)
+    images[1] = np.nan
+    np.savez(path, train_images=images)
+    report = inventory(open_source(str(path)))
+    assert [(s.ref.sample_id, s.reason) for s in report.unreadable] == [
+        ("train/1", "no pixel values: every value is NaN or infinite")
+    ]
+
+
 def test_npz_images_that_are_not_numbers_are_a_data_error(tmp_path):
     path = tmp_path / "words.npz"
     np.savez(path, train_images=np.array([[["a", "b"]]]))
