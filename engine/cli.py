@@ -273,21 +273,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
     except Exception as error:
-        # imported only now: they load torch, and a mistake in the flags is reported without it
-        from engine.data import DataError
-        from engine.scoring import NonFiniteFeatures
-        from engine.train import NonFiniteLoss
-
-        if isinstance(error, DataError | FileNotFoundError):  # CheckpointError is a DataError
-            print(f"error: {error}", file=sys.stderr)
+        if _raised(error, "engine.data", "DataError") or isinstance(error, FileNotFoundError):
+            print(f"error: {error}", file=sys.stderr)  # CheckpointError is a DataError
             return 2
-        if isinstance(error, NonFiniteLoss):
+        if _raised(error, "engine.train", "NonFiniteLoss"):
             print(f"error: training diverged: {error}", file=sys.stderr)
             return 1
-        if isinstance(error, NonFiniteFeatures):
+        if _raised(error, "engine.scoring", "NonFiniteFeatures"):
             print(f"error: {error}", file=sys.stderr)
             return 1
         raise
+
+
+def _raised(error: Exception, module: str, name: str) -> bool:
+    """isinstance(error, module.name) without importing the module: a module never loaded raised nothing,
+    and loading one just to compare (torch, torchvision, scikit-learn) would cost seconds on every mistake."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(error, getattr(loaded, name))
 
 
 if __name__ == "__main__":
