@@ -192,6 +192,20 @@ def test_a_malicious_checkpoint_is_refused_on_a_rerun_and_its_code_never_runs(tm
     assert not marker.exists() and not (out / "model.pt").exists()
 
 
+def test_model_and_checkpoint_bytes_from_a_database_are_refused_the_same_way(tmp_path):
+    # the worker hands stored blobs to these two functions: no file, no CLI, the same refusal
+    from engine.artifacts import Bundle
+    from engine.checkpoint import CheckpointError, from_bytes
+
+    marker = tmp_path / "pwned"
+    blob = malicious_file(tmp_path / "blob.pt", marker).read_bytes()
+    with pytest.raises(CheckpointError, match=r"^refused to load the saved model: .*\(posix.system\)"):
+        Bundle.from_bytes(blob)
+    with pytest.raises(CheckpointError, match=r"^refused to load the saved model: "):
+        from_bytes(blob)
+    assert not marker.exists()
+
+
 def test_what_train_saves_loads_with_weights_only(digits_run):
     # the only types weights_only admits: a payload that needs anything else could not be scored later
     for path in (digits_run / "model.pt", digits_run / "checkpoints" / "last.pt"):
