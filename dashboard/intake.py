@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import uuid
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from db.roots import DATA_ROOTS_ENV, OutsideRoots, resolve_within_roots
+from engine.archives import ExpansionLimits, expansion_problem, unsafe_member
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 UPLOAD_LIMIT_ENV = "CON2_MAX_UPLOAD_MB"
@@ -126,18 +126,6 @@ def _safe_name(name: str) -> str:
     return base
 
 
-def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
-    """Why a zip member could be written outside its folder, or None when it is safe."""
-    name = info.filename.replace("\\", "/")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return "an absolute path"
-    if ".." in name.split("/"):
-        return "a '..' path"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "a symbolic link"
-    return None
-
-
 def _check_zip(data: Path, limit: int) -> list[zipfile.ZipInfo]:
     """The image members of a zip, after refusing unsafe names and oversized expansion."""
     try:
@@ -146,19 +134,16 @@ def _check_zip(data: Path, limit: int) -> list[zipfile.ZipInfo]:
     except (zipfile.BadZipFile, OSError) as error:
         raise IntakeError(f"The upload is not a readable zip: {error}") from None
     for info in infos:
-        problem = _unsafe_member(info)
+        problem = unsafe_member(info)
         if problem:
             raise IntakeError(
                 f"The zip holds {problem} ({info.filename!r}), which could write outside its folder; "
                 "nothing was stored. Re-create the zip from inside the dataset's folder."
             )
     images = [i for i in infos if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in IMAGE_EXTENSIONS]
-    expanded = sum(i.file_size for i in images)
-    if expanded > EXPANSION_LIMIT * limit:
-        raise IntakeError(
-            f"The zip expands to {_megabytes(expanded)}, more than {_megabytes(EXPANSION_LIMIT * limit)}; "
-            "register its folder by path instead."
-        )
+    expansion = expansion_problem(infos, ExpansionLimits(max_total_bytes=EXPANSION_LIMIT * limit))
+    if expansion:
+        raise IntakeError(f"The zip {expansion}; register its folder by path instead.")
     if not images:
         raise IntakeError("The zip holds no images (.png, .jpg, .bmp, .gif, .tif, .webp).")
     return images

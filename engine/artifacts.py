@@ -52,18 +52,25 @@ class Bundle:
         )
 
     @classmethod
-    def from_bytes(cls, blob: bytes, device: str = "auto") -> Bundle:
-        saved = checkpoint.from_bytes(blob)
-        config = TrainConfig(**saved["train_config"])
-        model = Con2Model(config.encoder, saved["image_size"], config.projection_dim)
-        model.load_state_dict(saved["state_dict"])
+    def from_bytes(cls, blob: bytes, device: str = "auto", what: str = "the saved model") -> Bundle:
+        """The bundle `to_bytes` wrote; `CheckpointError` naming `what` for anything else (see `checkpoint`)."""
+        saved = checkpoint.from_bytes(blob, what)
+        try:
+            config = TrainConfig(**saved["train_config"])
+            model = Con2Model(config.encoder, saved["image_size"], config.projection_dim)
+            model.load_state_dict(saved["state_dict"])
+            bank = ImageSet(saved["bank_pixels"], [SampleRef(*r) for r in saved["bank_refs"]])
+            data = DataConfig(**saved["data_config"])
+            history, wall_s, images_per_s = saved["history"], saved["wall_s"], saved["images_per_s"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # missing keys, wrong shapes or types
+            problem = f"no {error}" if isinstance(error, KeyError) else str(error).strip().splitlines()[0]
+            raise checkpoint.CheckpointError(f"{what} is not a model a con2 train run wrote ({problem})") from None
+        if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+            raise checkpoint.CheckpointError(f"{what} is broken: its weights hold NaN or infinite values")
         dev = resolve_device(device)
         model = model.to(dev, memory_format=torch.channels_last).eval()
-        trained = TrainedModel(
-            model, config, saved["image_size"], dev, saved["history"], saved["wall_s"], saved["images_per_s"]
-        )
-        bank = ImageSet(saved["bank_pixels"], [SampleRef(*r) for r in saved["bank_refs"]])
-        return cls(trained, bank, DataConfig(**saved["data_config"]))
+        trained = TrainedModel(model, config, saved["image_size"], dev, history, wall_s, images_per_s)
+        return cls(trained, bank, data)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -78,7 +85,11 @@ class Bundle:
             path = path / MODEL_FILE
         if not path.exists():
             raise FileNotFoundError(f"no trained model at {path} (expected the {MODEL_FILE} a 'train' run writes)")
-        return cls.from_bytes(path.read_bytes(), device)
+        try:
+            blob = path.read_bytes()
+        except OSError as error:
+            raise checkpoint.CheckpointError(f"cannot read the model {path}: {error.strerror or error}") from None
+        return cls.from_bytes(blob, device, what=f"the model {path}")
 
 
 def write_results(

@@ -95,17 +95,33 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     return RunConfig(*(build(SECTIONS[s], raw.get(s, {})) for s in ("data", "train", "score")))
 
 
+def _config_file(path: str) -> dict[str, Any]:
+    """The run config a `--config` JSON file holds: {"data": {...}, "train": {...}, "score": {...}}."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read the config file {path}: {error}") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        example = '{"train": {"epochs": 5}}'
+        raise ConfigError(f"the config file {path} must hold an object of sections, e.g. {example}")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"the config file {path} has unknown section(s) {', '.join(unknown)}; use data, train, score")
+    return raw
+
+
 def _summary(result_metrics: dict[str, Any], config: RunConfig, skipped: int) -> dict[str, Any]:
     return {"metrics": result_metrics, "config": config.to_dict(), "skipped": skipped}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    base = _config_file(args.config) if args.config else None
+    config = config_from_args(args, base)  # before the imports below: a mistake in a flag is reported at once
+
     from engine.artifacts import MODEL_FILE, Bundle, write_results
     from engine.checkpoint import DirectoryCheckpoints
     from engine.run import train_run
 
-    base = json.loads(Path(args.config).read_text()) if args.config else None
-    config = config_from_args(args, base)
     out = Path(args.out)
     progress = Progress(args.quiet)
     try:
@@ -191,6 +207,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "by_split_label": {f"{split}/{label}": n for (split, label), n in inv.by_split_label.items()},
         "sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:10]),
         "unreadable": [{"sample_id": s.ref.sample_id, "reason": s.reason} for s in inv.unreadable],
+        "rejected": [{"entry": s.ref.sample_id, "reason": s.reason} for s in inv.rejected],
         "duplicates": inv.duplicates,
     }
     print(json.dumps(report, indent=2, default=str))
@@ -260,21 +277,33 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from engine.data import DataError
-    from engine.train import NonFiniteLoss
-
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ConfigError, FileNotFoundError) as error:
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except NonFiniteLoss as error:
-        print(f"error: training diverged: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except Exception as error:
+        if _raised(error, "engine.data", "DataError") or isinstance(error, FileNotFoundError):
+            print(f"error: {error}", file=sys.stderr)  # CheckpointError is a DataError
+            return 2
+        if _raised(error, "engine.train", "NonFiniteLoss"):
+            print(f"error: training diverged: {error}", file=sys.stderr)
+            return 1
+        if _raised(error, "engine.scoring", "NonFiniteFeatures"):
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _raised(error: Exception, module: str, name: str) -> bool:
+    """isinstance(error, module.name) without importing the module: a module never loaded raised nothing,
+    and loading one just to compare (torch, torchvision, scikit-learn) would cost seconds on every mistake."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(error, getattr(loaded, name))
 
 
 if __name__ == "__main__":

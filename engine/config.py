@@ -8,6 +8,7 @@ Every field carries a `help` text, which the CLI and the form show as they are.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,6 +284,8 @@ def validate(config: Any) -> None:
         meta = f.metadata
         if value is None:
             continue
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every < and > check below
+            raise ConfigError(f"{owner}.{f.name}: {value} is not a finite number")
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{owner}.{f.name}: unknown value {value!r}; choose one of {', '.join(meta['choices'])}")
         if "min" in meta and value < meta["min"]:

@@ -123,6 +123,8 @@ def _from_array(array: np.ndarray) -> Image.Image:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise UnreadableImage(f"not an image array: shape {array.shape}")
+    if array.dtype.kind not in "buif":  # bool, unsigned, signed, float
+        raise UnreadableImage(f"not an image array: {array.dtype} values")
     if array.dtype == np.uint8 or array.dtype == bool:
         return Image.fromarray(np.ascontiguousarray(array))
     if array.ndim == 3:
@@ -164,7 +166,9 @@ def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     """
     values = values.astype(np.float64)
     finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if not finite.size:  # all black would pass for an image and train; nothing is there to see
+        raise UnreadableImage("no pixel values: every value is NaN or infinite")
+    low, high = float(finite.min()), float(finite.max())
     if mode != "F" and low >= 0 and high <= 65535:
         scaled = values / 257.0  # 65535 / 255 = 257 exactly
     elif mode == "F" and low >= 0 and high <= 1:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.data import SampleRef, Skipped
-from engine.images import UnreadableImage, load_pixels, open_image
+from engine.images import UnreadableImage, decode, load_pixels, open_image
 from engine.sources import Source
 
 VERIFY_SIDE = 64  # pixels: JPEGs are verified at a reduced DCT scale at least this large (much faster)
@@ -102,7 +102,12 @@ def _check(source: Source, ref: SampleRef, max_pixels: int) -> SampleInfo:
         array = np.ascontiguousarray(source.read(ref))
         mode = "RGB" if array.ndim == 3 and array.shape[2] == 3 else "L"
         digest = hashlib.sha256(array.tobytes()).hexdigest()
-        return SampleInfo(ref, digest, array.nbytes, array.shape[1], array.shape[0], mode, True, None)
+        width, height = (array.shape[1], array.shape[0]) if array.ndim >= 2 else (None, None)
+        try:  # the same checks a run makes (all NaN, not numbers); one output pixel keeps it cheap
+            decode(array, 1, max_pixels=max_pixels)
+        except UnreadableImage as error:
+            return SampleInfo(ref, digest, array.nbytes, width, height, mode, False, error.reason)
+        return SampleInfo(ref, digest, array.nbytes, width, height, mode, True, None)
     digest = hashlib.sha256(data).hexdigest()
     width = height = mode = None
     try:

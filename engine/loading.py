@@ -21,6 +21,7 @@ from engine.selection import select
 from engine.sources import Source, open_source
 
 Progress = Callable[[int, int], None]  # (done, total) images
+MIN_TRAIN = 2  # contrastive training needs a second image to contrast with
 
 
 @dataclass
@@ -81,8 +82,8 @@ def load_images(
 def load_data(config: DataConfig, on_progress: Progress | None = None) -> LoadedData:
     """Open `config.source`, select training and scored images, and decode their union once.
 
-    Raises `DataError` when the source cannot be opened, the selection is empty, or every training
-    image (or every scored image) turned out unreadable.
+    Raises `DataError` when the source cannot be opened, the selection is empty, every training image
+    (or every scored image) turned out unreadable, or fewer than `MIN_TRAIN` images can train.
     """
     source = open_source(config.source)
     refs = source.refs()
@@ -103,6 +104,13 @@ def load_data(config: DataConfig, on_progress: Progress | None = None) -> Loaded
         raise DataError(f"no trainable images: {_why_none([refs[i] for i in selection.train], 'training', skipped)}")
     if not score_rows:
         raise DataError(f"no images to score: {_why_none([refs[i] for i in selection.score], 'scored', skipped)}")
+    if len(train_rows) < MIN_TRAIN:
+        wanted = len(selection.train)
+        unreadable = f" ({wanted - len(train_rows)} of {wanted} were unreadable)" if wanted > len(train_rows) else ""
+        raise DataError(
+            f"only one trainable image ({images.refs[train_rows[0]].sample_id}){unreadable}: training compares "
+            f"images with each other and needs at least {MIN_TRAIN}"
+        )
     train_index = {row: i for i, row in enumerate(train_rows)}
     score_in_train = np.array([train_index.get(row, -1) for row in score_rows], dtype=np.int64)
     return LoadedData(

@@ -15,6 +15,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.covariance import ledoit_wolf_shrinkage
 
+# Ridges tried, in units of 1/D, when the shrunk covariance is singular: the first that factorises wins.
+RIDGES = (1e-8, 1e-6, 1e-4, 1e-2, 1.0)
+
+
+class NonFiniteFeatures(ValueError):
+    """The encoder gave NaN or infinite features (its weights diverged): no score would mean anything."""
+
 
 def _no_exclusions(m: int, device: torch.device) -> torch.Tensor:
     return torch.full((m,), -1, dtype=torch.long, device=device)
@@ -85,7 +92,10 @@ class LHScorer:
 
     The covariance is shrunk towards a scaled identity, Σ = (1 − ρ)·S + ρ·(tr S / D)·I, with ρ from
     Ledoit–Wolf (or Σ = S + εI with `shrinkage="fixed"`), because with fewer normals than feature
-    dimensions S is singular. Everything is computed in float64 via Cholesky. A training sample
+    dimensions S is singular. Everything is computed in float64 via Cholesky. When even the shrunk Σ is
+    not positive definite (a bank of identical images has S = 0 and tr S = 0), the smallest ridge
+    `floor_`·I from `RIDGES` (relative to 1/D, the variance per dimension of unit vectors spread evenly)
+    that makes it so is added, and every query still gets a finite score. A training sample
     scored against its own bank gets the exact leave-one-out Gaussian (mean and covariance refitted
     without it, ρ held at the full-bank value) through a rank-one downdate in S's eigenbasis.
     """
@@ -100,6 +110,11 @@ class LHScorer:
         n, d = z.shape
         if n < 2:
             raise ValueError("S_LH needs at least two training features")
+        if not bool(torch.isfinite(z).all()):
+            raise NonFiniteFeatures(
+                "training diverged: the encoder's features hold NaN or infinite values, so nothing can be scored; "
+                "train again with a lower learning rate"
+            )
         self.n_, self.d_ = n, d
         self.mean_ = z.mean(dim=0)
         centred = z - self.mean_
@@ -111,7 +126,17 @@ class LHScorer:
         else:
             raise ValueError(f"unknown shrinkage {self.shrinkage!r}")
         self.sigma_ = self._shrunk(self.cov_, torch.trace(self.cov_) / d)
-        self.chol_ = torch.linalg.cholesky(self.sigma_)
+        self.floor_ = 0.0
+        self.chol_, info = torch.linalg.cholesky_ex(self.sigma_)
+        eye = torch.eye(d, dtype=z.dtype, device=z.device)
+        for ridge in RIDGES:
+            if int(info) == 0:
+                break
+            self.floor_ = ridge / d
+            self.chol_, info = torch.linalg.cholesky_ex(self.sigma_ + self.floor_ * eye)
+        if int(info) != 0:  # unreachable with finite features: Σ + 1/D·I is positive definite
+            raise ValueError("S_LH: the covariance of the training features cannot be factorised")
+        self.sigma_ = self.sigma_ + self.floor_ * eye
         self.logdet_ = 2 * torch.log(torch.diagonal(self.chol_)).sum()
         self.train_ = z
         self.eigh_: tuple[torch.Tensor, torch.Tensor] | None = None  # S's eigenbasis, on first leave-one-out
@@ -152,8 +177,9 @@ class LHScorer:
         """Exact NLL of normalised queries z (R, D) under the Gaussian fitted without bank rows `rows` (ρ fixed).
 
         With v = x_i − μ: μ₋ᵢ = μ − v/(n−1) and S₋ᵢ = n/(n−1)·S − n/(n−1)²·vvᵀ, so
-        Σ₋ᵢ = (1−ρ)S₋ᵢ + ρ·tr(S₋ᵢ)/D·I. In S's eigenbasis Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison
-        and the matrix determinant lemma give the Mahalanobis term and log-determinant in O(D).
+        Σ₋ᵢ = (1−ρ)S₋ᵢ + ρ·tr(S₋ᵢ)/D·I (+ the full bank's ridge `floor_`·I, held like ρ). In S's eigenbasis
+        Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison and the matrix determinant lemma give the Mahalanobis
+        term and log-determinant in O(D).
         """
         n, d = self.n_, self.d_
         a = n / (n - 1)
@@ -172,6 +198,7 @@ class LHScorer:
             nu = (a * eigval.sum() - b * vv) / d  # tr(S₋ᵢ)/D, (R,)
             diag = (1 - self.rho_) * a * eigval[None, :] + self.rho_ * nu[:, None]
             c = -(1 - self.rho_) * b
+        diag = diag + self.floor_
         q = (w**2 / diag).sum(dim=1)  # wᵀD⁻¹w
         p = (u * w / diag).sum(dim=1)  # uᵀD⁻¹w
         maha = (u**2 / diag).sum(dim=1) - c * p**2 / (1 + c * q)

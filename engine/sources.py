@@ -10,6 +10,7 @@ Sources never decode: `read` returns the raw image (a lazily opened PIL image or
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import threading
 import zipfile
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.archives import DEFAULT_LIMITS, ExpansionLimits, expansion_problem, unsafe_member
 from engine.data import DataError, SampleRef, Skipped
 from engine.images import UnreadableImage, open_image
 
@@ -97,12 +99,19 @@ def is_image_name(name: str) -> bool:
 
 
 class FolderSource(Source):
-    """root/<label>/*, flat root/*, or root/<split>/<label>/* when top-level folders are split names."""
+    """root/<label>/*, flat root/*, or root/<split>/<label>/* when top-level folders are split names.
+
+    Symbolic links are followed only to files inside the folder: a link leading elsewhere on the machine
+    is listed but unreadable ("symbolic link to outside ..."), so no file outside the registered folder
+    is ever read, thumbnailed or trained on. Linked folders are not descended (os.walk's default), so a
+    link loop cannot make the listing go round.
+    """
 
     kind = "folder"
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._real_root = Path(os.path.realpath(root))
         relative = []
         for folder, subfolders, files in os.walk(root):
             subfolders[:] = [d for d in subfolders if not d.startswith(".")]  # prune hidden folders in place
@@ -119,29 +128,31 @@ class FolderSource(Source):
         )
 
     def read_bytes(self, ref: SampleRef) -> bytes:
-        return _read_file(self.root / ref.sample_id)
+        path = self.root / ref.sample_id
+        # checked at every read, not at listing: a file or folder swapped for a link afterwards is caught too
+        if not Path(os.path.realpath(path)).is_relative_to(self._real_root):
+            raise UnreadableImage(f"symbolic link to outside the dataset folder: {path}")
+        return _read_file(path)
 
 
 class ZipSource(Source):
     """A .zip of an image folder, read member by member without extracting.
 
     A single wrapping folder (zip of `dataset/` holding `dataset/no/*`, `dataset/yes/*`) is looked through,
-    unless it is a split name. Members with absolute paths or `..` components are rejected.
+    unless it is a split name. Members with absolute paths, `..` components or symbolic links are rejected;
+    a zip that would expand beyond `limits` (a zip bomb) is refused whole, before any member is read.
     """
 
     kind = "zip"
 
-    def __init__(self, path: Path) -> None:
-        try:
-            self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise DataError(f"cannot open zip {path}: {error}") from None
+    def __init__(self, path: Path, limits: ExpansionLimits = DEFAULT_LIMITS) -> None:
+        self._zip = _open_zip(path, limits)
         self._lock = threading.Lock()  # one file handle shared by reader threads
         rejected: list[Skipped] = []
         members: dict[str, str] = {}  # normalised name -> name inside the archive
         for info in self._zip.infolist():
             raw_name = info.filename.replace("\\", "/")  # some Windows tools write backslashes
-            problem = _unsafe_member(raw_name)
+            problem = unsafe_member(info)
             parts = [part for part in raw_name.split("/") if part not in ("", ".")]
             name = "/".join(parts)
             if info.is_dir() or not parts or not is_image_name(parts[-1]):
@@ -149,7 +160,7 @@ class ZipSource(Source):
             if any(part.startswith(".") and part != ".." for part in parts) or parts[0] == "__MACOSX":
                 continue  # hidden files and macOS resource forks
             if problem or name in members:
-                reason = problem or "duplicate member name in zip"
+                reason = f"zip member with {problem}" if problem else "duplicate member name in zip"
                 ref = SampleRef(info.filename, f"{path}:{info.filename}")
                 rejected.append(Skipped(ref, f"{reason}: {info.filename!r}"))
                 continue
@@ -241,11 +252,14 @@ class NpzSource(Source):
 
     kind = "npz"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: ExpansionLimits = DEFAULT_LIMITS) -> None:
+        # An .npz is a zip of .npy arrays: the same expansion limits, except that one array may hold
+        # a whole dataset, so a member may be as large as the archive.
+        _open_zip(path, dataclasses.replace(limits, max_member_bytes=limits.max_total_bytes)).close()
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise DataError(f"cannot read {path}: {error}") from None
         self._images: dict[str, np.ndarray] = {}
         refs = []
@@ -256,6 +270,8 @@ class NpzSource(Source):
                 continue
             if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
                 raise DataError(f"{path}: {split}_images must be (N, H, W) or (N, H, W, 3), got {images.shape}")
+            if images.dtype.kind not in "buif":  # bool, unsigned, signed, float: anything else is not pixels
+                raise DataError(f"{path}: {split}_images must hold numbers, got {images.dtype} values")
             labels = _npz_labels(arrays.get(f"{split}_labels"), len(images), f"{path}: {split}_labels")
             has_labels = has_labels or labels is not None
             self._images[split] = images
@@ -352,13 +368,20 @@ def _read_file(path: Path) -> bytes:
         raise UnreadableImage(f"cannot read file: {path}: {error.strerror or error}") from None
 
 
-def _unsafe_member(name: str) -> str | None:
-    """Why a zip member name could escape the archive's root, or None when it is safe."""
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return "absolute path in zip"
-    if ".." in name.split("/"):
-        return "'..' in zip member path"
-    return None
+def _open_zip(path: Path, limits: ExpansionLimits) -> zipfile.ZipFile:
+    """The open archive, after its central directory passed `limits`; DataError for a broken or bomb zip."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise DataError(f"cannot open {path} as a zip: {error}") from None
+    problem = expansion_problem(archive.infolist(), limits)
+    if problem:
+        archive.close()
+        raise DataError(
+            f"refused {path}: the zip {problem}; nothing in it was read "
+            "(for a real dataset this large, extract it and register the folder)"
+        )
+    return archive
 
 
 def _wrapping_folder(names: list[str]) -> str:

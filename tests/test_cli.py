@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.imagefiles import messy_folder, save
@@ -139,3 +141,73 @@ def test_scoring_a_folder_of_only_broken_files_fails_with_one_line(digits_run, t
         "error: no readable images to score: all 1 were skipped "
         "(first: a.png: not an image: cannot identify image file)"
     )
+
+
+class RunsAShellCommand:
+    """What an attacker pickles: unpickling calls os.system(command)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def malicious_file(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": 1, "state_dict": RunsAShellCommand(f"touch {marker}")}, path)
+    return path
+
+
+def test_a_malicious_model_is_refused_and_its_code_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    model = malicious_file(tmp_path / "model.pt", marker)
+    folder = tmp_path / "imgs"
+    for i in range(3):
+        save(folder / f"{i}.png", Image.new("L", (8, 8), 40 * i))
+    result = con2("score", "--model", str(model), "--data", str(folder), "--out", str(tmp_path / "o"), "--quiet",
+                  check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: refused to load the model {model}: besides tensors and numbers it names Python code "
+        "(posix.system), which could run on loading; con2 never writes that, so the file may be malicious"
+    )
+    assert not marker.exists()
+
+
+def test_a_malicious_checkpoint_is_refused_on_a_rerun_and_its_code_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    out = tmp_path / "run"
+    checkpoint = malicious_file(out / "checkpoints" / "last.pt", marker)
+    folder = tmp_path / "imgs"
+    for i in range(4):
+        save(folder / f"{i}.png", Image.new("L", (8, 8), 40 * i))
+    result = con2("train", "--data", str(folder), "--all", "--holdout-fraction", "0", "--out", str(out), *QUICK,
+                  check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: refused to load the checkpoint {checkpoint}: besides tensors and numbers it names Python code "
+        "(posix.system), which could run on loading; con2 never writes that, so the file may be malicious"
+    ]
+    assert not marker.exists() and not (out / "model.pt").exists()
+
+
+def test_model_and_checkpoint_bytes_from_a_database_are_refused_the_same_way(tmp_path):
+    # the worker hands stored blobs to these two functions: no file, no CLI, the same refusal
+    from engine.artifacts import Bundle
+    from engine.checkpoint import CheckpointError, from_bytes
+
+    marker = tmp_path / "pwned"
+    blob = malicious_file(tmp_path / "blob.pt", marker).read_bytes()
+    with pytest.raises(CheckpointError, match=r"^refused to load the saved model: .*\(posix.system\)"):
+        Bundle.from_bytes(blob)
+    with pytest.raises(CheckpointError, match=r"^refused to load the saved model: "):
+        from_bytes(blob)
+    assert not marker.exists()
+
+
+def test_what_train_saves_loads_with_weights_only(digits_run):
+    # the only types weights_only admits: a payload that needs anything else could not be scored later
+    for path in (digits_run / "model.pt", digits_run / "checkpoints" / "last.pt"):
+        state = torch.load(path, weights_only=True)
+        assert isinstance(state, dict) and state

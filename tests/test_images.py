@@ -157,6 +157,21 @@ def test_arrays_go_through_the_same_path():
     assert np.all(decode(np.full((8, 8), 65535, np.uint16), image_size=4) == 255)
 
 
+def test_an_array_with_no_finite_value_is_unreadable_and_partial_nan_is_kept():
+    with pytest.raises(UnreadableImage, match="^no pixel values: every value is NaN or infinite$"):
+        decode(np.full((8, 8), np.nan, np.float32), image_size=8)
+    with pytest.raises(UnreadableImage, match="^no pixel values"):
+        decode(np.full((8, 8), np.inf), image_size=8)
+    partly = np.full((8, 8), 0.5, np.float32)
+    partly[0, 0] = np.nan  # a missing pixel in a scan: the rest is still an image
+    assert decode(partly, image_size=8)[0, 4, 4] == 128
+
+
+def test_an_array_of_non_numbers_is_unreadable():
+    with pytest.raises(UnreadableImage, match="^not an image array: complex128 values$"):
+        decode(np.zeros((8, 8), np.complex128), image_size=8)
+
+
 def test_empty_text_and_truncated_files_raise_with_a_specific_reason():
     jpeg = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)), "JPEG")
     png = encode(Image.new("L", (64, 64), 5), "PNG")

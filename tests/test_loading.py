@@ -79,9 +79,10 @@ def test_load_data_without_holdout_maps_scored_images_to_their_training_rows(tmp
 def test_load_data_reports_missing_csv_files(tmp_path):
     save(tmp_path / "a.png", Image.new("L", (10, 10), 1))
     save(tmp_path / "b.png", Image.new("L", (10, 10), 2))
-    (tmp_path / "list.csv").write_text("path,label\na.png,n\nb.png,x\ngone.png,n\n")
+    save(tmp_path / "c.png", Image.new("L", (10, 10), 3))  # a second normal image: training needs two
+    (tmp_path / "list.csv").write_text("path,label\na.png,n\nb.png,x\nc.png,n\ngone.png,n\n")
     data = load_data(DataConfig(source=str(tmp_path / "list.csv"), normal_label="n", holdout_fraction=0.0))
-    assert data.train.ids == ["a.png"]
+    assert data.train.ids == ["a.png", "c.png"]
     assert [(s.ref.sample_id, s.reason) for s in data.skipped] == [
         ("gone.png", f"file not found: {tmp_path / 'gone.png'}")
     ]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import multivariate_normal
 
-from engine.scoring import LHScorer, NNDScorer
+from engine.scoring import LHScorer, NNDScorer, NonFiniteFeatures
 
 
 @pytest.fixture
@@ -93,3 +93,34 @@ def test_lh_higher_means_more_anomalous(bank):
     scorer = LHScorer().fit(bank)
     centre = bank.mean(dim=0, keepdim=True)
     assert scorer.anomaly_scores(-centre * 50 + torch.randn(1, 6)) > scorer.anomaly_scores(centre)
+
+
+@pytest.mark.parametrize("shrinkage", ["ledoit_wolf", "fixed"])
+def test_lh_scores_a_bank_of_identical_features(shrinkage):
+    # identical images give identical features: S = 0 and tr S = 0, so the shrunk covariance is 0 too
+    same = torch.ones(6, 16, dtype=torch.float32)
+    scorer = LHScorer(shrinkage, epsilon=0.0).fit(same)
+    assert scorer.floor_ > 0
+    inside = scorer.anomaly_scores(same[:2])
+    loo = scorer.anomaly_scores(same[:2], torch.tensor([0, 1]))
+    outside = scorer.anomaly_scores(torch.randn(2, 16, generator=torch.Generator().manual_seed(5)))
+    assert torch.isfinite(torch.cat([inside, loo, outside])).all()
+    assert (outside > inside.max()).all()  # anything unlike the bank is more anomalous than the bank itself
+
+
+def test_lh_without_a_ridge_when_the_covariance_factorises(bank):
+    assert LHScorer().fit(bank).floor_ == 0.0  # the ridge is a fallback, never a change to ordinary scores
+
+
+def test_lh_leave_one_out_of_a_two_feature_bank_is_finite():
+    # leaving one of two samples out leaves a single point: its covariance is 0 in every direction
+    two = torch.randn(2, 16, generator=torch.Generator().manual_seed(6))
+    scores = LHScorer().fit(two).anomaly_scores(two, torch.tensor([0, 1]))
+    assert torch.isfinite(scores).all()
+
+
+def test_lh_refuses_non_finite_features_with_a_sentence():
+    broken = torch.randn(6, 4)
+    broken[2, 1] = float("nan")
+    with pytest.raises(NonFiniteFeatures, match="^training diverged: the encoder's features hold NaN"):
+        LHScorer().fit(broken)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import stat
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.archives import ExpansionLimits, expansion_problem
 from engine.data import DataError
 from engine.images import UnreadableImage
 from engine.inventory import inventory
@@ -125,10 +127,100 @@ def test_zip_lists_members_without_extracting_and_rejects_unsafe_names(tmp_path)
     assert source.read_bytes(refs[1]) == png(10)
     assert np.asarray(source.read(refs[2]).convert("L"))[0, 0] == 20
     assert sorted(s.reason for s in source.rejected) == [
-        "'..' in zip member path: '../evil.png'",
-        "absolute path in zip: '/abs/evil.png'",
+        "zip member with a '..' path: '../evil.png'",
+        "zip member with an absolute path: '/abs/evil.png'",
     ]
     assert list(tmp_path.iterdir()) == [archive]  # nothing extracted
+
+
+def test_zip_symlink_member_is_rejected_not_read(tmp_path):
+    archive = make_zip(tmp_path / "set.zip", {"a/0.png": png(), "a/1.png": png(5)})
+    with zipfile.ZipFile(archive, "a") as handle:
+        link = zipfile.ZipInfo("a/link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16  # how zip -y stores a symbolic link
+        handle.writestr(link, "/etc/passwd")
+    source = open_source(str(archive))
+    assert [r.sample_id for r in source.refs()] == ["a/0.png", "a/1.png"]
+    assert [s.reason for s in source.rejected] == ["zip member with a symbolic link: 'a/link.png'"]
+
+
+def bomb_zip(path: Path, member_bytes: int, name: str = "0/big.png") -> Path:
+    """One deflated member of zeros: a few kB on disk, `member_bytes` when read."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(name, "w", force_zip64=True) as member:
+            chunk = b"\0" * (1 << 24)
+            for start in range(0, member_bytes, len(chunk)):
+                member.write(chunk[: member_bytes - start])
+    return path
+
+
+def test_zip_bomb_is_refused_from_its_directory_before_any_member_is_read(tmp_path):
+    archive = bomb_zip(tmp_path / "bomb.zip", 64 << 20)  # 64 MB of zeros in about 64 kB: ratio ~1000
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(DataError, match=r"^refused .*bomb.zip: the zip expands to 64.0 MB from .* a ratio over"):
+        open_source(str(archive))
+
+
+def test_expansion_limits_count_size_ratio_and_total(tmp_path):
+    infos = []
+    for name, size, packed in [("a.png", 10, 10), ("b.png", 10, 10)]:
+        info = zipfile.ZipInfo(name)
+        info.file_size, info.compress_size = size, packed
+        infos.append(info)
+    assert expansion_problem(infos) is None
+    assert "members, more than the 1 allowed" in expansion_problem(infos, ExpansionLimits(max_members=1))
+    assert "in one member ('a.png')" in expansion_problem(infos, ExpansionLimits(max_member_bytes=9))
+    assert "more than the 19 B allowed" in expansion_problem(infos, ExpansionLimits(max_total_bytes=19))
+    # a ratio is judged only above ratio_from_bytes: small members may compress any amount
+    infos[0].compress_size = 1
+    assert expansion_problem(infos, ExpansionLimits(max_ratio=5)) is None
+    assert "a ratio over the 5:1" in expansion_problem(infos, ExpansionLimits(max_ratio=5, ratio_from_bytes=5))
+
+
+def test_npz_is_a_zip_and_passes_the_same_expansion_limits(tmp_path):
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, train_images=np.zeros((1024, 256, 256), np.uint8))  # 64 MB compressing ~1000:1
+    with pytest.raises(DataError, match=r"^refused .*bomb.npz: the zip expands to 64.0 MB"):
+        open_source(str(path))
+
+
+def test_inventory_of_an_npz_decodes_each_array_so_nan_images_are_unreadable(tmp_path):
+    path = tmp_path / "nan.npz"
+    images = np.zeros((3, 8, 8), np.float32)
+    images[1] = np.nan
+    np.savez(path, train_images=images)
+    report = inventory(open_source(str(path)))
+    assert [(s.ref.sample_id, s.reason) for s in report.unreadable] == [
+        ("train/1", "no pixel values: every value is NaN or infinite")
+    ]
+
+
+def test_npz_images_that_are_not_numbers_are_a_data_error(tmp_path):
+    path = tmp_path / "words.npz"
+    np.savez(path, train_images=np.array([[["a", "b"]]]))
+    with pytest.raises(DataError, match=r"train_images must hold numbers, got <U1 values"):
+        open_source(str(path))
+
+
+def test_folder_symlink_to_a_file_outside_is_listed_but_never_read(tmp_path):
+    outside = write(tmp_path / "elsewhere" / "secret.png", png(200))
+    root = tmp_path / "set"
+    write(root / "a" / "0.png", png(1))
+    write(root / "a" / "1.png", png(2))
+    (root / "a" / "leak.png").symlink_to(outside)
+    (root / "a" / "inside.png").symlink_to(root / "a" / "0.png")  # a link within the folder is an ordinary file
+    (root / "loop.png").symlink_to(root / "loop.png")
+    (root / "b").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # a linked folder is not listed
+    source = open_source(str(root))
+    refs = {r.sample_id: r for r in source.refs()}
+    assert sorted(refs) == ["a/0.png", "a/1.png", "a/inside.png", "a/leak.png", "loop.png"]
+    assert source.read_bytes(refs["a/inside.png"]) == png(1)
+    with pytest.raises(UnreadableImage, match="^symbolic link to outside the dataset folder"):
+        source.read_bytes(refs["a/leak.png"])
+    with pytest.raises(UnreadableImage, match="^cannot read file: .*loop.png: Too many levels of symbolic links"):
+        source.read_bytes(refs["loop.png"])
+    report = inventory(source)
+    assert {s.ref.sample_id for s in report.unreadable} == {"a/leak.png", "loop.png"}
 
 
 def test_zip_of_a_wrapping_folder_is_looked_through(tmp_path):
