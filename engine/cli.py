@@ -17,6 +17,8 @@ from typing import Any
 from tqdm import tqdm
 
 from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig, build
+from engine.presets import NAMES as PRESET_NAMES
+from engine.presets import preset_overrides
 
 # flag names that would collide between the three configs get a prefix
 RENAMED = {
@@ -115,7 +117,9 @@ def _summary(result_metrics: dict[str, Any], config: RunConfig, skipped: int) ->
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    base = _config_file(args.config) if args.config else None
+    base: dict[str, dict[str, Any]] = preset_overrides(args.preset) if args.preset else {}
+    for section, values in (_config_file(args.config) if args.config else {}).items():
+        base.setdefault(section, {}).update(values)  # preset < config file < flags
     config = config_from_args(args, base)  # before the imports below: a mistake in a flag is reported at once
 
     from engine.artifacts import MODEL_FILE, Bundle, write_results
@@ -240,6 +244,12 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train on normal images, score, write model + results")
     train.add_argument("--out", required=True, help="Output directory; rerunning into it resumes from its checkpoint.")
     train.add_argument("--config", help="JSON file with a run config ({data, train, score}); flags override it.")
+    train.add_argument(
+        "--preset",
+        choices=tuple(PRESET_NAMES),
+        help="Start from a preset: cpu (quick), gpu (closer to the paper) or paper (the paper's own settings: "
+        "224 px, ResNet18, 2048 epochs); the config file and flags override it.",
+    )
     train.add_argument("--all", action="store_true", help="Train on every selected image (no normal label).")
     train.add_argument("--quiet", action="store_true", help="No progress bars.")
     _add_config_flags(train, ["data", "train", "score"])

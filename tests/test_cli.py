@@ -211,3 +211,18 @@ def test_what_train_saves_loads_with_weights_only(digits_run):
     for path in (digits_run / "model.pt", digits_run / "checkpoints" / "last.pt"):
         state = torch.load(path, weights_only=True)
         assert isinstance(state, dict) and state
+
+
+def test_a_preset_starts_the_config_and_flags_override_it(tmp_path):
+    # the paper's settings, shrunk by flags to a run that takes seconds: the preset fills what flags leave
+    out = tmp_path / "paper"
+    con2("train", "--data", "digits", "--normal-label", "1", "--out", str(out), "--preset", "paper",
+         "--encoder", "resnet_small", *QUICK)  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    config = summary["config"]
+    assert (config["data"]["crop_fraction"], config["train"]["batch_size"]) == (0.875, 16)  # preset, then flag
+    assert (config["train"]["alpha_schedule"], config["train"]["context_weight"]) == ("linear", 1.0)
+    assert (config["data"]["image_size"], config["train"]["encoder"]) == (12, "resnet_small")
+    assert summary["metrics"]["auroc_pixels"] is not None  # the raw-pixel reference beside the learned scores
+    bad = con2("train", "--data", "digits", "--out", str(tmp_path / "x"), "--preset", "laptop", check=False)
+    assert bad.returncode == 2 and "invalid choice: 'laptop'" in bad.stderr
