@@ -616,7 +616,7 @@ CASES = [
     Case("malicious checkpoint", "checkpoints/last.pt calling os.system, on a train rerun",
          rerun_with_checkpoint("rerun-evil", malicious), refused_and_inert("last.pt")),
     Case("corrupt checkpoint", "checkpoints/last.pt of random bytes, on a train rerun",
-         rerun_with_checkpoint("rerun-garbage", lambda inputs, p: p.write_bytes(os.urandom(256))),
+         rerun_with_checkpoint("rerun-garbage", lambda inputs, p: p.write_bytes(np.random.default_rng(1).bytes(256))),
          error("the checkpoint <tmp>/inputs/rerun-garbage/checkpoints/last.pt is corrupt or not a con2 file")),
 ]  # fmt: skip
 
