@@ -300,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _raised(error, "engine.data", "DataError") or isinstance(error, FileNotFoundError):
             print(f"error: {error}", file=sys.stderr)  # CheckpointError is a DataError
             return 2
+        if _raised(error, "engine.train", "CheckpointMismatch"):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         if _raised(error, "engine.train", "NonFiniteLoss"):
             print(f"error: training diverged: {error}", file=sys.stderr)
             return 1

@@ -31,6 +31,10 @@ class TrainingCancelled(Exception):
     """The progress callback asked the run to stop."""
 
 
+class CheckpointMismatch(ValueError):
+    """The output's saved checkpoint belongs to another config or dataset; resuming would mix two runs."""
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; training stops instead of writing garbage."""
 
@@ -153,7 +157,10 @@ def train(
     saved = checkpoints.load() if checkpoints is not None else None
     if saved is not None:
         if _with_defaults(saved["key"]) != key:
-            raise ValueError("the saved checkpoint was made with a different config or dataset; start a new run")
+            raise CheckpointMismatch(
+                "the saved checkpoint was made with a different config or dataset: resuming would mix two runs; "
+                "train into a new output directory"
+            )
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

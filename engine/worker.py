@@ -49,8 +49,9 @@ from engine.images import UnreadableImage, decode
 from engine.inventory import inventory
 from engine.projection import project
 from engine.run import Phase, score_run, train_run
+from engine.scoring import NonFiniteFeatures
 from engine.sources import open_source
-from engine.train import NonFiniteLoss, StepReport, TrainingCancelled, resolve_device
+from engine.train import CheckpointMismatch, NonFiniteLoss, StepReport, TrainingCancelled, resolve_device
 from engine.tta import ScoreResult
 
 HEARTBEAT_S = 2.0  # how often a running job's row is touched from a background thread
@@ -391,7 +392,8 @@ class JobRun:
 
 def failure_reason(error: BaseException) -> str:
     """One line for the job row: a user-facing error as it is, anything else as 'TypeName: message'."""
-    if isinstance(error, DataError | ConfigError | JobError | DatabaseError | OutsideRoots):
+    if isinstance(error, DataError | ConfigError | JobError | DatabaseError | OutsideRoots | NonFiniteFeatures
+                  | CheckpointMismatch):  # fmt: skip
         text = str(error)
     elif isinstance(error, NonFiniteLoss):
         text = f"training diverged: {error}"

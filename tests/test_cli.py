@@ -226,3 +226,12 @@ def test_a_preset_starts_the_config_and_flags_override_it(tmp_path):
     assert summary["metrics"]["auroc_pixels"] is not None  # the raw-pixel reference beside the learned scores
     bad = con2("train", "--data", "digits", "--out", str(tmp_path / "x"), "--preset", "laptop", check=False)
     assert bad.returncode == 2 and "invalid choice: 'laptop'" in bad.stderr
+
+
+def test_a_rerun_with_another_config_is_refused_in_one_line(digits_run):
+    # the output's checkpoint was trained with 2 epochs; 3 would silently mix two runs
+    changed = [a if a != "2" or i == 0 or QUICK[i - 1] != "--epochs" else "3" for i, a in enumerate(QUICK)]
+    result = con2("train", "--data", "digits", "--normal-label", "1", "--out", str(digits_run), *changed, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "error: the saved checkpoint was made with a different config" in result.stderr
+    assert "Traceback" not in result.stderr
