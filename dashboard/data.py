@@ -49,6 +49,7 @@ DEMO_LOCATION = "digits"
 DEMO_NAME = "digits (demo)"
 WORKER_CHECK_S = 15.0  # how often a rerun checks that the local worker still runs
 SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
+NO_LABEL, NO_SPLIT = "(no label)", "(no split)"  # the count table's names for samples without either
 NORMAL_NAMES = ("normal", "0", "good", "healthy", "no", "negative", "ok")  # likely normal-class labels
 EXPORTS = {
     "Reviewed samples": "reviewed",
@@ -347,12 +348,14 @@ def dataset_overview(dataset_id: int) -> dict[str, Any]:
     table = pd.DataFrame()
     if not samples.empty:
         counts = samples.assign(
-            label=samples["label"].fillna("(no label)"), split=samples["split"].fillna("(no split)")
+            label=samples["label"].fillna(NO_LABEL), split=samples["split"].fillna(NO_SPLIT)
         ).pivot_table(index="split", columns="label", values="id", aggfunc="count", fill_value=0)
-        counts = counts[[c for c in _sorted_labels(counts.columns) if c in counts.columns] + (
-            ["(no label)"] if "(no label)" in counts.columns else []
-        )]  # fmt: skip
-        counts["total"] = counts.sum(axis=1)
+        # Real labels in their natural order, then the unlabelled column once: _sorted_labels sees the
+        # placeholder as a label too, so it is taken out before it is put back at the end.
+        labels = [c for c in _sorted_labels(counts.columns) if c != NO_LABEL]
+        counts = counts[labels + ([NO_LABEL] if NO_LABEL in counts.columns else [])]
+        # A label may itself be called "total": the sum column must not repeat its name.
+        counts["total" if "total" not in counts.columns else "(total)"] = counts.sum(axis=1)
         table = counts
     return {
         "name": dataset.name if dataset else "",
