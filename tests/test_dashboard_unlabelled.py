@@ -98,7 +98,12 @@ def test_the_count_table_keeps_one_column_per_name_when_a_label_is_called_total(
         datasets.upsert_samples(
             session=session,
             dataset_id=dataset.id,
-            samples=[{"key": "a", "label": "total"}, {"key": "b", "label": "2"}, {"key": "c", "label": None}, {"key": "d", "label": None}],
+            samples=[
+                {"key": "a", "label": "total"},
+                {"key": "b", "label": "2"},
+                {"key": "c", "label": None},
+                {"key": "d", "label": None},
+            ],
         )
         dataset_id = dataset.id
     table = data.dataset_overview(dataset_id)["table"]
