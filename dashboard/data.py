@@ -32,13 +32,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import gallery, triage
 from dashboard.intake import IntakeError, check_location, store_upload, upload_limit_bytes
+from dashboard.outbox import ReviewWrite
 from dashboard.presets import preset_config
 from db import datasets as db_datasets
 from db import jobs as db_jobs
 from db import results as db_results
 from db import reviews as db_reviews
 from db.models import Job, Review, Sample
-from db.session import DatabaseError, data_dir, default_url, open_database, shown
+from db.session import DatabaseError, data_dir, default_url, make_engine, make_sessionmaker, open_database, shown
 from engine.config import RunConfig
 
 DATABASE_URL_ENV = "CON2_DATABASE_URL"
@@ -895,6 +896,43 @@ def record_verdict(sample_id: int, job_id: int, verdict: str | None, note: str |
     if verdict is None:
         return f"Saved the note for {key}" if (note or "").strip() else f"Cleared the note for {key}"
     return f"Saved: {verdict} for {key}"
+
+
+WRITE_WAIT_S = 2.0  # a review write waits this long for another process's lock, then is retried later
+_writers_lock = threading.Lock()
+_writers: dict[str, sessionmaker[Session]] = {}
+
+
+def _writer(url: str) -> sessionmaker[Session]:
+    """Sessions for review writes: a short busy timeout, and no Streamlit call (a widget callback uses them,
+    and any `st.*` call there is a point where a newer click can cut the callback off before it writes)."""
+    with _writers_lock:
+        if url not in _writers:
+            _writers[url] = make_sessionmaker(make_engine(url, busy_timeout_s=WRITE_WAIT_S))
+        return _writers[url]
+
+
+def write_review(item: ReviewWrite) -> str:
+    """Store one click of the Review page (a verdict with its note, or a note alone) at its click time.
+
+    Returns a confirmation; raises DatabaseError (DatabaseLocked: another process holds the write lock
+    longer than WRITE_WAIT_S) for a write to retry, ValueError for one refused for good. Idempotent: the
+    same click written twice is one row. Plain Python and SQLAlchemy only, safe inside a widget callback.
+    """
+    with _writer(database_url()).begin() as session:
+        db_reviews.add_review(
+            session=session,
+            sample_id=item.sample_id,
+            verdict=item.verdict,
+            reviewer=item.reviewer,
+            note=item.note,
+            job_id=item.job_id,
+            at=item.clicked_at,
+        )
+        key = session.scalar(select(Sample.key).where(Sample.id == item.sample_id))
+    if item.verdict is None:
+        return f"Saved the note for {key}" if (item.note or "").strip() else f"Cleared the note for {key}"
+    return f"Saved: {item.verdict} for {key}"
 
 
 def export_csv(

@@ -6,14 +6,49 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, data, gallery, triage, widgets
+from dashboard.outbox import Outbox, ReviewWrite
+
+
+def reviewer_name() -> str:
+    """Who records the verdicts of this browser session (the one place the page asks)."""
+    return st.session_state.get("app_reviewer") or data.default_reviewer()
+
+
+def review_outbox() -> Outbox:
+    """This browser session's pending verdicts and notes; kept across reruns until each is stored."""
+    if "review_outbox" not in st.session_state:
+        st.session_state["review_outbox"] = Outbox(data.write_review)
+    return st.session_state["review_outbox"]
+
 
 st.title("Review")
 st.caption(
     "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
-    "its field, each with your name and the time; earlier ones stay in the history. The percentile compares "
-    "a score with the training normals' "
-    "own leave-one-out scores."
+    "its field, each with your name and the time; earlier ones stay in the history. If the database is busy, "
+    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. The percentile '
+    "compares a score with the training normals' own leave-one-out scores."
 )
+outbox = review_outbox()
+outbox.flush()  # every rerun is a retry of what is still waiting
+
+
+@st.fragment(run_every=1.0 if outbox.pending() else None)
+def save_status(waiting: bool) -> None:
+    """What was saved (toasts), and while writes wait for the database: how many, why, retried every second."""
+    pending = outbox.flush() if waiting else len(outbox.pending())
+    if waiting and not pending:
+        st.rerun()  # everything is stored: redraw the queue from the database (its toasts come with it)
+    for message in outbox.take_messages():
+        st.toast(widgets.plain(message), icon=":material/check:" if message.startswith("Saved") else None)
+    if pending:
+        st.warning(
+            f"Saving… {pending} click{'s' if pending > 1 else ''} waiting: {outbox.problem or 'not written yet'}. "
+            "Retrying every second; nothing is lost if you keep working.",
+            icon=":material/sync:",
+        )
+
+
+save_status(bool(outbox.pending()))
 
 runs = widgets.require_runs(data.runs(status="succeeded"))
 
@@ -33,7 +68,7 @@ if table.empty:
     st.info("This run scored no images (its split may be empty); pick another run.")
     st.stop()
 reference = data.reference_scores(job_id, score)
-reviewer = st.session_state.get("app_reviewer") or data.default_reviewer()
+reviewer = reviewer_name()
 
 # ------------------------------------------------------------------ threshold
 with st.container(border=True):
@@ -109,20 +144,23 @@ rows = view.iloc[(page - 1) * page_size : page * page_size]
 pngs = data.thumbnails([int(i) for i in rows["sample_id"]])
 
 
-def save_verdict(sample_id: int, verdict: str) -> None:
-    note = (st.session_state.get(f"review_note_{sample_id}") or "").strip()
-    st.toast(data.record_verdict(sample_id, job_id, verdict, note, reviewer))
-    st.session_state[f"review_saved_note_{sample_id}"] = note
+# The two callbacks below run before the rerun a click starts. They call no Streamlit function before the
+# write is queued: Streamlit cuts a callback off at its first `st.*` call or session-state read when a newer
+# click has arrived, and the older click would be lost. `st.session_state.to_dict()` is the one read that
+# is not such a point; everything else comes in through the widgets' args.
 
 
-def save_note(sample_id: int, stored: str) -> None:
+def save_verdict(verdict: str, sample_id: int, job_id: int, reviewer: str, box: Outbox) -> None:
+    note = (st.session_state.to_dict().get(f"review_note_{sample_id}") or "").strip()
+    box.add(ReviewWrite(sample_id, job_id, verdict, note, reviewer))
+
+
+def save_note(sample_id: int, stored: str, job_id: int, reviewer: str, box: Outbox) -> None:
     # The note alone: a new row without a verdict, so the verdict (if any) stays as it was. Skipped when
-    # the note is what is stored already (a verdict clicked in the same rerun saved it with the verdict).
-    note = (st.session_state.get(f"review_note_{sample_id}") or "").strip()
-    if note == st.session_state.get(f"review_saved_note_{sample_id}", stored):
-        return
-    st.toast(data.record_verdict(sample_id, job_id, None, note, reviewer))
-    st.session_state[f"review_saved_note_{sample_id}"] = note
+    # the note is what was sent already (a verdict clicked in the same rerun carried it).
+    note = (st.session_state.to_dict().get(f"review_note_{sample_id}") or "").strip()
+    if note != box.note(sample_id, stored):
+        box.add(ReviewWrite(sample_id, job_id, None, note, reviewer))
 
 
 @st.dialog("Case", width="large")
@@ -130,6 +168,10 @@ def open_case(sample_id: int) -> None:
     widgets.case_view(data.sample_case(job_id, sample_id))
 
 
+waiting = {}  # sample id -> its newest verdict still on its way to the database
+for item in outbox.pending():
+    if item.verdict is not None:
+        waiting[item.sample_id] = item.verdict
 for row in rows.itertuples():
     sample_id = int(row.sample_id)
     with st.container(border=True, key=f"review_row_{sample_id}"):
@@ -137,18 +179,23 @@ for row in rows.itertuples():
         if sample_id in pngs:
             cells[0].image(gallery.display(pngs[sample_id]), width=80)
         cells[1].markdown(
-            f"**#{row.rank}** `{row.key}`" + (" · :red[flagged]" if row.flagged else "") + "  \n"
+            f"**#{row.rank}** {widgets.plain(row.key)}" + (" · :red[flagged]" if row.flagged else "") + "  \n"
             f"{charts.SCORES[score]} {getattr(row, score):.4f} · {triage.percentile_text(row.pct)}  \n"
-            f":gray[label {row.label or '–'} · split {row.split or '–'}]"
+            f":gray[label {widgets.plain(row.label or '–')} · split {widgets.plain(row.split or '–')}]"
         )
         if cells[1].button(
             "Open case", key=f"review_open_{sample_id}", icon=":material/open_in_full:", type="tertiary"
         ):
             open_case(sample_id)
         with cells[2]:
-            current = row.verdict if isinstance(row.verdict, str) else None
+            stored = row.verdict if isinstance(row.verdict, str) else None
+            current = waiting.get(sample_id, stored)
             widgets.verdict_buttons(
-                verdicts, current, key=f"review_verdict_{sample_id}", on_pick=lambda v, s=sample_id: save_verdict(s, v)
+                verdicts,
+                current,
+                key=f"review_verdict_{sample_id}",
+                on_pick=save_verdict,
+                args=(sample_id, job_id, reviewer, outbox),
             )
             stored_note = row.note if isinstance(row.note, str) else ""
             st.text_input(
@@ -158,7 +205,9 @@ for row in rows.itertuples():
                 placeholder="Note (saved when you press Enter or leave the field)",
                 label_visibility="collapsed",
                 on_change=save_note,
-                args=(sample_id, stored_note),
+                args=(sample_id, stored_note, job_id, reviewer, outbox),
             )
-            if current:
-                st.caption(f"{current} · {row.reviewer} · {data.when(row.reviewed_at)}")
+            if sample_id in waiting:
+                st.caption(f"{widgets.plain(current)} · saving…")
+            elif current:
+                st.caption(f"{widgets.plain(current)} · {widgets.plain(row.reviewer)} · {data.when(row.reviewed_at)}")
