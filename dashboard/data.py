@@ -767,6 +767,12 @@ def _with_reviews(frame: pd.DataFrame, *, fresh: bool = False) -> pd.DataFrame:
     return merged.astype({"verdict": "object", "note": "object", "reviewer": "object"})
 
 
+def current_reviews(sample_ids: Sequence[int]) -> dict[int, db_reviews.CurrentReview]:
+    """Where each reviewed sample's review stands now (verdict, who, when, note); unreviewed ones are absent."""
+    with _session() as session:
+        return db_reviews.latest_reviews(session=session, sample_ids=list(sample_ids))
+
+
 def projection_points(job_id: int, method: str) -> pd.DataFrame:
     """The run's 2-D projection with what a point can be coloured by (scores, label, split, verdict)."""
     frame = _run_table(job_id, method)

@@ -3,6 +3,7 @@ a threshold chosen on the score histogram; filters; export of the reviewed or fl
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, gallery, triage, widgets
@@ -141,7 +142,6 @@ head[2].download_button(
 )
 page = head[3].number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="review_page")
 rows = view.iloc[(page - 1) * page_size : page * page_size]
-pngs = data.thumbnails([int(i) for i in rows["sample_id"]])
 
 
 # The two callbacks below run before the rerun a click starts. They call no Streamlit function before the
@@ -168,46 +168,62 @@ def open_case(sample_id: int) -> None:
     widgets.case_view(data.sample_case(job_id, sample_id))
 
 
-waiting = {}  # sample id -> its newest verdict still on its way to the database
-for item in outbox.pending():
-    if item.verdict is not None:
-        waiting[item.sample_id] = item.verdict
-for row in rows.itertuples():
-    sample_id = int(row.sample_id)
-    with st.container(border=True, key=f"review_row_{sample_id}"):
-        cells = st.columns([1, 4, 4])
-        if sample_id in pngs:
-            cells[0].image(gallery.display(pngs[sample_id]), width=80)
-        cells[1].markdown(
-            f"**#{row.rank}** {widgets.plain(row.key)}" + (" · :red[flagged]" if row.flagged else "") + "  \n"
-            f"{charts.SCORES[score]} {getattr(row, score):.4f} · {triage.percentile_text(row.pct)}  \n"
-            f":gray[label {widgets.plain(row.label or '–')} · split {widgets.plain(row.split or '–')}]"
-        )
-        if cells[1].button(
-            "Open case", key=f"review_open_{sample_id}", icon=":material/open_in_full:", type="tertiary"
-        ):
-            open_case(sample_id)
-        with cells[2]:
-            stored = row.verdict if isinstance(row.verdict, str) else None
-            current = waiting.get(sample_id, stored)
-            widgets.verdict_buttons(
-                verdicts,
-                current,
-                key=f"review_verdict_{sample_id}",
-                on_pick=save_verdict,
-                args=(sample_id, job_id, reviewer, outbox),
+# The rows are a fragment: a click in them reruns only the rows. Streamlit queues such reruns behind the one
+# in progress and keeps every click they carry, where a click that reruns the whole page stops the run in
+# progress (server option runner.fastReruns) and a click whose callback had not started yet is dropped.
+@st.fragment
+def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
+    """One page of the queue: thumbnail, rank, score, percentile, verdict buttons and note of each row."""
+    ids = [int(i) for i in rows["sample_id"]]
+    reviews = data.current_reviews(ids)  # fresh on every rerun of the rows: each click shows at once
+    pngs = data.thumbnails(ids)
+    waiting = {}  # sample id -> its newest verdict still on its way to the database
+    for item in outbox.pending():
+        if item.verdict is not None:
+            waiting[item.sample_id] = item.verdict
+    for row in rows.itertuples():
+        sample_id = int(row.sample_id)
+        review = reviews.get(sample_id)
+        with st.container(border=True, key=f"review_row_{sample_id}"):
+            cells = st.columns([1, 4, 4])
+            if sample_id in pngs:
+                cells[0].image(gallery.display(pngs[sample_id]), width=80)
+            cells[1].markdown(
+                f"**#{row.rank}** {widgets.plain(row.key)}" + (" · :red[flagged]" if row.flagged else "") + "  \n"
+                f"{charts.SCORES[score]} {getattr(row, score):.4f} · {triage.percentile_text(row.pct)}  \n"
+                f":gray[label {widgets.plain(row.label or '–')} · split {widgets.plain(row.split or '–')}]"
             )
-            stored_note = row.note if isinstance(row.note, str) else ""
-            st.text_input(
-                "Note",
-                value=stored_note,
-                key=f"review_note_{sample_id}",
-                placeholder="Note (saved when you press Enter or leave the field)",
-                label_visibility="collapsed",
-                on_change=save_note,
-                args=(sample_id, stored_note, job_id, reviewer, outbox),
-            )
-            if sample_id in waiting:
-                st.caption(f"{widgets.plain(current)} · saving…")
-            elif current:
-                st.caption(f"{widgets.plain(current)} · {widgets.plain(row.reviewer)} · {data.when(row.reviewed_at)}")
+            if cells[1].button(
+                "Open case", key=f"review_open_{sample_id}", icon=":material/open_in_full:", type="tertiary"
+            ):
+                open_case(sample_id)
+            with cells[2]:
+                current = waiting.get(sample_id, review.verdict if review else None)
+                widgets.verdict_buttons(
+                    verdicts,
+                    current,
+                    key=f"review_verdict_{sample_id}",
+                    on_pick=save_verdict,
+                    args=(sample_id, job_id, reviewer, outbox),
+                )
+                stored_note = (review.note if review else None) or ""
+                st.text_input(
+                    "Note",
+                    value=stored_note,
+                    key=f"review_note_{sample_id}",
+                    placeholder="Note (saved when you press Enter or leave the field)",
+                    label_visibility="collapsed",
+                    on_change=save_note,
+                    args=(sample_id, stored_note, job_id, reviewer, outbox),
+                )
+                if sample_id in waiting:
+                    st.caption(f"{widgets.plain(current)} · saving…")
+                elif current:
+                    st.caption(
+                        f"{widgets.plain(current)} · {widgets.plain(review.reviewer)} · {data.when(review.reviewed_at)}"
+                    )
+    if outbox.pending() and not polling:
+        st.rerun()  # a click here is waiting for the database: the whole page reruns to start the retries
+
+
+queue_rows(rows, bool(outbox.pending()))
