@@ -19,19 +19,23 @@ import streamlit as st
 from dashboard.gallery import display
 from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig, build
 
-# Every ASCII punctuation character: CommonMark lets a backslash before any of them make it literal.
-_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# Characters that can open Markdown, HTML, LaTeX or Streamlit syntax anywhere in a line (links, images, tags,
+# emphasis, code, tables, strikethrough, math, `:color[...]` directives, entities); CommonMark lets a backslash
+# make each of them literal. Sentence punctuation (. , ; ' " / ? -) stays as it is.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]()<>!|~$:&])")
+_LINE_START = re.compile(r"^(\d*)([#+=>.)-])")  # a heading, list item, quote or rule where a line begins
 
 
 def plain(text: Any) -> str:
     """User text (a note, file name, label, verdict, dataset name) to place inside Markdown, shown literally.
 
     Streamlit renders captions, toasts, alerts, button labels and image captions as Markdown: a note holding
-    `![x](http://host/pixel)` would make every reviewer's browser fetch that URL. Escaping every punctuation
-    character leaves no link, image, HTML tag, emphasis, code span, LaTeX or `:color[...]` directive to form;
-    line breaks become spaces, so the text stays on its line.
+    `![x](http://host/pixel)` would make every reviewer's browser fetch that URL. After escaping, no link,
+    image, HTML tag, emphasis, code span, LaTeX or directive can form; line breaks become spaces, so the text
+    stays on its line.
     """
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+    escaped = _MARKDOWN_SYNTAX.sub(r"\\\1", " ".join(str(text).split()))
+    return _LINE_START.sub(r"\1\\\2", escaped)
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "score": ScoreConfig}

@@ -33,14 +33,19 @@ outbox = review_outbox()
 outbox.flush()  # every rerun is a retry of what is still waiting
 
 
+def show_messages() -> None:
+    """What the outbox saved or refused since the last rerun, one toast each."""
+    for message in outbox.take_messages():
+        st.toast(widgets.plain(message), icon=":material/check:" if message.startswith("Saved") else None)
+
+
 @st.fragment(run_every=1.0 if outbox.pending() else None)
 def save_status(waiting: bool) -> None:
     """What was saved (toasts), and while writes wait for the database: how many, why, retried every second."""
     pending = outbox.flush() if waiting else len(outbox.pending())
     if waiting and not pending:
         st.rerun()  # everything is stored: redraw the queue from the database (its toasts come with it)
-    for message in outbox.take_messages():
-        st.toast(widgets.plain(message), icon=":material/check:" if message.startswith("Saved") else None)
+    show_messages()
     if pending:
         st.warning(
             f"Saving… {pending} click{'s' if pending > 1 else ''} waiting: {outbox.problem or 'not written yet'}. "
@@ -224,6 +229,7 @@ def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
                     )
     if outbox.pending() and not polling:
         st.rerun()  # a click here is waiting for the database: the whole page reruns to start the retries
+    show_messages()
 
 
 queue_rows(rows, bool(outbox.pending()))
