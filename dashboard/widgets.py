@@ -9,14 +9,17 @@ the engine's config adds it to the form.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.gallery import display
+from db.session import DatabaseError
 from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig, build
 
 # Characters that can open Markdown, HTML, LaTeX or Streamlit syntax anywhere in a line (links, images, tags,
@@ -254,6 +257,18 @@ def verdict_set(*, key: str, default: str | None = None) -> list[str]:
         return list(sets[name])
     text = st.text_input("Your verdicts, comma-separated", value="flag, fine", key=f"{key}_custom")
     return [v.strip() for v in text.split(",") if v.strip()][:6] or ["flag", "fine"]
+
+
+@contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Around a page's reads: a database that cannot answer ends the page with one sentence; the details
+    (URL, driver message, traceback) go to the server log, not to the browser."""
+    try:
+        yield
+    except DatabaseError:
+        logging.getLogger(__name__).exception("the database could not %s", what)
+        st.error(f"The database could not {what} just now. Reload the page in a moment.", icon=":material/error:")
+        st.stop()
 
 
 SHARED_RUN = "shared_run_id"  # the run last picked on any page; the next page starts from it

@@ -74,3 +74,23 @@ def test_a_dataset_name_and_a_folder_name_with_markdown_stay_text_on_the_data_pa
     shown = markdown_bodies(at)
     assert not [b for b in shown if ACTIVE.search(b)], [b for b in shown if ACTIVE.search(b)]
     assert any("\\<img src=" in b for b in shown)  # the name is shown, as text
+
+
+def test_a_database_error_on_a_page_is_one_sentence_in_the_browser_and_details_in_the_log(tmp_path, caplog):
+    def page(path: str) -> None:
+        from dashboard import widgets
+        from db.session import make_engine
+
+        with widgets.database_errors("list the datasets"):
+            with make_engine(f"sqlite:///{path}").connect():  # a folder, not a database file
+                pass
+        widgets.st.write("not reached")
+
+    (tmp_path / "db-folder").mkdir()
+    at = AppTest.from_function(page, args=(str(tmp_path / "db-folder"),), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The database could not list the datasets just now. Reload the page in a moment."
+    ]
+    assert not at.markdown  # the page stopped there
+    assert "points at a folder" in caplog.text and str(tmp_path) in caplog.text  # the details: in the log only

@@ -14,7 +14,6 @@ from streamlit.runtime.scriptrunner import RerunData, ScriptRunner
 from streamlit.runtime.scriptrunner_utils.script_run_context import RunLocation, ThreadState, get_script_run_ctx
 from streamlit.testing.v1 import AppTest
 
-from dashboard.outbox import ReviewWrite
 from dashboard.seed import seed_run
 from db.models import Review
 from db.session import open_database
@@ -109,6 +108,7 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_waits_visibl
 
 def test_a_click_written_twice_is_stored_once(seeded):
     from dashboard import data
+    from dashboard.outbox import ReviewWrite
 
     seeded_run, database = seeded
     top = seeded_run.scored_ids[0]

@@ -57,7 +57,8 @@ if outcome is not None:
         st.warning(widgets.plain(warning), icon=":material/warning:")
 
 watching = data.registrations_active()  # read before the datasets, so a registration ending now is seen
-datasets = data.datasets()
+with widgets.database_errors("list the datasets"):
+    datasets = data.datasets()
 if datasets.empty:
     st.info("No dataset yet. Register one above; the bundled demo appears once the worker has started.")
     st.stop()

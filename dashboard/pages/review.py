@@ -69,7 +69,8 @@ score = controls[1].radio(
 with controls[2]:
     verdicts = widgets.verdict_set(key="review_verdicts", default=data.default_verdicts())
 
-table = data.review_table(job_id, score)
+with widgets.database_errors("read this run's scores"):
+    table = data.review_table(job_id, score)
 if table.empty:
     st.info("This run scored no images (its split may be empty); pick another run.")
     st.stop()
