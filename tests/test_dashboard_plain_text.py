@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dashboard.seed import seed_run
@@ -65,6 +66,7 @@ def test_a_note_with_an_image_link_and_html_stays_text_on_the_review_page_and_in
 def test_a_dataset_name_and_a_folder_name_with_markdown_stay_text_on_the_data_page(seeded, tmp_path):
     folder = tmp_path / "scans [x](y)"
     folder.mkdir()
+    Image.new("L", (8, 8), 90).save(folder / "a.png")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.text_input(key="data_location").set_value(str(folder))
     at.text_input(key="data_path_name").set_value(BAIT)
