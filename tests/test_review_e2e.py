@@ -157,9 +157,10 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
         assert locker.stdout.readline().strip() == "locked"
         locked_at = time.monotonic()
         page.locator(f".st-key-review_verdict_{ranked[0]}_anomaly button").click()
-        page.get_by_text("Saving…").first.wait_for(timeout=20_000)
-        page.get_by_text("Retrying every second").first.wait_for(timeout=5_000)
-        page.get_by_text("anomaly · saving…").first.wait_for(timeout=5_000)
+        # "1 click waiting" is the status line's alone (the page's caption also mentions "saving…")
+        page.get_by_text("Saving… 1 click waiting").wait_for(timeout=30_000)
+        page.get_by_text("Retrying every second").wait_for(timeout=5_000)
+        page.get_by_text("anomaly · saving…").wait_for(timeout=5_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "review-locked-saving.png"))
         no_traceback(page)
@@ -168,13 +169,13 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
         # a rerun while the verdict waits (another widget) keeps it waiting, not lost
         page.get_by_text("Unreviewed", exact=True).click()
         settle(page)
-        page.get_by_text("Saving…").first.wait_for(timeout=10_000)
+        page.get_by_text("Saving… 1 click waiting").wait_for(timeout=30_000)
         no_traceback(page)
         assert locker.wait(timeout=LOCK_S + 10) == 0
     finally:
         if locker.poll() is None:
             locker.kill()
-    page.get_by_text("Saving…").first.wait_for(state="detached", timeout=20_000)
+    page.get_by_text("Saving… 1 click waiting").wait_for(state="detached", timeout=30_000)
     rows = reviews(database)
     assert [(r.sample_id, r.verdict, r.reviewer) for r in rows] == [(ranked[0], "anomaly", "e2e")]
     page.get_by_text("All", exact=True).click()
