@@ -53,11 +53,16 @@ def browser():
             chromium.close()
 
 
+def rows_drawn(page) -> None:
+    """Wait until the whole first page of the queue is drawn (rows stream in; a row's buttons come after it)."""
+    settle(page)
+    page.locator("[class*='st-key-review_note_'] input").nth(19).wait_for(timeout=120_000)
+
+
 def open_review(context, url: str):
     page = context.new_page()
     page.goto(f"{url}/review")
-    settle(page)
-    page.locator("[class*='st-key-review_row_']").nth(19).wait_for(timeout=60_000)
+    rows_drawn(page)
     return page
 
 
@@ -179,7 +184,7 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
     rows = reviews(database)
     assert [(r.sample_id, r.verdict, r.reviewer) for r in rows] == [(ranked[0], "anomaly", "e2e")]
     page.get_by_text("All", exact=True).click()
-    settle(page)
+    rows_drawn(page)
     page.locator(f".st-key-review_row_{ranked[0]}").get_by_text("anomaly · e2e ·").wait_for(timeout=20_000)
     page.screenshot(path=str(ARTIFACTS / "review-locked-saved.png"))
     no_traceback(page)
@@ -212,7 +217,7 @@ def test_a_note_with_an_image_link_and_html_is_shown_as_text_and_never_fetched(r
         page.locator(f".st-key-review_verdict_{ranked[0]}_anomaly button").click()
         page.get_by_text("Saved: anomaly").first.wait_for(timeout=30_000)
         page.reload()
-        settle(page)
+        rows_drawn(page)
         page.locator(f".st-key-review_open_{ranked[0]} button").click()  # the case view shows the note
         dialog = page.get_by_role("dialog")
         dialog.get_by_text(f"Note: {note}", exact=True).wait_for(timeout=30_000)
