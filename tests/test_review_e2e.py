@@ -161,7 +161,8 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
     try:
         assert locker.stdout.readline().strip() == "locked"
         locked_at = time.monotonic()
-        page.locator(f".st-key-review_verdict_{ranked[0]}_anomaly button").click()
+        # the same DOM click as in the fast-click test; a busy machine draws a row's buttons late
+        page.locator(f".st-key-review_verdict_{ranked[0]}_anomaly button").dispatch_event("click", timeout=120_000)
         # "1 click waiting" is the status line's alone (the page's caption also mentions "saving…")
         page.get_by_text("Saving… 1 click waiting").wait_for(timeout=30_000)
         page.get_by_text("Retrying every second").wait_for(timeout=5_000)
@@ -214,12 +215,12 @@ def test_a_note_with_an_image_link_and_html_is_shown_as_text_and_never_fetched(r
         field.fill(note)
         field.press("Enter")
         page.get_by_text("Saved the note for").first.wait_for(timeout=30_000)
-        page.locator(f".st-key-review_verdict_{ranked[0]}_anomaly button").click()
+        page.locator(f".st-key-review_verdict_{ranked[0]}_anomaly button").dispatch_event("click", timeout=120_000)
         page.get_by_text("Saved: anomaly").first.wait_for(timeout=30_000)
         page.reload()
         rows_drawn(page)
-        page.locator(f".st-key-review_open_{ranked[0]} button").click()  # the case view shows the note
-        dialog = page.get_by_role("dialog")
+        page.locator(f".st-key-review_open_{ranked[0]} button").dispatch_event("click", timeout=120_000)
+        dialog = page.get_by_role("dialog")  # the case view shows the note
         dialog.get_by_text(f"Note: {note}", exact=True).wait_for(timeout=30_000)
         page.wait_for_timeout(2000)  # time for any image the page holds to be requested
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
