@@ -26,7 +26,7 @@ from db.session import DatabaseError, DatabaseLocked
 
 log = logging.getLogger(__name__)
 
-RETRY_S = 1.0  # after a failed write, further clicks only queue for this long (each try may wait on a lock)
+RETRY_S = 1.0  # after a failed write, nothing is tried for this long (each try may wait on a lock)
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,16 @@ class Outbox:
         with self._lock:
             self._queue.append(item)
             self._notes[item.sample_id] = item.note or ""  # a verdict carries the whole note too
-            if time.monotonic() - self._failed_at >= RETRY_S:
-                self.flush()
+            self.flush()
 
     def flush(self) -> int:
-        """Write the queued items in order until one fails; returns how many are still pending."""
+        """Write the queued items in order until one fails; returns how many are still pending.
+
+        Within RETRY_S of a failed try nothing is tried (each try may wait on a lock), so the reruns that
+        follow a click do not each wait again."""
         with self._lock:
+            if time.monotonic() - self._failed_at < RETRY_S:
+                return len(self._queue)
             while self._queue:
                 item = self._queue[0]
                 try:
