@@ -5,6 +5,7 @@ against a seeded SQLite database (no worker). The real-browser versions are in t
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_waits_visibl
     finally:
         locker.execute("COMMIT")
         locker.close()
+    time.sleep(1.5)  # the page tries a waiting write at most once a second
     at.segmented_control(key="review_show").set_value("All").run()  # any rerun retries what waits
     assert not at.exception, [e.value for e in at.exception]
     assert stored(database) == [(top, "anomaly", None, "ada")]
