@@ -32,13 +32,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard import gallery, triage
 from dashboard.intake import IntakeError, check_location, store_upload, upload_limit_bytes
+from dashboard.outbox import ReviewWrite
 from dashboard.presets import preset_config
 from db import datasets as db_datasets
 from db import jobs as db_jobs
 from db import results as db_results
 from db import reviews as db_reviews
 from db.models import Job, Review, Sample
-from db.session import DatabaseError, data_dir, default_url, open_database, shown
+from db.session import DatabaseError, data_dir, default_url, make_engine, make_sessionmaker, open_database, shown
 from engine.config import RunConfig
 
 DATABASE_URL_ENV = "CON2_DATABASE_URL"
@@ -49,6 +50,7 @@ DEMO_LOCATION = "digits"
 DEMO_NAME = "digits (demo)"
 WORKER_CHECK_S = 15.0  # how often a rerun checks that the local worker still runs
 SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
+NO_LABEL, NO_SPLIT = "(no label)", "(no split)"  # the count table's names for samples without either
 NORMAL_NAMES = ("normal", "0", "good", "healthy", "no", "negative", "ok")  # likely normal-class labels
 EXPORTS = {
     "Reviewed samples": "reviewed",
@@ -350,12 +352,14 @@ def dataset_overview(dataset_id: int) -> dict[str, Any]:
     table = pd.DataFrame()
     if not samples.empty:
         counts = samples.assign(
-            label=samples["label"].fillna("(no label)"), split=samples["split"].fillna("(no split)")
+            label=samples["label"].fillna(NO_LABEL), split=samples["split"].fillna(NO_SPLIT)
         ).pivot_table(index="split", columns="label", values="id", aggfunc="count", fill_value=0)
-        counts = counts[[c for c in _sorted_labels(counts.columns) if c in counts.columns] + (
-            ["(no label)"] if "(no label)" in counts.columns else []
-        )]  # fmt: skip
-        counts["total"] = counts.sum(axis=1)
+        # Real labels in their natural order, then the unlabelled column once: _sorted_labels sees the
+        # placeholder as a label too, so it is taken out before it is put back at the end.
+        labels = [c for c in _sorted_labels(counts.columns) if c != NO_LABEL]
+        counts = counts[labels + ([NO_LABEL] if NO_LABEL in counts.columns else [])]
+        # A label may itself be called "total": the sum column must not repeat its name.
+        counts["total" if "total" not in counts.columns else "(total)"] = counts.sum(axis=1)
         table = counts
     return {
         "name": dataset.name if dataset else "",
@@ -775,6 +779,12 @@ def _with_reviews(frame: pd.DataFrame, *, fresh: bool = False) -> pd.DataFrame:
     return merged.astype({"verdict": "object", "note": "object", "reviewer": "object"})
 
 
+def current_reviews(sample_ids: Sequence[int]) -> dict[int, db_reviews.CurrentReview]:
+    """Where each reviewed sample's review stands now (verdict, who, when, note); unreviewed ones are absent."""
+    with _session() as session:
+        return db_reviews.latest_reviews(session=session, sample_ids=list(sample_ids))
+
+
 def projection_points(job_id: int, method: str) -> pd.DataFrame:
     """The run's 2-D projection with what a point can be coloured by (scores, label, split, verdict)."""
     frame = _run_table(job_id, method)
@@ -904,6 +914,43 @@ def record_verdict(sample_id: int, job_id: int, verdict: str | None, note: str |
     if verdict is None:
         return f"Saved the note for {key}" if (note or "").strip() else f"Cleared the note for {key}"
     return f"Saved: {verdict} for {key}"
+
+
+WRITE_WAIT_S = 2.0  # a review write waits this long for another process's lock, then is retried later
+_writers_lock = threading.Lock()
+_writers: dict[str, sessionmaker[Session]] = {}
+
+
+def _writer(url: str) -> sessionmaker[Session]:
+    """Sessions for review writes: a short busy timeout, and no Streamlit call (a widget callback uses them,
+    and any `st.*` call there is a point where a newer click can cut the callback off before it writes)."""
+    with _writers_lock:
+        if url not in _writers:
+            _writers[url] = make_sessionmaker(make_engine(url, busy_timeout_s=WRITE_WAIT_S))
+        return _writers[url]
+
+
+def write_review(item: ReviewWrite) -> str:
+    """Store one click of the Review page (a verdict with its note, or a note alone) at its click time.
+
+    Returns a confirmation; raises DatabaseError (DatabaseLocked: another process holds the write lock
+    longer than WRITE_WAIT_S) for a write to retry, ValueError for one refused for good. Idempotent: the
+    same click written twice is one row. Plain Python and SQLAlchemy only, safe inside a widget callback.
+    """
+    with _writer(database_url()).begin() as session:
+        db_reviews.add_review(
+            session=session,
+            sample_id=item.sample_id,
+            verdict=item.verdict,
+            reviewer=item.reviewer,
+            note=item.note,
+            job_id=item.job_id,
+            at=item.clicked_at,
+        )
+        key = session.scalar(select(Sample.key).where(Sample.id == item.sample_id))
+    if item.verdict is None:
+        return f"Saved the note for {key}" if (item.note or "").strip() else f"Cleared the note for {key}"
+    return f"Saved: {item.verdict} for {key}"
 
 
 def export_csv(

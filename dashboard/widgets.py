@@ -9,14 +9,37 @@ the engine's config adds it to the form.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.gallery import display
+from db.session import DatabaseError
 from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig, build
+
+# Characters that can open Markdown, HTML, LaTeX or Streamlit syntax anywhere in a line (links, images, tags,
+# emphasis, code, tables, strikethrough, math, `:color[...]` directives, entities); CommonMark lets a backslash
+# make each of them literal. Sentence punctuation (. , ; ' " / ? -) stays as it is.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]()<>!|~$:&])")
+_LINE_START = re.compile(r"^(\d*)([#+=>.)-])")  # a heading, list item, quote or rule where a line begins
+
+
+def plain(text: Any) -> str:
+    """User text (a note, file name, label, verdict, dataset name) to place inside Markdown, shown literally.
+
+    Streamlit renders captions, toasts, alerts, button labels and image captions as Markdown: a note holding
+    `![x](http://host/pixel)` would make every reviewer's browser fetch that URL. After escaping, no link,
+    image, HTML tag, emphasis, code span, LaTeX or directive can form; line breaks become spaces, so the text
+    stays on its line.
+    """
+    escaped = _MARKDOWN_SYNTAX.sub(r"\\\1", " ".join(str(text).split()))
+    return _LINE_START.sub(r"\1\\\2", escaped)
+
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "score": ScoreConfig}
 SECTION_TITLES = {"data": "Data settings", "train": "Training settings", "score": "Scoring settings"}
@@ -179,7 +202,7 @@ def thumbnail_grid(pngs: Sequence[bytes], captions: Sequence[str], *, width: int
     if not pngs:
         st.caption("No thumbnails to show.")
         return
-    st.image([display(p) for p in pngs], caption=list(captions), width=width)
+    st.image([display(p) for p in pngs], caption=[plain(c) for c in captions], width=width)
 
 
 def verdict_buttons(
@@ -187,17 +210,22 @@ def verdict_buttons(
     current: str | None,
     *,
     key: str,
-    on_pick: Callable[[str], None],
+    on_pick: Callable[..., None],
+    args: Sequence[Any] = (),
 ) -> None:
-    """One button per verdict; the current verdict is highlighted; a click saves at once via `on_pick`."""
+    """One button per verdict; the current verdict is highlighted; a click calls `on_pick(verdict, *args)`.
+
+    `on_pick` runs as the button's callback, before the rerun: it must write without calling Streamlit first
+    (see dashboard/outbox.py), and gets everything it needs through `args`.
+    """
     columns = st.columns(len(verdicts))
     for column, verdict in zip(columns, verdicts, strict=True):
         column.button(
-            verdict,
+            plain(verdict),
             key=f"{key}_{verdict}",
             type="primary" if verdict == current else "secondary",
             on_click=on_pick,
-            args=(verdict,),
+            args=(verdict, *args),
             width="stretch",
         )
 
@@ -229,6 +257,18 @@ def verdict_set(*, key: str, default: str | None = None) -> list[str]:
         return list(sets[name])
     text = st.text_input("Your verdicts, comma-separated", value="flag, fine", key=f"{key}_custom")
     return [v.strip() for v in text.split(",") if v.strip()][:6] or ["flag", "fine"]
+
+
+@contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Around a page's reads: a database that cannot answer ends the page with one sentence; the details
+    (URL, driver message, traceback) go to the server log, not to the browser."""
+    try:
+        yield
+    except DatabaseError:
+        logging.getLogger(__name__).exception("the database could not %s", what)
+        st.error(f"The database could not {what} just now. Reload the page in a moment.", icon=":material/error:")
+        st.stop()
 
 
 SHARED_RUN = "shared_run_id"  # the run last picked on any page; the next page starts from it
@@ -263,7 +303,7 @@ def case_view(case: dict[str, Any] | None) -> None:
     if case is None:
         st.warning("This sample is not part of the run.")
         return
-    st.markdown(f"**{case['key']}** · {case['location'] or ''}")
+    st.markdown(f"**{plain(case['key'])}** · {plain(case['location'] or '')}")
     columns = st.columns([1, 1, 2])
     if case["image"] is not None:
         columns[0].image(case["image"], caption="image", width=160)
@@ -273,12 +313,12 @@ def case_view(case: dict[str, Any] | None) -> None:
             f"S_NND **{case['s_nnd']:.4f}** (rank {case['rank_nnd']:,} of {case['scored']:,}) · "
             f"{case['pct_nnd_text']}  \n"
             f"S_LH **{case['s_lh']:.4f}** (rank {case['rank_lh']:,}) · {case['pct_lh_text']}  \n"
-            f"label {case['label'] or '–'} · split {case['split'] or '–'}"
+            f"label {plain(case['label'] or '–')} · split {plain(case['split'] or '–')}"
         )
         if case["verdict"]:
-            st.markdown(
-                f"Verdict **{case['verdict']}** by {case['reviewer']}" + (f": {case['note']}" if case["note"] else "")
-            )
+            st.markdown(f"Verdict **{plain(case['verdict'])}** by {plain(case['reviewer'])}")
+        if case["note"]:
+            st.text(f"Note: {case['note']}")  # plain text: never Markdown, never HTML
     neighbours = case["neighbours"]
     if neighbours:
         st.markdown(
@@ -287,6 +327,6 @@ def case_view(case: dict[str, Any] | None) -> None:
         )
         st.image(
             [n["image"] for n in neighbours],
-            caption=[f"{n['key']} · cos {n['similarity']:.3f}" for n in neighbours],
+            caption=[f"{plain(n['key'])} · cos {n['similarity']:.3f}" for n in neighbours],
             width=96,
         )

@@ -27,14 +27,19 @@ def add_review(
     reviewer: str,
     note: str | None = None,
     job_id: int | None = None,
+    at: datetime | None = None,
 ) -> Review:
     """Record a verdict ("anomalous", "normal", "remove", "keep", "relabel", ...) and/or a note on a sample.
 
     `verdict=None` records the note alone and leaves the verdict as it was; an empty note then clears
     an earlier note. `job_id` names the run it was reviewed in, for context; the review belongs to the sample.
+    `at`: when the reviewer gave it (timezone-aware; default now). With `at`, a write is idempotent: the same
+    review (sample, reviewer, time, verdict, note) already stored is returned instead of being added again,
+    so a write retried after an error whose outcome was unclear stays one row.
     """
     reviewer, note = reviewer.strip(), (note or "").strip() or None
-    if verdict is not None and not verdict.strip():
+    verdict = verdict.strip() if verdict is not None else None
+    if verdict is not None and not verdict:
         raise ValueError("a verdict cannot be blank")
     if not reviewer:
         raise ValueError("a review needs a reviewer's name")
@@ -42,13 +47,20 @@ def add_review(
         raise ValueError(f"no sample {sample_id}")
     if verdict is None and note is None and not session.scalar(select(Review.id).where(Review.sample_id == sample_id)):
         raise ValueError("a review needs a verdict or a note")
+    if at is not None:
+        same = session.scalars(
+            select(Review).where(
+                Review.sample_id == sample_id,
+                Review.reviewer == reviewer,
+                Review.created_at == at,
+                Review.verdict.is_(None) if verdict is None else Review.verdict == verdict,
+                Review.note.is_(None) if note is None else Review.note == note,
+            )
+        ).first()
+        if same is not None:
+            return same
     review = Review(
-        sample_id=sample_id,
-        verdict=verdict.strip() if verdict is not None else None,
-        reviewer=reviewer,
-        note=note,
-        job_id=job_id,
-        created_at=utcnow(),
+        sample_id=sample_id, verdict=verdict, reviewer=reviewer, note=note, job_id=job_id, created_at=at or utcnow()
     )
     session.add(review)
     session.flush()

@@ -50,14 +50,15 @@ with st.expander("Register a dataset"):
 outcome = st.session_state.pop("data_outcome", None)
 if outcome is not None:
     if outcome.error:
-        st.error(outcome.error, icon=":material/error:")
+        st.error(widgets.plain(outcome.error), icon=":material/error:")
     else:
-        st.success(outcome.message, icon=":material/check_circle:")
+        st.success(widgets.plain(outcome.message), icon=":material/check_circle:")
     for warning in outcome.warnings:
-        st.warning(warning, icon=":material/warning:")
+        st.warning(widgets.plain(warning), icon=":material/warning:")
 
 watching = data.registrations_active()  # read before the datasets, so a registration ending now is seen
-datasets = data.datasets()
+with widgets.database_errors("list the datasets"):
+    datasets = data.datasets()
 if datasets.empty:
     st.info("No dataset yet. Register one above; the bundled demo appears once the worker has started.")
     st.stop()
@@ -74,9 +75,9 @@ def registration_status(dataset_id: int, watching: bool) -> None:
     """Live progress while the worker inventories a dataset; a full rerun when the last registration ends."""
     job = data.registration(dataset_id)
     if job is not None and job["active"]:
-        st.progress(job["progress"], text=f"Registering: {job['message'] or job['status']}")
+        st.progress(job["progress"], text=f"Registering: {widgets.plain(job['message'] or job['status'])}")
     elif job is not None and job["status"] == "failed":
-        st.error(f"Registration failed: {job['error']}", icon=":material/error:")
+        st.error(f"Registration failed: {widgets.plain(job['error'])}", icon=":material/error:")
     if watching and not data.registrations_active():
         st.rerun()
 
@@ -85,7 +86,8 @@ registration_status(dataset_id, watching)
 
 overview = data.dataset_overview(dataset_id)
 st.caption(
-    f"{overview['location']} · {overview['kind'] or 'not yet inspected'} · labels from {overview['label_origin']}"
+    f"{widgets.plain(overview['location'])} · {overview['kind'] or 'not yet inspected'} · "
+    f"labels from {overview['label_origin']}"
 )
 counts = st.columns(5)
 counts[0].metric("Images", f"{overview['samples']:,}")
@@ -135,6 +137,6 @@ if gallery:
         cell.markdown(f"**{name}**")
 for row in gallery:
     cells = st.columns(len(row["images"]) + 1)
-    cells[0].caption(row["caption"])
+    cells[0].caption(widgets.plain(row["caption"]))
     for cell, image in zip(cells[1:], row["images"].values(), strict=True):
         cell.image(image, width=120)

@@ -3,17 +3,53 @@ a threshold chosen on the score histogram; filters; export of the reviewed or fl
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import auth, charts, data, gallery, triage, widgets
+from dashboard.outbox import Outbox, ReviewWrite
+
+
+def review_outbox() -> Outbox:
+    """This browser session's pending verdicts and notes; kept across reruns until each is stored."""
+    if "review_outbox" not in st.session_state:
+        st.session_state["review_outbox"] = Outbox(data.write_review)
+    return st.session_state["review_outbox"]
+
 
 st.title("Review")
 st.caption(
     "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
-    "its field, each with your name and the time; earlier ones stay in the history. The percentile compares "
-    "a score with the training normals' "
-    "own leave-one-out scores."
+    "its field, each with your name and the time; earlier ones stay in the history. If the database is busy, "
+    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. The percentile '
+    "compares a score with the training normals' own leave-one-out scores."
 )
+outbox = review_outbox()
+outbox.flush()  # every rerun is a retry of what is still waiting
+
+
+def show_messages() -> None:
+    """What the outbox saved or refused since the last rerun, one toast each."""
+    for message in outbox.take_messages():
+        st.toast(widgets.plain(message), icon=":material/check:" if message.startswith("Saved") else None)
+
+
+@st.fragment(run_every=1.0 if outbox.pending() else None)
+def save_status(waiting: bool) -> None:
+    """What was saved (toasts), and while writes wait for the database: how many, why, retried every second."""
+    pending = outbox.flush() if waiting else len(outbox.pending())
+    if waiting and not pending:
+        st.rerun()  # everything is stored: redraw the queue from the database (its toasts come with it)
+    show_messages()
+    if pending:
+        st.warning(
+            f"Saving… {pending} click{'s' if pending > 1 else ''} waiting: {outbox.problem or 'not written yet'}. "
+            "Retrying every second; nothing is lost if you keep working.",
+            icon=":material/sync:",
+        )
+
+
+save_status(bool(outbox.pending()))
 
 runs = widgets.require_runs(data.runs(status="succeeded"))
 
@@ -28,12 +64,13 @@ score = controls[1].radio(
 with controls[2]:
     verdicts = widgets.verdict_set(key="review_verdicts", default=data.default_verdicts())
 
-table = data.review_table(job_id, score)
+with widgets.database_errors("read this run's scores"):
+    table = data.review_table(job_id, score)
 if table.empty:
     st.info("This run scored no images (its split may be empty); pick another run.")
     st.stop()
 reference = data.reference_scores(job_id, score)
-reviewer = auth.current_user()  # the signed-in user in team mode
+reviewer = auth.current_user()  # the signed-in user in team mode, else the sidebar's name
 
 # ------------------------------------------------------------------ threshold
 with st.container(border=True):
@@ -106,23 +143,25 @@ head[2].download_button(
 )
 page = head[3].number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="review_page")
 rows = view.iloc[(page - 1) * page_size : page * page_size]
-pngs = data.thumbnails([int(i) for i in rows["sample_id"]])
 
 
-def save_verdict(sample_id: int, verdict: str) -> None:
-    note = (st.session_state.get(f"review_note_{sample_id}") or "").strip()
-    st.toast(data.record_verdict(sample_id, job_id, verdict, note, reviewer))
-    st.session_state[f"review_saved_note_{sample_id}"] = note
+# The two callbacks below run before the rerun a click starts. They call no Streamlit function before the
+# write is queued: Streamlit cuts a callback off at its first `st.*` call or session-state read when a newer
+# click has arrived, and the older click would be lost. `st.session_state.to_dict()` is the one read that
+# is not such a point; everything else comes in through the widgets' args.
 
 
-def save_note(sample_id: int, stored: str) -> None:
+def save_verdict(verdict: str, sample_id: int, job_id: int, reviewer: str, box: Outbox) -> None:
+    note = (st.session_state.to_dict().get(f"review_note_{sample_id}") or "").strip()
+    box.add(ReviewWrite(sample_id, job_id, verdict, note, reviewer))
+
+
+def save_note(sample_id: int, stored: str, job_id: int, reviewer: str, box: Outbox) -> None:
     # The note alone: a new row without a verdict, so the verdict (if any) stays as it was. Skipped when
-    # the note is what is stored already (a verdict clicked in the same rerun saved it with the verdict).
-    note = (st.session_state.get(f"review_note_{sample_id}") or "").strip()
-    if note == st.session_state.get(f"review_saved_note_{sample_id}", stored):
-        return
-    st.toast(data.record_verdict(sample_id, job_id, None, note, reviewer))
-    st.session_state[f"review_saved_note_{sample_id}"] = note
+    # the note is what was sent already (a verdict clicked in the same rerun carried it).
+    note = (st.session_state.to_dict().get(f"review_note_{sample_id}") or "").strip()
+    if note != box.note(sample_id, stored):
+        box.add(ReviewWrite(sample_id, job_id, None, note, reviewer))
 
 
 @st.dialog("Case", width="large")
@@ -130,35 +169,63 @@ def open_case(sample_id: int) -> None:
     widgets.case_view(data.sample_case(job_id, sample_id))
 
 
-for row in rows.itertuples():
-    sample_id = int(row.sample_id)
-    with st.container(border=True, key=f"review_row_{sample_id}"):
-        cells = st.columns([1, 4, 4])
-        if sample_id in pngs:
-            cells[0].image(gallery.display(pngs[sample_id]), width=80)
-        cells[1].markdown(
-            f"**#{row.rank}** `{row.key}`" + (" · :red[flagged]" if row.flagged else "") + "  \n"
-            f"{charts.SCORES[score]} {getattr(row, score):.4f} · {triage.percentile_text(row.pct)}  \n"
-            f":gray[label {row.label or '–'} · split {row.split or '–'}]"
-        )
-        if cells[1].button(
-            "Open case", key=f"review_open_{sample_id}", icon=":material/open_in_full:", type="tertiary"
-        ):
-            open_case(sample_id)
-        with cells[2]:
-            current = row.verdict if isinstance(row.verdict, str) else None
-            widgets.verdict_buttons(
-                verdicts, current, key=f"review_verdict_{sample_id}", on_pick=lambda v, s=sample_id: save_verdict(s, v)
+# The rows are a fragment: a click in them reruns only the rows. Streamlit queues such reruns behind the one
+# in progress and keeps every click they carry, where a click that reruns the whole page stops the run in
+# progress (server option runner.fastReruns) and a click whose callback had not started yet is dropped.
+@st.fragment
+def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
+    """One page of the queue: thumbnail, rank, score, percentile, verdict buttons and note of each row."""
+    ids = [int(i) for i in rows["sample_id"]]
+    reviews = data.current_reviews(ids)  # fresh on every rerun of the rows: each click shows at once
+    pngs = data.thumbnails(ids)
+    waiting = {}  # sample id -> its newest verdict still on its way to the database
+    for item in outbox.pending():
+        if item.verdict is not None:
+            waiting[item.sample_id] = item.verdict
+    for row in rows.itertuples():
+        sample_id = int(row.sample_id)
+        review = reviews.get(sample_id)
+        with st.container(border=True, key=f"review_row_{sample_id}"):
+            cells = st.columns([1, 4, 4])
+            if sample_id in pngs:
+                cells[0].image(gallery.display(pngs[sample_id]), width=80)
+            cells[1].markdown(
+                f"**#{row.rank}** {widgets.plain(row.key)}" + (" · :red[flagged]" if row.flagged else "") + "  \n"
+                f"{charts.SCORES[score]} {getattr(row, score):.4f} · {triage.percentile_text(row.pct)}  \n"
+                f":gray[label {widgets.plain(row.label or '–')} · split {widgets.plain(row.split or '–')}]"
             )
-            stored_note = row.note if isinstance(row.note, str) else ""
-            st.text_input(
-                "Note",
-                value=stored_note,
-                key=f"review_note_{sample_id}",
-                placeholder="Note (saved when you press Enter or leave the field)",
-                label_visibility="collapsed",
-                on_change=save_note,
-                args=(sample_id, stored_note),
-            )
-            if current:
-                st.caption(f"{current} · {row.reviewer} · {data.when(row.reviewed_at)}")
+            if cells[1].button(
+                "Open case", key=f"review_open_{sample_id}", icon=":material/open_in_full:", type="tertiary"
+            ):
+                open_case(sample_id)
+            with cells[2]:
+                current = waiting.get(sample_id, review.verdict if review else None)
+                widgets.verdict_buttons(
+                    verdicts,
+                    current,
+                    key=f"review_verdict_{sample_id}",
+                    on_pick=save_verdict,
+                    args=(sample_id, job_id, reviewer, outbox),
+                )
+                stored_note = (review.note if review else None) or ""
+                st.text_input(
+                    "Note",
+                    value=stored_note,
+                    key=f"review_note_{sample_id}",
+                    placeholder="Note (saved when you press Enter or leave the field)",
+                    label_visibility="collapsed",
+                    on_change=save_note,
+                    args=(sample_id, stored_note, job_id, reviewer, outbox),
+                )
+                if sample_id in waiting:
+                    st.caption(f"{widgets.plain(current)} · saving…")
+                elif current:
+                    st.caption(
+                        f"{widgets.plain(current)} · {widgets.plain(review.reviewer)} · {data.when(review.reviewed_at)}"
+                    )
+    if outbox.pending() and not polling:
+        st.rerun()  # a click here is waiting for the database: the whole page reruns to start the retries
+    show_messages()
+
+
+queue_rows(rows, bool(outbox.pending()))

@@ -81,3 +81,26 @@ def test_a_review_needs_a_verdict_or_note_a_reviewer_and_a_sample(sessions, samp
             reviews.add_review(session=session, sample_id=a, verdict="keep", reviewer="")
         with pytest.raises(ValueError, match="no sample"):
             reviews.add_review(session=session, sample_id=999, verdict="keep", reviewer="ana")
+
+
+def test_a_review_written_again_with_its_time_is_stored_once(sessions, sample_ids):
+    """A write retried after an error whose outcome was unclear (did the commit land?) must not double a row."""
+    from datetime import UTC, datetime
+
+    a, _, _ = sample_ids
+    clicked = datetime.now(UTC)
+    with sessions.begin() as session:
+        first = reviews.add_review(session=session, sample_id=a, verdict="keep", reviewer="ana", note="ok", at=clicked)
+        first_id = first.id
+    with sessions.begin() as session:  # the retry: same sample, reviewer, time, verdict and note
+        again = reviews.add_review(session=session, sample_id=a, verdict="keep", reviewer="ana", note="ok", at=clicked)
+        assert again.id == first_id
+        reviews.add_review(session=session, sample_id=a, verdict="remove", reviewer="ana", note="ok", at=clicked)
+        reviews.add_review(session=session, sample_id=a, verdict=None, reviewer="ana", note="ok", at=clicked)
+    with sessions() as session:
+        history = reviews.review_history(session=session, sample_id=a)
+    assert [(r.verdict, r.note, r.created_at) for r in history] == [
+        ("keep", "ok", clicked),
+        ("remove", "ok", clicked),  # a different verdict at the same instant is a review of its own
+        (None, "ok", clicked),
+    ]
