@@ -29,9 +29,9 @@ from dashboard.seed import seed_run
 from dashboard.widgets import plain
 from db.models import Dataset, Job, Review, Sample
 from db.session import open_database
+from tests.imagefiles import save
 from tests.robustness_table import RobustnessTable
 from tests.test_robustness import CASES, Inputs, noise, plain_folder, snapshot
-from tests.imagefiles import save
 
 pytestmark = pytest.mark.slow  # about 60 page runs and one worker process
 
@@ -55,6 +55,7 @@ class Shown:
     flags: pd.DataFrame | None = None  # the quality-flags table
     captions: list[str] = field(default_factory=list)  # thumbnail captions
     exceptions: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)  # the register job's summary (not on the page; the worker's record)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def registered(images: int, unreadable: int = 0) -> Callable[[Shown, Inputs], st
         assert_registered(shown)
         assert (shown.metrics["Images"], shown.metrics["Unreadable"]) == (str(images), str(unreadable)), shown.metrics
         flagged = "" if not unreadable else f", {unreadable} flagged unreadable"
-        return f"registered: {images} images{flagged}"
+        return f"registered: {images} image{'s' if images != 1 else ''}{flagged}"
 
     return check
 
@@ -155,7 +156,8 @@ def file_in(key: str, expected: str, why: str = "") -> Callable[[Shown, Inputs],
             assert thumb and flag is None, (flag, shown.captions)
             return f"listed with a thumbnail among the {shown.metrics['Images']} images"
         if expected == "not listed":
-            assert not thumb and flag is None and not any(c.startswith(plain(key)) for c in shown.captions), shown.captions
+            assert not thumb and flag is None, shown.captions
+            assert not any(c.startswith(plain(key)) for c in shown.captions), shown.captions
             return f"not listed ({why}); the rest registered"
         assert flag is not None and not thumb, (key, shown.flags, shown.captions)
         flag = tmp(flag, inputs)
@@ -163,6 +165,44 @@ def file_in(key: str, expected: str, why: str = "") -> Callable[[Shown, Inputs],
         return f"flagged in Quality flags: {flag}; the rest registered"
 
     return check
+
+
+def zip_member(entry: str, reason: str) -> Callable[[Shown, Inputs], str]:
+    """The zip registers with its 2 good members; the unsafe member is never read nor shown, and the
+    registration job's summary records why."""
+
+    def check(shown: Shown, inputs: Inputs) -> str:
+        assert_registered(shown)
+        assert shown.metrics["Images"] == "2" and shown.metrics["Unreadable"] == "0", shown.metrics
+        assert sorted(shown.captions) == ["a/0.png · a", "a/1.png · a"], shown.captions
+        rejected = {r["entry"]: r["reason"] for r in shown.summary["rejected"]}
+        if entry:
+            assert rejected[entry] == reason, rejected
+            return f"registered with the 2 good members shown; not listed on the page (the job records: {reason})"
+        assert not any("inner" in c for c in shown.captions)
+        return "registered with the 2 good members shown; the zip inside is not opened and not listed"
+
+    return check
+
+
+def with_warning(expected: str, check: Callable[[Shown, Inputs], str]) -> Callable[[Shown, Inputs], str]:
+    """`check`, after the form also warned with one sentence starting with `expected`."""
+
+    def run_check(shown: Shown, inputs: Inputs) -> str:
+        (warning,) = [tmp(w, inputs) for w in shown.warnings]
+        assert warning.startswith(expected), warning
+        return f"the form warned: {warning} Then {check(shown, inputs)}"
+
+    return run_check
+
+
+def counted(metric: str, value: int, check: Callable[[Shown, Inputs], str]) -> Callable[[Shown, Inputs], str]:
+    def run_check(shown: Shown, inputs: Inputs) -> str:
+        answer = check(shown, inputs)
+        assert shown.metrics[metric] == str(value), shown.metrics
+        return f"{answer}; {metric}: {value}"
+
+    return run_check
 
 
 def messy(cls: str, given: str, key: str, expected: str, why: str = "") -> PageCase:
@@ -210,10 +250,13 @@ def at_path(cls: str, given: str, check: Callable[[Shown, Inputs], str]) -> Page
 
 CASES_PAGE += [
     # zips
-    at_path("zip with ../ member", "member '../evil.png'", registered(2)),
-    at_path("zip with absolute member", "member '/abs/evil.png'", registered(2)),
-    at_path("zip with symlink member", "member 'set/a/link.png' → /etc/passwd", registered(2)),
-    at_path("nested zip", "a .zip inside the .zip", registered(2)),
+    at_path("zip with ../ member", "member '../evil.png'",
+            zip_member("../evil.png", "zip member with a '..' path: '../evil.png'")),
+    at_path("zip with absolute member", "member '/abs/evil.png'",
+            zip_member("/abs/evil.png", "zip member with an absolute path: '/abs/evil.png'")),
+    at_path("zip with symlink member", "member 'set/a/link.png' → /etc/passwd",
+            zip_member("set/a/link.png", "zip member with a symbolic link: 'set/a/link.png'")),
+    at_path("nested zip", "a .zip inside the .zip", zip_member("", "")),
     at_path("zip bomb", "5 MB zip holding one 1.03 GB member",
             refused("Cannot use <tmp>/inputs/bomb.zip: refused <tmp>/inputs/bomb.zip: the zip expands to 1.0 GB")),
     at_path("not a zip", "text named .zip", refused("Cannot use <tmp>/inputs/fake.zip: cannot open")),
@@ -222,8 +265,11 @@ CASES_PAGE += [
             refused("Cannot use <tmp>/inputs/noheader.csv: manifest <tmp>/inputs/noheader.csv has no 'path' column")),
     at_path("CSV with duplicate rows", "the same path twice",
             refused("Cannot use <tmp>/inputs/dup.csv: manifest <tmp>/inputs/dup.csv lists 'a.png' twice")),
-    at_path("CSV with ../ rows", "row '../beside/up.png'", registered(5, 1)),
-    at_path("CSV row naming a missing file", "row 'missing.png'", registered(5, 1)),
+    at_path("CSV with ../ rows", "row '../beside/up.png'",
+            with_warning("1 of the 5 files the manifest names do not exist", file_in("../beside/up.png", "thumbnail"))),
+    at_path("CSV row naming a missing file", "row 'missing.png'",
+            with_warning("1 of the 5 files the manifest names do not exist",
+                         file_in("missing.png", "unreadable: file not found"))),
     at_path("CSV that is not text", "binary bytes named .csv",
             refused("Cannot use <tmp>/inputs/binary.csv: cannot read manifest")),
     at_path("empty CSV", "a 0-byte .csv", refused("Cannot use <tmp>/inputs/empty.csv: empty manifest")),
@@ -239,15 +285,17 @@ CASES_PAGE += [
     at_path("npz with mismatched labels", "4 images, 3 labels",
             refused("Cannot use <tmp>/inputs/labels.npz: <tmp>/inputs/labels.npz: train_labels has 3 entries")),
     at_path("float images", "npz of float32 in 0..1", registered(4)),
-    at_path("NaN images", "npz whose training images are all NaN", registered(6, 4)),
+    at_path("NaN images", "npz whose training images are all NaN",
+            counted("Unreadable", 4, file_in("train/0", "unreadable: no pixel values: every value is NaN"))),
     at_path("npz bomb", "64 MB of zeros compressed 1000:1",
             refused("Cannot use <tmp>/inputs/bomb.npz: refused <tmp>/inputs/bomb.npz: the zip expands to 64.0 MB")),
     at_path("not an npz", "text named .npz", refused("Cannot use <tmp>/inputs/fake.npz: cannot open")),
     # whole datasets
     at_path("one image", "a folder of one PNG", registered(1)),
-    at_path("identical images", "6 copies of one grey image", registered(6)),
+    at_path("identical images", "6 copies of one grey image", counted("Duplicates", 5, registered(6))),
     at_path("empty folder", "a folder holding only a .txt", refused("Cannot use <tmp>/inputs/nothing: no images")),
-    at_path("only broken files", "a folder of 2 unreadable .png", registered(2, 2)),
+    at_path("only broken files", "a folder of 2 unreadable .png",
+            counted("Unreadable", 2, file_in("b.png", "unreadable: empty file (0 bytes)"))),
     at_path("unsupported source", "a .txt given as --data",
             refused("Cannot use <tmp>/inputs/data.txt: unsupported source")),
 ]  # fmt: skip
@@ -293,10 +341,10 @@ def look(at: AppTest, shown: Shown, url: str) -> None:
     shown.metrics = {m.label: str(m.value) for m in at.metric}
     tables = [d.value for d in at.dataframe if "problem" in getattr(d.value, "columns", [])]
     shown.flags = tables[0] if tables else None
-    shown.captions = [c for image in at.image for c in image.captions]
+    shown.captions = [c for image in at.image for c in image.captions if c]  # the gallery's have none
     with open_database(url).begin() as session:
         job = session.scalars(select(Job).where(Job.dataset_id == shown.dataset_id).order_by(Job.id.desc())).first()
-        shown.job_status = job.status
+        shown.job_status, shown.summary = job.status, job.summary or {}
 
 
 @pytest.fixture(scope="module")
