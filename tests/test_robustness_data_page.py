@@ -25,10 +25,12 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from dashboard import data
 from dashboard.seed import seed_run
 from dashboard.widgets import plain
 from db.models import Dataset, Job, Review, Sample
 from db.session import open_database
+from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
 from tests.imagefiles import save
 from tests.robustness_table import RobustnessTable
 from tests.test_robustness import CASES, Inputs, noise, plain_folder, snapshot
@@ -38,6 +40,11 @@ pytestmark = pytest.mark.slow  # about 60 page runs and one worker process
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "streamlit_app.py")
 TIMEOUT = 120  # seconds per script run: the first imports torch and opens the database
+TINY = RunConfig(
+    DataConfig(normal_label=None, image_size=8, holdout_fraction=0.0),
+    TrainConfig(epochs=1, batch_size=8, encoder="resnet_small", device="cpu"),
+    ScoreConfig(tta=1),
+)  # normal label None: every image trains, as `con2 train --all`
 LOCATION, REGISTER = "data_location", "FormSubmitter:data_register_path-Register"
 
 
@@ -56,6 +63,7 @@ class Shown:
     captions: list[str] = field(default_factory=list)  # thumbnail captions
     exceptions: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)  # the register job's summary (not on the page; the worker's record)
+    train_errors: list[str] | None = None  # st.error on the Train page, for the dataset that also trains
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,20 @@ def counted(metric: str, value: int, check: Callable[[Shown, Inputs], str]) -> C
     return run_check
 
 
+def then_train_fails(expected: str) -> Callable[[Shown, Inputs], str]:
+    """Registered (1 image); a tiny training run queued on it as the Train page does fails, and the Train
+    page shows the reason as one sentence."""
+
+    def check(shown: Shown, inputs: Inputs) -> str:
+        answer = registered(1)(shown, inputs)
+        assert shown.train_errors is not None
+        (error,) = [tmp(e, inputs) for e in shown.train_errors]
+        assert error.startswith(expected) and "Error:" not in error, error
+        return f"{answer}; a training run on it fails and the Train page says: {error}"
+
+    return check
+
+
 def messy(cls: str, given: str, key: str, expected: str, why: str = "") -> PageCase:
     return PageCase(cls, given, cli_case(cls, given), file_in(key, expected, why))
 
@@ -291,7 +313,8 @@ CASES_PAGE += [
             refused("Cannot use <tmp>/inputs/bomb.npz: refused <tmp>/inputs/bomb.npz: the zip expands to 64.0 MB")),
     at_path("not an npz", "text named .npz", refused("Cannot use <tmp>/inputs/fake.npz: cannot open")),
     # whole datasets
-    at_path("one image", "a folder of one PNG", registered(1)),
+    at_path("one image", "a folder of one PNG",
+            then_train_fails("only one trainable image (only.png): training compares images with each other")),
     at_path("identical images", "6 copies of one grey image", counted("Duplicates", 5, registered(6))),
     at_path("empty folder", "a folder holding only a .txt", refused("Cannot use <tmp>/inputs/nothing: no images")),
     at_path("only broken files", "a folder of 2 unreadable .png",
@@ -343,7 +366,9 @@ def look(at: AppTest, shown: Shown, url: str) -> None:
     shown.flags = tables[0] if tables else None
     shown.captions = [c for image in at.image for c in image.captions if c]  # the gallery's have none
     with open_database(url).begin() as session:
-        job = session.scalars(select(Job).where(Job.dataset_id == shown.dataset_id).order_by(Job.id.desc())).first()
+        job = session.scalars(
+            select(Job).where(Job.dataset_id == shown.dataset_id, Job.kind == "register").order_by(Job.id.desc())
+        ).first()
         shown.job_status, shown.summary = job.status, job.summary or {}
 
 
@@ -376,6 +401,9 @@ def corpus(tmp_path_factory):
         good_shown = register(at, good)  # a good folder registered first, inventoried in the same worker run
         distinct = list(dict.fromkeys(locations))
         shown = {location: register(at, location) for location in distinct}
+        trains = next(shown[loc] for case, loc in zip(CASES_PAGE, locations, strict=True) if case.cls == "one image")
+        queued = data.submit_training(trains.dataset_id, TINY)  # what the Train page's form submits
+        assert queued.error is None, queued.error
         worker = subprocess.run(
             [sys.executable, "-m", "engine", "worker", "--db", url, "--once", "--poll", "0.2"],
             cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ.copy(),
@@ -385,6 +413,10 @@ def corpus(tmp_path_factory):
         for result in [good_shown, *shown.values()]:
             if result.dataset_id is not None:
                 look(at, result, url)
+        at.switch_page("dashboard/pages/train.py").run()
+        at.selectbox(key="train_watch_pick").set_value(queued.job_id).run()
+        assert not at.exception, [e.value for e in at.exception]
+        trains.train_errors = texts(at.error)
         after = {"datasets": count(url, Dataset), "reviews": count(url, Review),
                  "samples": count(url, Sample, dataset_id=seeded.dataset_id)}  # fmt: skip
         yield {
