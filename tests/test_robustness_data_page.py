@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,7 +29,8 @@ from streamlit.testing.v1 import AppTest
 from dashboard import data
 from dashboard.seed import seed_run
 from dashboard.widgets import plain
-from db.models import Dataset, Job, Review, Sample
+from db.models import Dataset, Job, Review, Sample, Score
+from db.roots import refusal
 from db.session import open_database
 from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
 from tests.imagefiles import save
@@ -324,6 +326,51 @@ CASES_PAGE += [
 ]  # fmt: skip
 
 
+# typed locations the form itself must answer, and a folder that disappears before the worker reads it
+def volatile(inputs: Inputs) -> Path:
+    """Beside inputs/: what these cases leave or delete is not part of the unchanged-inputs check."""
+    return inputs.root / "volatile"
+
+
+def outside_link(inputs: Inputs) -> Path:
+    link = volatile(inputs) / "etc-link"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to("/etc", target_is_directory=True)
+    return link
+
+
+def doomed_folder(inputs: Inputs) -> Path:
+    """Two good images in a folder the fixture deletes after Register and before the worker runs."""
+    folder = volatile(inputs) / "doomed"
+    for i in range(2):
+        save(folder / f"{i}.png", noise((8, 8), 40 + i, "L"))
+    return folder
+
+
+def outside_roots(shown: Shown, inputs: Inputs) -> str:
+    """Refused with the one sentence that never says whether the path exists."""
+    answer = refused("")(shown, inputs)
+    location = tmp(shown.errors[0], inputs).split(" is not inside ")[0]
+    assert tmp(shown.errors[0], inputs) == tmp(refusal(location), inputs) + ".", shown.errors
+    return answer
+
+
+CASES_PAGE += [
+    PageCase("outside the data roots", "/etc (exists)", lambda inputs: Path("/etc"), outside_roots),
+    PageCase("outside the data roots", "/no-such-folder (does not exist)",
+             lambda inputs: Path("/no-such-folder"), outside_roots),
+    PageCase("symlink outside the data roots", "a link inside the roots to /etc", outside_link, outside_roots),
+    PageCase("../ in the typed path", "<tmp>/inputs/ then ../ thirty times, then etc",
+             lambda inputs: Path(f"{inputs.root}/inputs/{'../' * 30}etc"), outside_roots),
+    PageCase("relative path", "scans/2024", lambda inputs: Path("scans/2024"),
+             refused("'scans/2024' is not an absolute path")),
+    PageCase("missing path", "<tmp>/inputs/nowhere", lambda inputs: inputs.input("nowhere"),
+             refused("Nothing exists at <tmp>/inputs/nowhere")),
+    PageCase("folder deleted after Register", "a folder removed before the worker reads it", doomed_folder,
+             failed("no such file or folder: <tmp>/volatile/doomed")),
+]  # fmt: skip
+
+
 # --- running it -----------------------------------------------------------------------------------------
 
 
@@ -333,6 +380,12 @@ def count(url: str, model: type, **where) -> int:
         for column, value in where.items():
             query = query.where(getattr(model, column) == value)
         return int(session.scalar(query))
+
+
+def stored(url: str, dataset_id: int) -> dict[str, int]:
+    """What must survive: the datasets, the verdicts, the run's scores and the seeded dataset's samples."""
+    return {"datasets": count(url, Dataset), "reviews": count(url, Review), "scores": count(url, Score),
+            "samples": count(url, Sample, dataset_id=dataset_id)}  # fmt: skip
 
 
 def page() -> AppTest:
@@ -369,7 +422,8 @@ def look(at: AppTest, shown: Shown, url: str) -> None:
         job = session.scalars(
             select(Job).where(Job.dataset_id == shown.dataset_id, Job.kind == "register").order_by(Job.id.desc())
         ).first()
-        shown.job_status, shown.summary = job.status, job.summary or {}
+        if job is not None:  # a seeded dataset has no register job
+            shown.job_status, shown.summary = job.status, job.summary or {}
 
 
 @pytest.fixture(scope="module")
@@ -389,8 +443,7 @@ def corpus(tmp_path_factory):
         env.setenv("CON2_REVIEWER", "ada")
         env.delenv("CON2_DATABASE_URL", raising=False)
         seeded = seed_run(url, samples=40, reviewed=5)  # stored before: a dataset, a run and verdicts
-        before = {"datasets": count(url, Dataset), "reviews": count(url, Review),
-                  "samples": count(url, Sample, dataset_id=seeded.dataset_id)}  # fmt: skip
+        before = stored(url, seeded.dataset_id)
         locations = [case.build(inputs) for case in CASES_PAGE]
         for i in range(4):  # ordinary images, so the messy folder has good ones beside its odd files
             save(inputs.messy / "plain" / f"{i}.png", noise((16, 16), 30 + i, "L"))
@@ -398,31 +451,35 @@ def corpus(tmp_path_factory):
         files_before = snapshot(inputs.root / "inputs")
 
         at = page()
+        seeded_before = Shown([], [], [], dataset_id=seeded.dataset_id)
+        look(at, seeded_before, url)  # the seeded dataset as the page shows it before any registration
         good_shown = register(at, good)  # a good folder registered first, inventoried in the same worker run
         distinct = list(dict.fromkeys(locations))
         shown = {location: register(at, location) for location in distinct}
         trains = next(shown[loc] for case, loc in zip(CASES_PAGE, locations, strict=True) if case.cls == "one image")
         queued = data.submit_training(trains.dataset_id, TINY)  # what the Train page's form submits
         assert queued.error is None, queued.error
+        shutil.rmtree(volatile(inputs) / "doomed")  # registered, then gone before the worker reads it
         worker = subprocess.run(
             [sys.executable, "-m", "engine", "worker", "--db", url, "--once", "--poll", "0.2"],
             cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ.copy(),
         )  # fmt: skip
         assert worker.returncode == 0, worker.stderr[-3000:]
         at = page()
-        for result in [good_shown, *shown.values()]:
+        seeded_after = Shown([], [], [], dataset_id=seeded.dataset_id)
+        for result in [seeded_after, good_shown, *shown.values()]:
             if result.dataset_id is not None:
                 look(at, result, url)
         at.switch_page("dashboard/pages/train.py").run()
         at.selectbox(key="train_watch_pick").set_value(queued.job_id).run()
         assert not at.exception, [e.value for e in at.exception]
         trains.train_errors = texts(at.error)
-        after = {"datasets": count(url, Dataset), "reviews": count(url, Review),
-                 "samples": count(url, Sample, dataset_id=seeded.dataset_id)}  # fmt: skip
+        after = stored(url, seeded.dataset_id)
         yield {
             "inputs": inputs,
             "shown": [shown[location] for location in locations],
             "good": good_shown,
+            "seeded": (seeded_before, seeded_after),
             "stored": (before, after),
             "files": (files_before, snapshot(inputs.root / "inputs")),
             "registered": sum(s.dataset_id is not None for s in shown.values()),
@@ -454,6 +511,10 @@ def test_bad_input_gets_a_clear_answer_on_the_data_page(corpus, table, index):
 def test_nothing_stored_is_lost(corpus):
     before, after = corpus["stored"]
     assert after == before | {"datasets": before["datasets"] + 1 + corpus["registered"]}
+    seeded_before, seeded_after = corpus["seeded"]
+    assert seeded_after.metrics == seeded_before.metrics and seeded_before.metrics["Images"] == str(before["samples"])
+    assert seeded_after.flags.equals(seeded_before.flags) and seeded_after.captions == seeded_before.captions
+    assert not seeded_before.exceptions and not seeded_after.exceptions
     good = corpus["good"]
     assert good.job_status == "succeeded" and good.metrics["Images"] == "4" and not good.exceptions
 
