@@ -8,6 +8,7 @@ sentence; or the dataset is registered and the page shows the file as a thumbnai
 unreadable with its reason, or leaves it out (not an image type, hidden, outside the folder). A seeded
 dataset with a run and verdicts, and a good folder registered in the same worker run, are unchanged
 afterwards, and no input file changes. The answers become the Data page section of docs/robustness.md.
+60 cases (55 classes) cost about 45 page runs, one worker process and one tiny training job that fails at once.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tests.imagefiles import save
 from tests.robustness_table import RobustnessTable
 from tests.test_robustness import CASES, Inputs, noise, plain_folder, snapshot
 
-pytestmark = pytest.mark.slow  # about 60 page runs and one worker process
+pytestmark = pytest.mark.slow  # about 30 s: page runs, one worker process
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "streamlit_app.py")
