@@ -21,13 +21,8 @@ ACTIVE = re.compile(r"!\[x\]\(|(?<!\\)<img|\*\*bold")
 
 
 @pytest.fixture
-def seeded(tmp_path, monkeypatch):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    monkeypatch.setenv("CON2_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("CON2_WORKER", "off")
-    monkeypatch.setenv("CON2_REVIEWER", "ada")
-    monkeypatch.delenv("CON2_DATABASE_URL", raising=False)
+def seeded(app_data_dir):
+    data_dir = app_data_dir
     return seed_run(f"sqlite:///{data_dir / 'con2.db'}", samples=40)
 
 

@@ -24,13 +24,8 @@ TIMEOUT = 90  # seconds per script run: the first imports torch; the original co
 
 
 @pytest.fixture
-def seeded(tmp_path, monkeypatch):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    monkeypatch.setenv("CON2_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("CON2_WORKER", "off")
-    monkeypatch.setenv("CON2_REVIEWER", "ada")
-    monkeypatch.delenv("CON2_DATABASE_URL", raising=False)
+def seeded(app_data_dir):
+    data_dir = app_data_dir
     database = data_dir / "con2.db"
     return seed_run(f"sqlite:///{database}", samples=60), database
 
