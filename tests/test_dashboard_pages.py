@@ -222,6 +222,7 @@ def test_runs_page_lists_compares_and_scores_another_dataset(seeded):
     assert set(table["id"]) == {seeded_run.run_id, seeded_run.running_id}
     finished = table[table["id"] == seeded_run.run_id].iloc[0]
     assert finished["status"] == "succeeded" and finished["auroc_nnd"] > 0.9 and finished["device"] == "cpu"
+    assert 0.5 <= finished["auroc_pixels"] < finished["auroc_nnd"]  # the raw-pixel reference, beside the scores
     assert at.multiselect(key="runs_compare").value == [seeded_run.running_id, seeded_run.run_id]
     assert list(at.dataframe[1].value.columns) == [f"#{seeded_run.running_id}", f"#{seeded_run.run_id}"]
     at.text_input(key="runs_score_split").set_value("test")
@@ -384,6 +385,7 @@ def test_evaluate_page_shows_auroc_roc_histograms_and_silhouette(seeded):
     at = app("evaluate")
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["AUROC S_NND"]) > 0.9 and metrics["Silhouette"] == "0.420"
+    assert 0.5 <= float(metrics["AUROC raw pixels"]) < float(metrics["AUROC S_NND"])
     specs = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("S_NND (AUROC" in s for s in specs) and any("histogram" in s for s in specs)
     at.radio(key="evaluate_by").set_value("kind").run()
