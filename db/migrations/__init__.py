@@ -37,6 +37,9 @@ def head() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
 
 
+MIGRATION_WAIT_FACTOR = 8  # a schema upgrade waits this many times an ordinary write's SQLite busy timeout
+
+
 def current(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     with engine.connect() as connection:
@@ -51,8 +54,19 @@ def upgrade(engine: Engine, to: str = "head") -> None:
         return
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the version
-        elif engine.dialect.name == "postgresql":
+            # Processes starting together queue here behind the one that upgrades, which on a loaded machine
+            # can hold the lock longer than an ordinary write's timeout (15 s was seen to run out): wait
+            # MIGRATION_WAIT_FACTOR times as long, then give the connection its own timeout back.
+            busy_ms = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy_ms * MIGRATION_WAIT_FACTOR)}")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the version
+                command.upgrade(alembic_config(connection), to)
+                connection.commit()
+            finally:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
+            return
+        if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         command.upgrade(alembic_config(connection), to)
         connection.commit()
