@@ -112,7 +112,7 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
     fields = {"epochs": task.epochs, "batch_size": task.batch_size, **train_over, "seed": seed}
     if method == "simclr":  # equal wall time: half the views per image, so twice the epochs
         fields.update(method="simclr", epochs=2 * int(fields["epochs"]))
-    config = build(TrainConfig, {k: v for k, v in fields.items()})
+    config = build(TrainConfig, fields)
     score_config = build(ScoreConfig, ({"tta": task.tta} if task.tta else {}) | score_over)
     started = time.perf_counter()
     trained = train(loaded.train.pixels, config)

@@ -57,6 +57,17 @@ def login_file(tmp_path: Path, user: str = "ada") -> Path:
     return path
 
 
+def auth_check(address: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """start.sh's preflight, `python -m dashboard.auth check --address ADDRESS`, as a user's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "dashboard.auth", "check", "--address", address],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 def test_the_default_server_listens_on_loopback_only(tmp_path):
     with streamlit_app(tmp_path / "data", tmp_path / "streamlit.log", CON2_WORKER="off") as url:
         port = urlparse(url).port
@@ -74,31 +85,16 @@ def test_start_sh_refuses_a_wide_address_without_a_login(tmp_path):
     )
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "CON2_AUTH_CONFIG" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    preflight = subprocess.run(
-        [sys.executable, "-m", "dashboard.auth", "check", "--address", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    preflight = auth_check("0.0.0.0", env)
     assert preflight.returncode == 2 and "no login is configured" in preflight.stderr
-    loopback = subprocess.run(
-        [sys.executable, "-m", "dashboard.auth", "check", "--address", "127.0.0.1"], env=env, cwd=ROOT
-    )
-    assert loopback.returncode == 0
+    assert auth_check("127.0.0.1", env).returncode == 0
 
 
 def test_a_plaintext_password_file_is_refused(tmp_path):
     path = tmp_path / "users.yaml"
     path.write_text(f"credentials:\n  usernames:\n    ada:\n      password: hunter2\ncookie:\n  key: '{'k' * 40}'\n")
     env = {**os.environ, "CON2_AUTH_CONFIG": str(path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "dashboard.auth", "check", "--address", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    done = auth_check("0.0.0.0", env)
     assert done.returncode == 2 and "no bcrypt-hashed password" in done.stderr
 
 

@@ -23,6 +23,16 @@ from engine.worker import failure_reason, run_worker, start_local_worker
 EPOCHS = 3
 
 
+def wait_finished(sessions, job_id: int, wait_for, what: str = "the score job") -> None:
+    """Wait (up to 300 s) until the job has succeeded or failed."""
+
+    def done():
+        with sessions() as session:
+            return jobs.get_job(session=session, job_id=job_id).status in ("succeeded", "failed")
+
+    wait_for(done, 300, what)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, worker_pool, tiny_config, wait_for):
     """Submit register + train jobs on digits; one worker process runs both (UMAP and PCA)."""
@@ -131,11 +141,7 @@ def test_a_new_batch_is_scored_with_the_finished_model_without_retraining(traine
             projections=["pca"],
         )
 
-    def done():
-        with sessions() as session:
-            return jobs.get_job(session=session, job_id=job.id).status in ("succeeded", "failed")
-
-    wait_for(done, 300, "the score job")
+    wait_finished(sessions, job.id, wait_for)
     with sessions() as session:
         finished = jobs.get_job(session=session, job_id=job.id)
         assert finished.status == "succeeded", finished.traceback
@@ -170,11 +176,7 @@ def test_training_images_inside_a_scored_batch_are_counted_by_the_job(trained, t
         dataset = datasets.create_dataset(session=session, location=str(batch))
         job = jobs.submit_score(session=session, parent_id=trained["train"], dataset_id=dataset.id, projections=["pca"])
 
-    def done():
-        with sessions() as session:
-            return jobs.get_job(session=session, job_id=job.id).status in ("succeeded", "failed")
-
-    wait_for(done, 300, "the score job")
+    wait_finished(sessions, job.id, wait_for)
     with sessions() as session:
         finished = jobs.get_job(session=session, job_id=job.id)
     assert finished.status == "succeeded", finished.traceback
