@@ -2,7 +2,8 @@
 better than raw pixels and than SimCLR, on a 2-core CPU?
 
 For each task (a real one-class split) and seed it trains the recipe under test and SimCLR at about equal
-wall time (SimCLR makes 2 views of an image where Con2 makes 4, so it gets twice the epochs), scores both
+wall time (SimCLR makes 2 views of an image where Con2 makes 4 — 2 with views_per_context = 1 — so it gets
+twice the epochs, or as many), scores both
 with S_NND and S_LH (the recipe's TTA) and reports, beside them:
 - the raw-pixel 1-NN floor (engine.baseline), the reference every learned method must clear;
 - the same encoder at random initialisation, scored without TTA, against the trained one without TTA;
@@ -110,8 +111,10 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
     loaded = load_data(task.data(normal))
     targets = anomaly_targets(loaded.score.labels, normal)
     fields = {"epochs": task.epochs, "batch_size": task.batch_size, **train_over, "seed": seed}
-    if method == "simclr":  # equal wall time: half the views per image, so twice the epochs
-        fields.update(method="simclr", epochs=2 * int(fields["epochs"]))
+    recipe = build(TrainConfig, fields)
+    if method == "simclr":  # equal wall time: SimCLR embeds 2 views of an image, the recipe 2k (k views per context)
+        views = 2 * getattr(recipe, "views_per_context", 2) if recipe.method != "simclr" else 2
+        fields.update(method="simclr", epochs=int(fields["epochs"]) * views // 2)
     config = build(TrainConfig, fields)
     score_config = build(ScoreConfig, ({"tta": task.tta} if task.tta else {}) | score_over)
     started = time.perf_counter()

@@ -273,16 +273,24 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def con2_views(
-    pixels: torch.Tensor, context: str, augmentation: ContentAugmentation, generator: torch.Generator
+    pixels: torch.Tensor,
+    context: str,
+    augmentation: ContentAugmentation,
+    generator: torch.Generator,
+    views_per_context: int = 2,
 ) -> torch.Tensor:
-    """The 4N training views of a batch of N originals, in the layout `losses` expects.
+    """The 2kN training views of a batch of N originals, in the layout `losses` expects.
 
     pixels: (N, C, S, S) uint8 on the training device → (4N, 3, S', S') normalised:
-    [t(x), t'(x), t(x^c), t'(x^c)], each block N rows, x^c = t_c(x).
+    [t(x), t'(x), t(x^c), t'(x^c)], each block N rows, x^c = t_c(x). With views_per_context = 1:
+    (2N, …) = [t(x), t(x^c)], every row its own draw of T.
     """
     x = to_float(pixels)
     both = torch.cat([x, apply_context(x, context)])  # (2N, 3, S, S): originals then context images
-    first, second = augmentation(both, generator), augmentation(both, generator)
+    first = augmentation(both, generator)
+    if views_per_context == 1:
+        return normalize(first)
+    second = augmentation(both, generator)
     n = x.shape[0]
     return normalize(torch.cat([first[:n], second[:n], first[n:], second[n:]]))
 

@@ -150,6 +150,16 @@ class TrainConfig:
             min=0.0,
         ),
     )
+    views_per_context: int = field(
+        default=2,
+        metadata=_help(
+            "Augmented views of each image per context in a step: 2 = the paper (4 views per image); 1 = one view "
+            "of the image and one of its context image, half the cost per step, so twice the epochs in the same "
+            "time; the content positive is then the other context's view alone.",
+            min=1,
+            max=2,
+        ),
+    )
     temperature: float = field(default=0.2, metadata=_help("Softmax temperature τ of both losses.", min=1e-3))
     seed: int = field(default=0, metadata=_help("Seeds weights, batches and augmentations."))
     device: str = field(

@@ -8,10 +8,12 @@ averaged over every ordered positive pair. Each anchor has the same number of po
 loss here, so "mean over anchors of the mean over its positives" equals the paper's normalisers
 (K = 4N(2N−1) for Eq. 5, 12N for Eq. 7). There is no τ/0.07 factor.
 
-View layout used throughout (batch of N originals, built by `augment.con2_views`):
-    rows [0, 2N)   context label 0: view t of x_1..x_N, then view t' of x_1..x_N
-    rows [2N, 4N)  context label 1: the same for the context images t_c(x_1)..t_c(x_N)
-so view r belongs to source image r mod N and has context label r // 2N.
+View layout used throughout (batch of N originals, built by `augment.con2_views`), with k views per
+context (the paper: k = 2):
+    rows [0, kN)    context label 0: view t of x_1..x_N, then (k = 2) view t' of x_1..x_N
+    rows [kN, 2kN)  context label 1: the same for the context images t_c(x_1)..t_c(x_N)
+so view r belongs to source image r mod N and has context label r // kN. With k = 1 (an option beyond the
+paper, half the cost per step) a source's only content positive is its view in the other context.
 """
 
 from __future__ import annotations
@@ -43,29 +45,34 @@ def instance_discrimination_loss(z: torch.Tensor, positives: torch.Tensor, tempe
     return per_anchor.mean()
 
 
-def view_labels(n: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source-image index and context label of each of the 4N views (layout in the module doc)."""
-    rows = torch.arange(4 * n, device=device)
-    return rows % n, rows // (2 * n)
+def view_labels(
+    n: int, device: torch.device | None = None, views_per_context: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source-image index and context label of each of the 2kN views (layout in the module doc)."""
+    rows = torch.arange(2 * views_per_context * n, device=device)
+    return rows % n, rows // (views_per_context * n)
 
 
-def context_contrasting_loss(z_context: torch.Tensor, temperature: float) -> torch.Tensor:
+def context_contrasting_loss(z_context: torch.Tensor, temperature: float, views_per_context: int = 2) -> torch.Tensor:
     """L_context (Eq. 5) on the context head's outputs.
 
-    z_context: (4N, D), L2-normalised, in the module's view layout. Positives: every other view with
-    the same context label (2N − 1 per anchor); negatives: every view of the other context.
+    z_context: (2kN, D), L2-normalised, in the module's view layout. Positives: every other view with
+    the same context label (kN − 1 per anchor); negatives: every view of the other context.
     """
-    _, context = view_labels(z_context.shape[0] // 4, z_context.device)
+    k = views_per_context
+    _, context = view_labels(z_context.shape[0] // (2 * k), z_context.device, k)
     return instance_discrimination_loss(z_context, context[:, None] == context[None, :], temperature)
 
 
-def content_alignment_loss(z_content: torch.Tensor, temperature: float) -> torch.Tensor:
+def content_alignment_loss(z_content: torch.Tensor, temperature: float, views_per_context: int = 2) -> torch.Tensor:
     """L_content (Eq. 7) on the content head's outputs.
 
-    z_content: (4N, D), L2-normalised. Positives: the other three views of the same source image
-    (its second view and both views of its context image, Λ(x) in Eq. 6); all other views negatives.
+    z_content: (2kN, D), L2-normalised. Positives: the other views of the same source image (k = 2: its
+    second view and both views of its context image, Λ(x) in Eq. 6; k = 1: its context image's view);
+    all other views negatives.
     """
-    source, _ = view_labels(z_content.shape[0] // 4, z_content.device)
+    k = views_per_context
+    source, _ = view_labels(z_content.shape[0] // (2 * k), z_content.device, k)
     return instance_discrimination_loss(z_content, source[:, None] == source[None, :], temperature)
 
 

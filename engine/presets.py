@@ -37,11 +37,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 64,
             "alpha_schedule": "linear",
             "context_weight": 1.0,
+            "views_per_context": 2,
+            "crop_min_area": 0.0,
             "temperature": 0.2,
             "device": "auto",
             "amp": True,
         },
-        "score": {"tta": 40, "tta_min_area": 0.0},
+        "score": {"tta": 40, "tta_min_area": 0.0, "batchnorm": "training"},
     },
 }
 PRESET_NOTES = {

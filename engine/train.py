@@ -259,10 +259,11 @@ def _objective(
         views = simclr_views(batch, augmentation, generator).contiguous(memory_format=torch.channels_last)
         l_content = simclr_loss(model(views).z_content, tau)
         return l_content, torch.zeros_like(l_content), l_content
-    views = con2_views(batch, config.context, augmentation, generator).contiguous(memory_format=torch.channels_last)
-    out = model(views)  # 4N views
-    l_context = context_contrasting_loss(out.z_context, tau)
-    l_content = content_alignment_loss(out.z_content, tau)
+    k = config.views_per_context
+    views = con2_views(batch, config.context, augmentation, generator, k).contiguous(memory_format=torch.channels_last)
+    out = model(views)  # 2kN views
+    l_context = context_contrasting_loss(out.z_context, tau, k)
+    l_content = content_alignment_loss(out.z_content, tau, k)
     if config.method == "context_only":
         return l_context, l_context, l_content.detach()
     if config.method == "content_only":

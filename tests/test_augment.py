@@ -153,6 +153,14 @@ def test_con2_views_layout():
     assert simclr_views(pixels, _NoOp(image_size=8), torch.Generator()).shape == (6, 3, 8, 8)
 
 
+def test_con2_views_one_per_context_layout():
+    pixels = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    views = con2_views(pixels, "flip", _NoOp(image_size=8), torch.Generator(), views_per_context=1)
+    assert views.shape == (6, 3, 8, 8)
+    assert torch.allclose(views[0:3], normalize(to_float(pixels)), atol=1e-5)
+    assert torch.allclose(views[3:6], normalize(to_float(pixels).flip(-2)), atol=1e-5)
+
+
 def test_greyscale_is_replicated_and_normalised_to_unit_range():
     pixels = torch.tensor([[[[0, 255]]]], dtype=torch.uint8)
     x = to_float(pixels)

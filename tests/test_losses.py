@@ -120,3 +120,21 @@ def test_gradients_reach_both_heads_and_the_encoder():
 
 def test_constant_alpha_schedule_is_one_throughout():
     assert alpha_at(0, 11, "constant") == 1.0 and alpha_at(5, 11, "constant") == 1.0
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_one_view_per_context_losses_match_their_equations(n):
+    """k = 1: views [t(x) …, t(x^c) …]; context positives are the other N − 1 views of the same context,
+    the content positive of a view is its source's view in the other context."""
+    torch.manual_seed(30 + n)
+    tau = 0.3
+    z = F.normalize(torch.randn(2 * n, 8, dtype=torch.float64), dim=1)
+    context = [r // n for r in range(2 * n)]
+    pairs = [(i, j) for i in range(2 * n) for j in range(2 * n) if i != j and context[i] == context[j]]
+    expected_context = sum(ell(z, i, j, tau) for i, j in pairs) / len(pairs)
+    expected_content = sum(ell(z, i, (i + n) % (2 * n), tau) for i in range(2 * n)) / (2 * n)
+    assert context_contrasting_loss(z, tau, 1).item() == pytest.approx(expected_context, rel=1e-5)
+    assert content_alignment_loss(z, tau, 1).item() == pytest.approx(expected_content, rel=1e-5)
+    # the same rows read with the paper's layout (k = 2) pair other views: the layout argument matters
+    if n % 2 == 0:
+        assert content_alignment_loss(z, tau, 2).item() != pytest.approx(expected_content, rel=1e-3)
