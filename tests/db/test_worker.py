@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from db import artifacts, datasets, jobs, results, reviews
 from db.models import Dataset, Job, Review, Sample, Score
 from db.session import open_database
 from engine.metrics import anomaly_targets, auroc
+from worker.cli import con2
 from worker.live import failure_reason
 from worker.loop import run_worker
 from worker.process import start_local_worker
@@ -329,3 +331,16 @@ def test_the_worker_command_runs_until_the_queue_is_empty(tmp_path, command):
     )
     assert done.returncode == 0, done.stderr
     assert "stops after 0 job(s)" in done.stderr
+
+
+def test_con2_runs_the_worker_itself_and_hands_every_other_command_to_the_engine(capsys):
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["con2"] == "worker.cli:con2"
+    with pytest.raises(SystemExit) as exited:
+        con2(["worker", "--help"])
+    assert exited.value.code == 0
+    assert "--stale-after" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        con2(["inspect", "--help"])
+    assert exited.value.code == 0
+    assert "--data" in capsys.readouterr().out  # the engine's own subcommand
