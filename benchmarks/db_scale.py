@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from db import datasets, jobs, results
 from db.session import open_database, parse_url, shown
-from engine.worker import WRITE_CHUNK
+from worker.store import WRITE_CHUNK
 
 
 def features(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,7 @@ from db import reviews as db_reviews
 from db.models import Job, Review, Sample
 from db.session import DatabaseError, data_dir, default_url, make_engine, make_sessionmaker, open_database, shown
 from engine.config import RunConfig
+from worker.process import start_local_worker  # light: a lock file and a subprocess, no engine
 
 DATABASE_URL_ENV = "CON2_DATABASE_URL"
 WORKER_ENV = "CON2_WORKER"
@@ -156,8 +157,6 @@ def _ensure_worker(url: str) -> str:
         checked = _worker_checked.get(url)
         if checked is not None and time.monotonic() - checked[0] < WORKER_CHECK_S:
             return checked[1]
-        from engine.worker import start_local_worker  # imported here: it brings the engine (torch) along
-
         process = start_local_worker(url)
         state = "running" if process is None else f"started (pid {process.pid})"
         _worker_checked[url] = (time.monotonic(), state)

@@ -1,6 +1,7 @@
 """Con2 engine: datasets → selection → decoding → training → embedding → scoring → metrics.
 
-torch/numpy only; the database and the UI live in `db/` and `dashboard/`, joined by `engine.worker`.
+torch/numpy only; the database and the UI live in `db/` and `dashboard/`, joined by the `worker/` package,
+which imports the engine (never the reverse).
 """
 
 import os

@@ -1,4 +1,7 @@
-"""Command line: `con2 train`, `con2 score`, `con2 inspect`, `con2 worker` (also `python -m engine ...`).
+"""Command line: `con2 train`, `con2 score`, `con2 inspect` (also `python -m engine ...`).
+
+`con2 worker` is the worker package's (`worker.cli`): the engine knows nothing of the database, so it
+never imports the worker; `python -m engine worker` starts `python -m worker` in its place.
 
 Every config field is a flag, with the field's own help text. A user mistake (missing folder, no
 normal images, unknown context) ends with one `error:` line and exit status 2, not a traceback.
@@ -9,10 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tqdm import tqdm
 
@@ -218,12 +222,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from engine.worker import worker_command
-
-    return worker_command(
-        args.db, once=args.once, poll_s=args.poll, worker_id=args.worker_id, stale_after_s=args.stale_after
-    )
+def _hand_off_to_worker(args: Sequence[str]) -> NoReturn:
+    """`python -m engine worker ...`, and a `con2` script installed before the worker had its own package:
+    become `python -m worker ...`. A new process, not an import: the engine stays free of the database,
+    and signals (SIGTERM requeues the running job) reach the worker itself."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "worker", *args])
 
 
 def _report_skipped(skipped: Sequence[Any]) -> None:
@@ -271,22 +276,15 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("--quiet", action="store_true", help="No progress bar.")
     inspect.set_defaults(func=cmd_inspect)
 
-    worker = sub.add_parser("worker", help="run queued jobs from the database")
-    worker.add_argument("--db", default=None, help="SQLAlchemy URL (default: SQLite file in the data directory).")
-    worker.add_argument("--once", action="store_true", help="Exit when the queue is empty.")
-    worker.add_argument("--poll", type=float, default=1.0, help="Seconds between polls of an empty queue.")
-    worker.add_argument("--worker-id", default=None, help="Name in the jobs table (default: host:pid).")
-    worker.add_argument(
-        "--stale-after",
-        type=float,
-        default=60.0,
-        help="Seconds without a heartbeat after which another worker's running job is recovered.",
-    )
-    worker.set_defaults(func=cmd_worker)
+    # listed for `con2 --help` only: `main` hands `worker ...` to the worker package before parsing
+    sub.add_parser("worker", help="run queued jobs from the database (con2 worker --help)", add_help=False)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        _hand_off_to_worker(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.func(args)

@@ -12,7 +12,7 @@ from PIL import Image
 from dashboard.intake import IntakeError, check_location
 from db import datasets, jobs
 from db.session import open_database
-from engine.worker import run_worker
+from worker.loop import run_worker
 
 
 def png(value: int = 128) -> bytes:

@@ -1,6 +1,6 @@
 """The bad-input corpus through the Data page: every dataset-shaped class of bad input of
 tests/test_robustness.py, typed into the page's "Register a dataset" form (Streamlit's AppTest on a real
-SQLite database), inventoried by a real `python -m engine worker --once` process, then looked at on the page.
+SQLite database), inventoried by a real `python -m worker --once` process, then looked at on the page.
 
 Each case ends in one of three answers, all without an exception on the page: the form refuses the path
 with one sentence and registers nothing; the registration job fails and the page says why in one
@@ -462,7 +462,7 @@ def corpus(tmp_path_factory):
         assert queued.error is None, queued.error
         shutil.rmtree(volatile(inputs) / "doomed")  # registered, then gone before the worker reads it
         worker = subprocess.run(
-            [sys.executable, "-m", "engine", "worker", "--db", url, "--once", "--poll", "0.2"],
+            [sys.executable, "-m", "worker", "--db", url, "--once", "--poll", "0.2"],
             cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ.copy(),
         )  # fmt: skip
         assert worker.returncode == 0, worker.stderr[-3000:]
@@ -492,7 +492,7 @@ def table():
     table = RobustnessTable(
         "Data page (register by path)",
         "`tests/test_robustness_data_page.py`: each input's path typed into the Data page's Register form "
-        "(Streamlit AppTest, SQLite database), one `python -m engine worker --once` over all registrations, "
+        "(Streamlit AppTest, SQLite database), one `python -m worker --once` over all registrations, "
         "then the dataset selected on the page; the messy folder's files register together as one dataset.",
     )
     yield table

@@ -126,7 +126,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Workers:
-    """Worker processes (`python -m engine worker`) started by a test; all stopped at its end."""
+    """Worker processes (`python -m worker`) started by a test; all stopped at its end."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
@@ -136,7 +136,7 @@ class Workers:
         name = name or f"w{len(self.processes) + 1}"
         log = open(self.tmp_path / f"{name}.log", "wb")  # noqa: SIM115  # closed when the process ends
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CON2_DATA_DIR": str(self.tmp_path)}
-        command = [sys.executable, "-m", "engine", "worker", "--db", url, "--poll", "0.2", "--worker-id", name, *args]
+        command = [sys.executable, "-m", "worker", "--db", url, "--poll", "0.2", "--worker-id", name, *args]
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         process.log_path = self.tmp_path / f"{name}.log"  # type: ignore[attr-defined]
         self.processes.append(process)

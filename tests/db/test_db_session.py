@@ -175,7 +175,7 @@ def test_upgrading_a_locked_new_database_is_a_clear_error(tmp_path, locker):
 
 def test_the_worker_command_reports_a_malformed_url_in_one_line():
     done = subprocess.run(
-        [sys.executable, "-m", "engine", "worker", "--db", "sqlite//nope", "--once"],
+        [sys.executable, "-m", "worker", "--db", "sqlite//nope", "--once"],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -1,4 +1,4 @@
-"""The worker end to end: a real `python -m engine worker` process trains digits from a queued job,
+"""The worker end to end: a real `python -m worker` process trains digits from a queued job,
 and the database then holds everything the dashboard reads. Also: screening a new batch with the
 finished model, registering a folder, clear failures, and restarts."""
 
@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,10 @@ from db import artifacts, datasets, jobs, results, reviews
 from db.models import Dataset, Job, Review, Sample, Score
 from db.session import open_database
 from engine.metrics import anomaly_targets, auroc
-from engine.worker import failure_reason, run_worker, start_local_worker
+from worker.cli import con2
+from worker.live import failure_reason
+from worker.loop import run_worker
+from worker.process import start_local_worker
 
 EPOCHS = 3
 
@@ -314,12 +318,29 @@ def test_only_one_local_worker_runs_per_database(tmp_path, monkeypatch, wait_for
     second.wait(timeout=30)
 
 
-def test_the_worker_command_runs_until_the_queue_is_empty(tmp_path):
+# `python -m engine worker` is the spelling before the worker had its own package: the engine hands it over
+@pytest.mark.parametrize(
+    "command", [["worker"], ["engine", "worker"]], ids=["python -m worker", "python -m engine worker"]
+)
+def test_the_worker_command_runs_until_the_queue_is_empty(tmp_path, command):
     done = subprocess.run(
-        [sys.executable, "-m", "engine", "worker", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--once"],
+        [sys.executable, "-m", *command, "--db", f"sqlite:///{tmp_path / 'x.db'}", "--once"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "stops after 0 job(s)" in done.stderr
+
+
+def test_con2_runs_the_worker_itself_and_hands_every_other_command_to_the_engine(capsys):
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["con2"] == "worker.cli:con2"
+    with pytest.raises(SystemExit) as exited:
+        con2(["worker", "--help"])
+    assert exited.value.code == 0
+    assert "--stale-after" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        con2(["inspect", "--help"])
+    assert exited.value.code == 0
+    assert "--data" in capsys.readouterr().out  # the engine's own subcommand

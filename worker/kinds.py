@@ -1,0 +1,249 @@
+"""The job kinds: register (inventory and thumbnails), train (train, score, project) and score (a finished
+run's model on another dataset). Each runs one claimed job through the engine and ends it succeeded;
+any exception it raises is the job's failure (`worker.loop.run_job` records it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from db import artifacts, datasets, jobs, results
+from db.jobs import JobError
+from db.models import Dataset, Job
+from engine.artifacts import Bundle
+from engine.config import RunConfig, ScoreConfig, build
+from engine.data import SampleRef
+from engine.images import UnreadableImage, decode
+from engine.inventory import inventory
+from engine.projection import project
+from engine.run import score_run, train_run
+from engine.sources import open_source
+from engine.train import resolve_device
+from engine.tta import ScoreResult
+from worker.checkpoints import DatabaseCheckpoints
+from worker.live import JobRun
+from worker.store import sample_row, store_results
+
+THUMBNAIL_CHUNK = 512
+
+log = logging.getLogger("con2.worker")
+
+
+def register_job(run: JobRun, job: Job, dataset: Dataset) -> None:
+    """Inventory the source (hashes, sizes, readability, duplicates) and make thumbnails."""
+    size = int(job.config.get("thumbnail_size", 64))
+    max_pixels = int(job.config.get("max_pixels", 100_000_000))
+    source = open_source(dataset.location)
+    run.set_phase("inventory", 0.0, f"checking {len(source.refs())} images")
+    run.flush(force=True)
+
+    def on_inventory(done: int, total: int) -> None:
+        run.set_phase("inventory", done / max(total, 1), f"checked {done}/{total} images")
+        run.flush()
+
+    inv = inventory(source, max_pixels=max_pixels, on_progress=on_inventory)
+    run.check()  # the inventory itself cannot stop midway; honour a cancel as soon as it returns
+    rows = [
+        sample_row(info.ref)
+        | {
+            "position": position,
+            "width": info.width,
+            "height": info.height,
+            "mode": info.mode,
+            "num_bytes": info.num_bytes,
+            "sha256": info.sha256,
+            "readable": info.readable,
+            "reason": info.reason,
+        }
+        for position, info in enumerate(inv.samples)
+    ]
+    run.set_phase("thumbnails", 0.0, "writing samples")
+    with run.held() as session:
+        datasets.record_source(
+            session=session,
+            dataset_id=dataset.id,
+            kind=inv.kind,
+            label_origin=inv.label_origin,
+            split_origin=inv.split_origin,
+        )
+        ids = datasets.upsert_samples(session=session, dataset_id=dataset.id, samples=rows)
+        missing = datasets.mark_missing(session=session, dataset_id=dataset.id, present=ids)
+        datasets.mark_duplicates(session=session, dataset_id=dataset.id, groups=inv.duplicates)
+        results.refresh_statistics(session=session)
+    readable = [info.ref for info in inv.samples if info.readable]
+    made = 0
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for start in range(0, len(readable), THUMBNAIL_CHUNK):
+            run.check()
+            chunk = readable[start : start + THUMBNAIL_CHUNK]
+            pngs = {
+                ids[ref.sample_id]: png
+                for ref, png in zip(
+                    chunk, pool.map(lambda r: _thumbnail(source, r, size, max_pixels), chunk), strict=True
+                )
+                if png
+            }
+            made += len(pngs)
+            run.set_phase(
+                "thumbnails", (start + len(chunk)) / len(readable), f"thumbnails {start + len(chunk)}/{len(readable)}"
+            )
+            with run.held() as session:
+                datasets.write_thumbnails(session=session, pngs=pngs, size=size)
+    source.close()
+    summary = {
+        "samples": len(inv.samples),
+        "unreadable": len(inv.unreadable),
+        "duplicate_groups": len(inv.duplicates),
+        "duplicates": sum(len(group) - 1 for group in inv.duplicates),
+        "thumbnails": made,
+        "missing_since_last_registration": missing,
+        "rejected": [{"entry": s.ref.sample_id, "reason": s.reason} for s in inv.rejected[:100]],
+        "by_label": {str(k): v for k, v in inv.by_label.items()},
+        "by_split": {str(k): v for k, v in inv.by_split.items()},
+    }
+    run.set_phase("writing", 1.0)
+    with run.held() as session:
+        jobs.finish(session=session, claim=run.claim, summary=summary, message=f"registered {len(inv.samples)} images")
+
+
+def _thumbnail(source: Any, ref: SampleRef, size: int, max_pixels: int) -> bytes | None:
+    """A size×size PNG through the engine's decoding (16-bit, alpha, palettes handled like training)."""
+    try:
+        pixels = decode(source.read(ref), size, max_pixels=max_pixels)  # (C, S, S) uint8
+    except UnreadableImage:
+        return None
+    image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
+    """Train (resuming from the job's checkpoint), score, project, write everything."""
+    config = RunConfig.from_dict(job.config)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=dataset.location))
+    run.device = str(resolve_device(config.train.device))
+    with run.held() as session:
+        saved = artifacts.artifact_info(session=session, job_id=job.id, name="checkpoint")
+        resumed = (saved.epoch or 0) if saved is not None else 0
+        results.delete_metrics_after(session=session, job_id=job.id, epoch=resumed)  # those epochs train again
+    if resumed:
+        log.info("job %d resumes after epoch %d", job.id, resumed)
+    result = train_run(config, on_progress=run.on_progress, checkpoints=DatabaseCheckpoints(run))
+    run.flush(force=True)
+    run.check()
+    coords = _project(run, result.scores, job.config.get("projections", jobs.PROJECTIONS), config.train.seed)
+    bundle = Bundle(result.trained, result.bank, config.data).to_bytes()
+    summary = {
+        **result.metrics,
+        "history": result.trained.history,
+        "resumed_from_epoch": resumed,
+        "n_skipped": len(result.skipped),
+        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in result.skipped[:100]],
+    }
+    store_results(
+        run,
+        scored=result.scored.refs,
+        scored_dataset=dataset.id,
+        bank=result.bank.refs,
+        bank_dataset=dataset.id,
+        scores=result.scores,
+        coords=coords,
+        skipped=[(s.ref, s.reason) for s in result.skipped],
+        bundle=bundle,
+        summary=summary,
+    )
+
+
+def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
+    """Score a dataset with a finished run's model and training bank, without retraining."""
+    with run.sessions() as session:  # reads only: no write lock while a large bundle loads
+        parent = jobs.get_job(session=session, job_id=job.parent_id) if job.parent_id else None
+        if parent is None or parent.kind != "train" or parent.status != "succeeded":
+            raise JobError(f"score job {job.id} needs a succeeded training run as its parent")
+        bank_dataset = datasets.get_dataset(session=session, dataset_id=parent.dataset_id)
+        blob = artifacts.load_artifact(session=session, job_id=parent.id, name="bundle")
+    if blob is None:
+        raise JobError(f"run {parent.id} has no stored model to score with")
+    bundle = Bundle.from_bytes(blob, device="auto")
+    run.device = str(bundle.trained.device)
+    score = build(ScoreConfig, job.config.get("score") or {})
+    data = dataclasses.replace(
+        bundle.data,
+        source=dataset.location,
+        score_split=job.config.get("split"),
+        normal_label=job.config.get("normal_label"),
+    )
+
+    def on_overlap(count: int, total: int) -> None:
+        if count:  # said before scoring starts, in the job's live message, and counted in its summary
+            run.message = f"{count} of the {total} images are this model's training images: scored leave-one-out"
+            log.info("job %d: %s", job.id, run.message)
+            run.flush(force=True)
+
+    scored, scores, skipped, metrics = score_run(
+        bundle.trained,
+        bundle.bank,
+        data,
+        score,
+        bank_source=bank_dataset.location,
+        on_progress=run.on_progress,
+        on_overlap=on_overlap,
+    )
+    run.flush(force=True)
+    run.check()
+    coords = _project(run, scores, job.config.get("projections", jobs.PROJECTIONS), bundle.trained.config.seed)
+    summary = {
+        **metrics,
+        "parent_id": parent.id,
+        "n_skipped": len(skipped),
+        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in skipped[:100]],
+    }
+    store_results(
+        run,
+        scored=scored.refs,
+        scored_dataset=dataset.id,
+        bank=bundle.bank.refs,
+        bank_dataset=bank_dataset.id,
+        scores=scores,
+        coords=coords,
+        skipped=[(s.ref, s.reason) for s in skipped],
+        bundle=None,
+        summary=summary,
+    )
+
+
+def _project(run: JobRun, scores: ScoreResult, methods: Sequence[str], seed: int) -> dict[str, np.ndarray]:
+    """Fit each projection on both contexts' features together (the paper's Figure 1)."""
+    coords = {}
+    for i, method in enumerate(methods):
+        run.set_phase("projecting", i / len(methods), f"fitting {method.upper()} on {2 * len(scores.s_nnd)} points")
+        run.flush(force=True)
+        started = time.perf_counter()
+        coords[method] = project(scores.features, scores.context_features, method, seed=seed)  # (M, 4)
+        log.info(
+            "job %d: %s of %d samples took %.1f s",
+            run.claim.job_id,
+            method,
+            len(scores.s_nnd),
+            time.perf_counter() - started,
+        )
+        run.check()
+    return coords
+
+
+# What `run_job` calls for each `Job.kind` (db.models.JOB_KINDS).
+KINDS: dict[str, Callable[[JobRun, Job, Dataset], None]] = {
+    "register": register_job,
+    "train": train_job,
+    "score": score_job,
+}
