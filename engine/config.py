@@ -19,6 +19,7 @@ CONTEXT_BANKS = ("context", "original")
 LH_SHRINKAGE = ("ledoit_wolf", "fixed")
 ALPHA_SCHEDULES = ("linear", "constant")
 BATCHNORM_STATISTICS = ("training", "per_context")
+FEATURES = ("pooled", "grid")
 
 
 class ConfigError(ValueError):
@@ -199,6 +200,15 @@ class ScoreConfig:
             "(a mix of augmented originals and context images; the paper); per_context = re-estimated on the "
             "plain training images for the plain half and on their context images for the context half.",
             choices=BATCHNORM_STATISTICS,
+        ),
+    )
+    features: str = field(
+        default="pooled",
+        metadata=_help(
+            "Encoder features the scores compare: pooled = the encoder's output, averaged over the whole image "
+            "(the paper); grid = the second stage's feature map averaged over a 4 × 4 grid of cells, which keeps "
+            "where a structure sits (better on small aligned images such as digits and x-rays; docs/quality.md).",
+            choices=FEATURES,
         ),
     )
     k: int = field(default=1, metadata=_help("Neighbours averaged by S_NND (paper: 1).", min=1))

@@ -18,12 +18,13 @@ def embed(
     augmentation: ContentAugmentation | None = None,
     batch_size: int = 256,
     amp: bool = False,
+    features: str = "pooled",
 ) -> torch.Tensor:
     """Features g_θ(t(x)) (or g_θ(t(t_c(x))) with a context) of every image, on the model's device.
 
     pixels: (M, C, S, S) uint8 on any device. params: a single draw of T (batch 1), applied
     identically to every image so that queries and bank see the same t (Eq. 12); None = the plain
-    image. Returns (M, D) float32. The model must be in eval mode (batch-norm statistics fixed).
+    image. features: "pooled" (the paper's) or "grid" (`Con2Model.features`). Returns (M, D) float32. The model must be in eval mode (batch-norm statistics fixed).
     """
     device = next(model.parameters()).device
     if params is not None and augmentation is None:
@@ -37,7 +38,7 @@ def embed(
             x = augmentation.apply(x, params.expand(x.shape[0]))
         x = normalize(x).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            out.append(model.features(x).float())
+            out.append(model.features(x, features).float())
     if not out:
-        return torch.empty(0, model.feature_dim, device=device)
+        return torch.empty(0, model.feature_size(features), device=device)
     return torch.cat(out)

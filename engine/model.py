@@ -17,6 +17,7 @@ from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
 SMALL_STEM_MAX_SIZE = 64
+GRID = 4  # cells per side of the "grid" features: layer 2's map (8–56 px wide) averaged to 4 × 4
 
 
 class _NarrowResNet(ResNet):
@@ -87,6 +88,23 @@ class Con2Model(nn.Module):
         h = self.encoder(x)
         return Con2Output(h, self.context_head(h), self.content_head(h))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder features only (heads discarded at test time): (B, 3, S, S) → (B, D)."""
-        return self.encoder(x)
+    def features(self, x: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
+        """Encoder features only (heads discarded at test time): (B, 3, S, S) → (B, D).
+
+        kind: "pooled" = the encoder's output, its last stage averaged over the whole image (the paper;
+        D = 512 or 128); "grid" = the second stage's output averaged over a GRID × GRID grid of cells and
+        flattened (D = 16 · 128 or 16 · 32), which keeps where in the image a structure sits — the global
+        average discards that, and on small, aligned images (digits, x-rays) layout is much of the
+        difference between a normal and an anomaly (docs/quality.md).
+        """
+        if kind == "pooled":
+            return self.encoder(x)
+        if kind != "grid":
+            raise ValueError(f"unknown feature kind {kind!r}")
+        net = self.encoder
+        h = net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))
+        return F.adaptive_avg_pool2d(h, GRID).flatten(1)
+
+    def feature_size(self, kind: str = "pooled") -> int:
+        """D of `features(x, kind)`."""
+        return self.feature_dim if kind == "pooled" else self.feature_dim // 4 * GRID * GRID

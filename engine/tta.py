@@ -33,7 +33,7 @@ class ScoreResult:
 
     s_nnd: np.ndarray  # (M,) higher = more anomalous
     s_lh: np.ndarray  # (M,)
-    features: np.ndarray  # (M, D) encoder features of the plain image x
+    features: np.ndarray  # (M, D) encoder features (pooled, the encoder's output) of the plain image x
     context_features: np.ndarray  # (M, D) encoder features of its context image t_c(x)
     neighbours: np.ndarray  # (M, 5) bank rows of the nearest training images (plain features), best first
     neighbour_similarity: np.ndarray  # (M, 5) their cosine similarities
@@ -121,6 +121,7 @@ def score_images(
                 augmentation=augmentation,
                 batch_size=config.batch_size,
                 amp=amp,
+                features=config.features,
             )
 
     def query_features(bank_as_query: torch.Tensor | None, context: str | None, params) -> torch.Tensor:
@@ -162,7 +163,8 @@ def score_images(
     sims, rows = NNDScorer().fit(plain_bank).neighbours(plain, NEIGHBOURS, exclude)  # clamps k to the bank
     # the features shown (projections, silhouette) are the encoder's own, with its training statistics: both
     # contexts normalised alike, so their two clusters are the ones training made
-    shown = plain if not statistics else embed(model, queries, batch_size=config.batch_size, amp=amp)
+    pooled_with_own_statistics = not statistics and config.features == "pooled"
+    shown = plain if pooled_with_own_statistics else embed(model, queries, batch_size=config.batch_size, amp=amp)
     context_plain = embed(model, queries, context=trained.config.context, batch_size=config.batch_size, amp=amp)
     if on_progress is not None:
         on_progress(total, total)

@@ -94,3 +94,30 @@ def test_milder_test_time_crops_change_the_views_and_keep_scores_finite(trained)
     mild = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7, tta_min_area=0.9))
     assert not np.allclose(default.s_nnd, mild.s_nnd)
     assert np.isfinite(mild.s_nnd).all() and np.isfinite(mild.s_lh).all()
+
+
+def test_grid_features_score_where_a_structure_sits_and_projections_stay_pooled():
+    g = torch.Generator().manual_seed(3)
+    pixels = torch.randint(0, 256, (16, 1, 16, 16), generator=g, dtype=torch.uint8)
+    trained = train(pixels, TrainConfig(epochs=1, batch_size=8, projection_dim=16, views_per_context=1))
+    net = trained.model.encoder
+    maps = []
+    hook = net.layer2.register_forward_hook(lambda module, inputs, output: maps.append(output))
+    try:
+        embed(trained.model, pixels)
+    finally:
+        hook.remove()
+    layer2 = maps[0]  # (16, C, 8, 8) at 16 px: each of the 4 × 4 cells is a 2 × 2 block
+    expected = layer2.reshape(16, layer2.shape[1], 4, 2, 4, 2).mean(dim=(3, 5)).flatten(1)
+    grid = embed(trained.model, pixels, features="grid")
+    assert grid.shape == (16, trained.model.feature_size("grid")) == (16, 16 * layer2.shape[1])
+    assert torch.allclose(grid, expected, atol=1e-5)
+    bank, queries = pixels[:10], pixels[10:]
+    result = score_images(trained, bank, queries, ScoreConfig(tta=1, features="grid"))
+    by_grid = NNDScorer().fit(grid[:10]).anomaly_scores(grid[10:])
+    assert np.allclose(result.s_nnd, by_grid.numpy(), atol=1e-5)
+    pooled = score_images(trained, bank, queries, ScoreConfig(tta=1))
+    assert not np.allclose(result.s_nnd, pooled.s_nnd)
+    # what the Explore views project is the encoder's output, whichever features score
+    assert result.features.shape == (6, trained.model.feature_dim)
+    assert np.allclose(result.features, pooled.features, atol=1e-5)
