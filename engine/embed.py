@@ -24,7 +24,8 @@ def embed(
 
     pixels: (M, C, S, S) uint8 on any device. params: a single draw of T (batch 1), applied
     identically to every image so that queries and bank see the same t (Eq. 12); None = the plain
-    image. features: "pooled" (the paper's) or "grid" (`Con2Model.features`). Returns (M, D) float32. The model must be in eval mode (batch-norm statistics fixed).
+    image. features: "pooled" (the paper's) or "grid" (`Con2Model.features`). Returns (M, D) float32.
+    The model must be in eval mode (batch-norm statistics fixed).
     """
     device = next(model.parameters()).device
     if params is not None and augmentation is None:
