@@ -9,7 +9,9 @@ and as a ratio to the engine's own step (`engine`). Also a profile of the engine
 
 Variants: `engine` (engine.train's step: channels-last, float32), `nchw` (contiguous memory), `bf16`
 (CPU autocast to bfloat16), `compile` (torch.compile of the model), `threads1` (one intra-op thread),
-`batch32` / `batch128` (per-image cost at other batch sizes). Prints one JSON object.
+`batch32` / `batch128` (per-image cost at other batch sizes), `views1` (one view per context,
+`TrainConfig.views_per_context = 1`: the new default's step; `engine` is 54863b9's, whose step code is
+unchanged). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from engine.model import Con2Model
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 
 
-def make_step(image_size: int, batch: int, *, channels_last: bool, bf16: bool, compile_model: bool):
+def make_step(image_size: int, batch: int, *, channels_last: bool, bf16: bool, compile_model: bool, views: int = 2):
     torch.manual_seed(0)
     model = Con2Model("resnet_small", image_size, 128)
     if channels_last:
@@ -45,12 +47,14 @@ def make_step(image_size: int, batch: int, *, channels_last: bool, bf16: bool, c
     generator = torch.Generator().manual_seed(0)
 
     def step(pixels: torch.Tensor) -> None:
-        views = con2_views(pixels, "invert", augmentation, generator)
+        x = con2_views(pixels, "invert", augmentation, generator, views)
         if channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = forward(views)
-            loss = context_contrasting_loss(out.z_context, 0.2) + 0.5 * content_alignment_loss(out.z_content, 0.2)
+            out = forward(x)
+            loss = context_contrasting_loss(out.z_context, 0.2, views) + content_alignment_loss(
+                out.z_content, 0.2, views
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -64,7 +68,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--variants", default="engine,nchw,bf16,compile,threads1,batch32,batch128")
+    parser.add_argument("--variants", default="engine,views1,nchw,bf16,compile,threads1,batch32,batch128")
     parser.add_argument("--profile", action="store_true", help="also print the engine step's top operators")
     args = parser.parse_args()
     images = np.load(DATA)["train_images"]
@@ -77,7 +81,7 @@ def main() -> None:
     for name in args.variants.split(","):
         batch = {"batch32": 32, "batch128": 128}.get(name, args.batch)
         step = make_step(args.image_size, batch, channels_last=name != "nchw", bf16=name == "bf16",
-                         compile_model=name == "compile")  # fmt: skip
+                         compile_model=name == "compile", views=1 if name == "views1" else 2)  # fmt: skip
         variants[name] = (step, batch)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     rng = np.random.default_rng(0)
