@@ -32,7 +32,7 @@ SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
 def _run_frame(url: str, job_id: int, method: str, stamp: str) -> pd.DataFrame:
     """Everything per scored sample of a finished run, most anomalous (S_NND) first."""
     with connection.sessions(url).begin() as session:
-        columns = db_results.readrun_table(session=session, job_id=job_id, method=method)
+        columns = db_results.read_run_table(session=session, job_id=job_id, method=method)
         job = db_jobs.get_job(session=session, job_id=job_id)
         locations = db_datasets.sample_locations(session=session, dataset_id=job.dataset_id) if job else {}
     frame = pd.DataFrame(columns)
