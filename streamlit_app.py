@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, data
+from dashboard import auth, connection, settings
 
 st.set_page_config(page_title="Con2 screening", page_icon=":material/radar:", layout="wide")
 
@@ -32,17 +32,17 @@ PAGES = {
 page = st.navigation(PAGES, position="sidebar" if auth.signed_in() else "hidden")
 auth.require_login()  # in team mode a request without a signed-in user sees the login form and nothing else
 
-status = data.start()
+status = connection.start()
 if status.error:
     st.error(f"Cannot open the database: {status.error}", icon=":material/error:")
-    st.caption(f"Set {data.DATABASE_URL_ENV} (or CON2_DATA_DIR for the default SQLite file) and reload.")
+    st.caption(f"Set {connection.DATABASE_URL_ENV} (or CON2_DATA_DIR for the default SQLite file) and reload.")
     st.stop()
 
 with st.sidebar:
     if not auth.team_mode():  # signed-in users are their own reviewer name; nobody can type another
         st.text_input(
             "Reviewer",
-            value=data.default_reviewer(),
+            value=settings.default_reviewer(),
             key=auth.REVIEWER_KEY,
             help="Saved with every verdict you record (default: CON2_REVIEWER, else your user name).",
         )

@@ -158,7 +158,7 @@ def current_user() -> str:
     name (CON2_REVIEWER, else the process's user name)."""
     if st.session_state.get("authentication_status") and st.session_state.get("username"):
         return str(st.session_state["username"])
-    from dashboard.data import default_reviewer  # the local default lives with the other app settings
+    from dashboard.settings import default_reviewer  # the local default lives with the other app settings
 
     return str(st.session_state.get(REVIEWER_KEY) or default_reviewer())
 

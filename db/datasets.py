@@ -124,6 +124,32 @@ def sample_ids(*, session: Session, dataset_id: int, keys: Iterable[str] | None 
     return {key: ids[key] for key in keys if key in ids}
 
 
+def sample_counts(*, session: Session) -> dict[int, int]:
+    """{dataset id: how many samples}; datasets without samples are absent."""
+    rows = session.execute(select(Sample.dataset_id, func.count()).group_by(Sample.dataset_id)).all()
+    return {dataset_id: int(n) for dataset_id, n in rows}
+
+
+def sample_tally(*, session: Session, dataset_id: int) -> tuple[int, int | None]:
+    """How many samples a dataset has and its newest sample id (None without samples): changes whenever a
+    registration or a run adds samples."""
+    count, newest = session.execute(
+        select(func.count(), func.max(Sample.id)).where(Sample.dataset_id == dataset_id)
+    ).one()
+    return int(count), newest
+
+
+def sample_locations(*, session: Session, dataset_id: int) -> dict[int, str]:
+    """{sample id: location} for every sample of a dataset."""
+    rows = session.execute(select(Sample.id, Sample.location).where(Sample.dataset_id == dataset_id)).all()
+    return {sample_id: location for sample_id, location in rows}
+
+
+def sample_key(*, session: Session, sample_id: int) -> str | None:
+    """A sample's key ("train/12"), or None when no such sample exists."""
+    return session.scalar(select(Sample.key).where(Sample.id == sample_id))
+
+
 def shared_content(*, session: Session, dataset_id: int, other_dataset_id: int) -> int:
     """How many readable samples of `dataset_id` have the same file bytes (the registration's sha256) as a
     sample of `other_dataset_id`: training images inside a new batch, before anything is decoded."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, Row, Select, func, literal, select, update
@@ -217,6 +217,20 @@ def list_jobs(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query.execution_options(populate_existing=True)))
+
+
+def count_active(*, session: Session, kind: str | None = None) -> int:
+    """How many jobs (of `kind`, or of any kind) are queued or running."""
+    query = select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running")))
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    return int(session.scalar(query) or 0)
+
+
+def job_state(*, session: Session, job_id: int) -> tuple[str, datetime | None, float | None] | None:
+    """A job's (status, finished_at, progress), read without loading the row; None when it is gone."""
+    row = session.execute(select(Job.status, Job.finished_at, Job.progress).where(Job.id == job_id)).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def job_events(*, session: Session, job_id: int) -> list[JobEvent]:

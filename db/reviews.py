@@ -114,3 +114,8 @@ def latest_reviews(
 def review_history(*, session: Session, sample_id: int) -> list[Review]:
     """Every verdict and note a sample was given, oldest first."""
     return list(session.scalars(select(Review).where(Review.sample_id == sample_id).order_by(Review.id)))
+
+
+def newest_review_id(*, session: Session) -> int:
+    """The id of the newest review (0 when there is none): changes whenever any verdict or note is written."""
+    return int(session.scalar(select(func.max(Review.id))) or 0)

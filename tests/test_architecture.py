@@ -5,8 +5,9 @@
         └──────→ worker.process (starts the local worker as a process; imports no engine)
 
 The engine knows nothing of the database, the worker or the UI; db/ knows nothing of torch, the engine or
-the UI; pages hold no SQL and no torch. An import counts wherever it sits in a file (a lazy import inside
-a function is still a dependency), and through every project module it leads to: `a` importing `b`
+the UI; the dashboard builds no query of its own (it calls db's functions) and pages hold no SQL and no
+torch. An import counts wherever it sits in a file (a lazy import inside a function is still a
+dependency), and through every project module it leads to: `a` importing `b`
 importing `sqlalchemy` is `a` importing `sqlalchemy`.
 """
 
@@ -188,6 +189,30 @@ def test_dashboard_loads_torch_only_where_it_is_needed():
     import it inside the functions that need it, so every other page starts fast."""
     bad = violations([APP, *layer("dashboard")], lambda name: _is_in(name, {"torch"}), top_level_only=True)
     assert not bad, "\n".join(bad)
+
+
+def test_the_dashboard_reads_the_database_only_through_db_functions():
+    """Queries live in db/: a dashboard module passes a session to db's functions and builds no query of
+    its own. Only dashboard.connection imports sqlalchemy (for the sessions it hands out), so select(),
+    text() and friends are out of reach elsewhere; no module runs a statement on a session itself or
+    holds SQL."""
+    runs_statements = {"execute", "scalar", "scalars", "query"}
+    sql = ("SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM")
+    for module in [APP, *layer("dashboard")]:
+        if module != "dashboard.connection":
+            assert not _is_in_any(direct_imports(module), DATABASE), f"{module} imports sqlalchemy: query through db/"
+        source = project_modules()[module].read_text()
+        calls = {
+            node.func.attr
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        }
+        found = sorted(f".{name}()" for name in calls & runs_statements) + [s.strip() for s in sql if s in source]
+        assert not found, f"{module} queries the database itself ({', '.join(found)}): move it into db/"
+
+
+def _is_in_any(names, packages: set[str]) -> bool:
+    return any(_is_in(name, packages) for name in names)
 
 
 def test_pages_hold_no_sql_and_no_torch():

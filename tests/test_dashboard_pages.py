@@ -257,9 +257,9 @@ def test_explore_case_view_explains_why_a_sample_was_flagged(seeded):
     seeded_run, _, _ = seeded
 
     def case_page(run_id: int, sample_id: int) -> None:
-        from dashboard import data, widgets
+        from dashboard import results, widgets
 
-        widgets.case_view(data.sample_case(run_id, sample_id))
+        widgets.case_view(results.sample_case(run_id, sample_id))
 
     at = AppTest.from_function(case_page, args=(seeded_run.run_id, seeded_run.scored_ids[0]), default_timeout=TIMEOUT)
     at.run()
@@ -271,15 +271,15 @@ def test_explore_case_view_explains_why_a_sample_was_flagged(seeded):
 
 
 def test_selection_event_gives_sample_ids_in_rank_order(seeded):
-    from dashboard import data
+    from dashboard import results
 
     seeded_run, _, _ = seeded
     first, second, third = seeded_run.scored_ids[:3]
     event = {"selection": {"points": [{"customdata": [str(third)]}, {"customdata": [str(first)]},
                                       {"customdata": [str(third)]}, {"x": 1}]}}  # fmt: skip
-    ids = data.selected_sample_ids(event)
+    ids = results.selected_sample_ids(event)
     assert ids == [third, first]
-    assert data.most_anomalous_first(seeded_run.run_id, [third, second, first]) == [first, second, third]
+    assert results.most_anomalous_first(seeded_run.run_id, [third, second, first]) == [first, second, third]
 
 
 # ------------------------------------------------------------------------------------------ Review
@@ -309,7 +309,7 @@ def test_review_queue_records_a_verdict_at_once_and_keeps_it_after_a_reload(seed
 
 
 def test_a_note_typed_before_any_verdict_is_saved_and_kept_after_a_reload(seeded):
-    from dashboard import data
+    from dashboard import review_list
 
     seeded_run, url, _ = seeded
     top = seeded_run.scored_ids[0]
@@ -331,7 +331,7 @@ def test_a_note_typed_before_any_verdict_is_saved_and_kept_after_a_reload(seeded
     with sessions.begin() as session:
         rows = [(r.verdict, r.note) for r in session.scalars(select(Review).order_by(Review.id))]
     assert rows == [(None, "check the border"), ("anomaly", "check the border"), (None, "border and a smear")]
-    csv_bytes = data.export_csv(seeded_run.run_id, "s_nnd", [], "Reviewed samples")
+    csv_bytes = review_list.export_csv(seeded_run.run_id, "s_nnd", [], "Reviewed samples")
     import pandas as pd
 
     row = pd.read_csv(io.BytesIO(csv_bytes)).iloc[0]
@@ -360,12 +360,12 @@ def test_review_filters_threshold_and_verdict_sets(seeded):
 
 
 def test_export_csv_holds_verdicts_notes_reviewer_time_scores_rank_percentile_and_location(seeded):
-    from dashboard import data
+    from dashboard import review_list, reviews
 
     seeded_run, _, _ = seeded
     top, second = seeded_run.scored_ids[:2]
-    assert data.record_verdict(top, seeded_run.run_id, "anomaly", "look again", "ada").startswith("Saved")
-    csv_bytes = data.export_csv(seeded_run.run_id, "s_nnd", [top, second], "Flagged or reviewed")
+    assert reviews.record_verdict(top, seeded_run.run_id, "anomaly", "look again", "ada").startswith("Saved")
+    csv_bytes = review_list.export_csv(seeded_run.run_id, "s_nnd", [top, second], "Flagged or reviewed")
     import pandas as pd
 
     frame = pd.read_csv(io.BytesIO(csv_bytes))
@@ -374,7 +374,7 @@ def test_export_csv_holds_verdicts_notes_reviewer_time_scores_rank_percentile_an
     assert (row["rank"], row["verdict"], row["note"], row["reviewer"]) == (1, "anomaly", "look again", "ada")
     assert row["reviewed_at"].endswith("UTC") and row["location"].startswith("/data/synthetic/")
     assert 0 <= row["percentile_among_training_normals"] <= 100 and bool(row["flagged"])
-    reviewed = pd.read_csv(io.BytesIO(data.export_csv(seeded_run.run_id, "s_nnd", [], "Reviewed samples")))
+    reviewed = pd.read_csv(io.BytesIO(review_list.export_csv(seeded_run.run_id, "s_nnd", [], "Reviewed samples")))
     assert list(reviewed["sample_id"]) == [top]
 
 
@@ -413,15 +413,17 @@ def test_every_page_renders_on_an_empty_database(tmp_path, monkeypatch):
 
 
 def test_export_of_one_verdict_for_the_curator(seeded):
-    from dashboard import data
+    from dashboard import review_list, reviews
 
     seeded_run, _, _ = seeded
     first, second = seeded_run.scored_ids[:2]
-    data.record_verdict(first, seeded_run.run_id, "remove", "blurred", "cur")
-    data.record_verdict(second, seeded_run.run_id, "keep", None, "cur")
+    reviews.record_verdict(first, seeded_run.run_id, "remove", "blurred", "cur")
+    reviews.record_verdict(second, seeded_run.run_id, "keep", None, "cur")
     import pandas as pd
 
-    frame = pd.read_csv(io.BytesIO(data.export_csv(seeded_run.run_id, "s_lh", [], "Reviewed samples", ["remove"])))
+    frame = pd.read_csv(
+        io.BytesIO(review_list.export_csv(seeded_run.run_id, "s_lh", [], "Reviewed samples", ["remove"]))
+    )
     assert list(frame["sample_id"]) == [first] and frame.iloc[0]["note"] == "blurred"
     assert frame.iloc[0]["ranked_by"] == "s_lh"
 

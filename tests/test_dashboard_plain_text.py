@@ -34,10 +34,10 @@ def markdown_bodies(at: AppTest) -> list[str]:
 
 
 def test_a_note_with_an_image_link_and_html_stays_text_on_the_review_page_and_in_the_case_view(seeded):
-    from dashboard import data
+    from dashboard import reviews
 
     top = seeded.scored_ids[0]
-    assert data.record_verdict(top, seeded.run_id, BAIT, BAIT, BAIT).startswith("Saved")  # verdict, note, name
+    assert reviews.record_verdict(top, seeded.run_id, BAIT, BAIT, BAIT).startswith("Saved")  # verdict, note, name
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page("dashboard/pages/review.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -47,9 +47,9 @@ def test_a_note_with_an_image_link_and_html_stays_text_on_the_review_page_and_in
     assert any("\\!\\[x\\]\\(http" in b for b in shown)  # the verdict and reviewer are there, escaped
 
     def case_page(run_id: int, sample_id: int) -> None:
-        from dashboard import data, widgets
+        from dashboard import results, widgets
 
-        widgets.case_view(data.sample_case(run_id, sample_id))
+        widgets.case_view(results.sample_case(run_id, sample_id))
 
     case = AppTest.from_function(case_page, args=(seeded.run_id, top), default_timeout=TIMEOUT).run()
     assert not case.exception

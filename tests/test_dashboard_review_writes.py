@@ -104,14 +104,14 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_waits_visibl
 
 
 def test_a_click_written_twice_is_stored_once(seeded):
-    from dashboard import data
+    from dashboard import reviews
     from dashboard.outbox import ReviewWrite
 
     seeded_run, database = seeded
     top = seeded_run.scored_ids[0]
     click = ReviewWrite(top, seeded_run.run_id, "anomaly", "look again", "ada", datetime.now(UTC))
-    assert data.write_review(click).startswith("Saved: anomaly for ")
-    assert data.write_review(click).startswith("Saved: anomaly for ")  # a retry after an unclear failure
+    assert reviews.write_review(click).startswith("Saved: anomaly for ")
+    assert reviews.write_review(click).startswith("Saved: anomaly for ")  # a retry after an unclear failure
     again = ReviewWrite(top, seeded_run.run_id, "anomaly", "look again", "ada", datetime.now(UTC))
-    data.write_review(again)  # the same verdict clicked again later is a click of its own
+    reviews.write_review(again)  # the same verdict clicked again later is a click of its own
     assert stored(database) == [(top, "anomaly", "look again", "ada")] * 2

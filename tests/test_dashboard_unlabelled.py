@@ -88,7 +88,7 @@ def test_the_br35h_no_folder_registered_by_path_shows_on_the_data_page(empty_app
 
 def test_the_count_table_keeps_one_column_per_name_when_a_label_is_called_total(empty_app):
     """A label named 'total' (or the placeholder itself) must not collide with the table's own columns."""
-    from dashboard import data
+    from dashboard import datasets as dataset_views
     from db import datasets
     from db.session import open_database
 
@@ -106,6 +106,6 @@ def test_the_count_table_keeps_one_column_per_name_when_a_label_is_called_total(
             ],
         )
         dataset_id = dataset.id
-    table = data.dataset_overview(dataset_id)["table"]
+    table = dataset_views.dataset_overview(dataset_id)["table"]
     assert list(table.columns) == ["2", "total", "(no label)", "(total)"]
     assert table["(total)"].tolist() == [4] and table["(no label)"].tolist() == [2]

@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from dashboard import data
+from dashboard import jobs
 from dashboard.seed import seed_run
 from dashboard.widgets import plain
 from db.models import Dataset, Job, Review, Sample, Score
@@ -458,7 +458,7 @@ def corpus(tmp_path_factory):
         distinct = list(dict.fromkeys(locations))
         shown = {location: register(at, location) for location in distinct}
         trains = next(shown[loc] for case, loc in zip(CASES_PAGE, locations, strict=True) if case.cls == "one image")
-        queued = data.submit_training(trains.dataset_id, TINY)  # what the Train page's form submits
+        queued = jobs.submit_training(trains.dataset_id, TINY)  # what the Train page's form submits
         assert queued.error is None, queued.error
         shutil.rmtree(volatile(inputs) / "doomed")  # registered, then gone before the worker reads it
         worker = subprocess.run(

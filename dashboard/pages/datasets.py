@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, widgets
+from dashboard import datasets, settings, widgets
 
 st.title("Data")
 st.caption(
@@ -28,13 +28,13 @@ with st.expander("Register a dataset"):
             "Name (optional)", key="data_path_name", help="Shown in every list; default: the folder name."
         )
         if st.form_submit_button("Register", type="primary"):
-            outcome = data.register_location(location, name or None)
+            outcome = datasets.register_location(location, name or None)
             st.session_state["data_outcome"] = outcome
             if outcome.dataset_id is not None:
                 st.session_state["data_dataset"] = outcome.dataset_id
     with by_upload, st.form("data_register_upload", clear_on_submit=True):
         files = st.file_uploader(
-            f"Images, or one .zip of an image folder (at most {data.upload_limit_mb():.0f} MB)",
+            f"Images, or one .zip of an image folder (at most {settings.upload_limit_mb():.0f} MB)",
             accept_multiple_files=True,
             type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "zip"],
             help="Stored in the data directory's uploads folder, then registered like a folder.",
@@ -42,7 +42,7 @@ with st.expander("Register a dataset"):
         )
         name = st.text_input("Name (optional)", key="data_upload_name")
         if st.form_submit_button("Upload and register", type="primary"):
-            outcome = data.register_upload([(f.name, f.getvalue()) for f in files or []], name or None)
+            outcome = datasets.register_upload([(f.name, f.getvalue()) for f in files or []], name or None)
             st.session_state["data_outcome"] = outcome
             if outcome.dataset_id is not None:
                 st.session_state["data_dataset"] = outcome.dataset_id
@@ -56,15 +56,15 @@ if outcome is not None:
     for warning in outcome.warnings:
         st.warning(widgets.plain(warning), icon=":material/warning:")
 
-watching = data.registrations_active()  # read before the datasets, so a registration ending now is seen
+watching = datasets.registrations_active()  # read before the datasets, so a registration ending now is seen
 with widgets.database_errors("list the datasets"):
-    datasets = data.datasets()
-if datasets.empty:
+    known = datasets.listing()
+if known.empty:
     st.info("No dataset yet. Register one above; the bundled demo appears once the worker has started.")
     st.stop()
 
-ids = [int(i) for i in datasets["id"]]
-titles = dict(zip(ids, datasets["title"], strict=True))
+ids = [int(i) for i in known["id"]]
+titles = dict(zip(ids, known["title"], strict=True))
 if st.session_state.get("data_dataset") not in ids:
     st.session_state["data_dataset"] = ids[0]
 dataset_id = st.selectbox("Dataset", ids, format_func=lambda i: titles[i], key="data_dataset")
@@ -73,18 +73,18 @@ dataset_id = st.selectbox("Dataset", ids, format_func=lambda i: titles[i], key="
 @st.fragment(run_every=2 if watching else None)
 def registration_status(dataset_id: int, watching: bool) -> None:
     """Live progress while the worker inventories a dataset; a full rerun when the last registration ends."""
-    job = data.registration(dataset_id)
+    job = datasets.registration(dataset_id)
     if job is not None and job["active"]:
         st.progress(job["progress"], text=f"Registering: {widgets.plain(job['message'] or job['status'])}")
     elif job is not None and job["status"] == "failed":
         st.error(f"Registration failed: {widgets.plain(job['error'])}", icon=":material/error:")
-    if watching and not data.registrations_active():
+    if watching and not datasets.registrations_active():
         st.rerun()
 
 
 registration_status(dataset_id, watching)
 
-overview = data.dataset_overview(dataset_id)
+overview = datasets.dataset_overview(dataset_id)
 st.caption(
     f"{widgets.plain(overview['location'])} · {overview['kind'] or 'not yet inspected'} · "
     f"labels from {overview['label_origin']}"
@@ -104,7 +104,7 @@ else:
     st.dataframe(table, width="stretch")
 
 st.subheader("Quality flags")
-flags: pd.DataFrame = data.quality_flags(dataset_id)
+flags: pd.DataFrame = datasets.quality_flags(dataset_id)
 if flags.empty:
     st.caption("Every image could be read and none is a duplicate.")
 else:
@@ -117,7 +117,7 @@ label = columns[0].selectbox("Label", ["(all)", *labels], key="data_thumb_label"
 page_size = 48
 pages = max(1, -(-overview["samples"] // page_size))
 page = columns[1].number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="data_thumb_page")
-grid = data.sample_thumbnails(
+grid = datasets.sample_thumbnails(
     dataset_id, label=None if label == "(all)" else label, offset=(page - 1) * page_size, limit=page_size
 )
 widgets.thumbnail_grid(grid["pngs"], grid["captions"], width=88)
@@ -128,7 +128,7 @@ st.caption(
     "distinct from real ones (**distinctiveness**) while keeping what the image shows recognisable "
     "(**alignment**). Invert is the default; flip suits images with a natural up and down."
 )
-gallery = data.context_gallery(dataset_id, count=4)
+gallery = datasets.context_gallery(dataset_id, count=4)
 if not gallery:
     st.caption("No thumbnails yet: the gallery appears when registration has finished.")
 if gallery:

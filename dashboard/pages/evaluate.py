@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, widgets
+from dashboard import charts, formatting, results, runs, widgets
 
 st.title("Evaluate")
 st.caption(
@@ -13,23 +13,25 @@ st.caption(
     "The silhouette measures how cleanly the encoder separates images from their context images (> 0: apart)."
 )
 
-runs = widgets.require_runs(
-    data.runs(status="succeeded", labelled_only=True),
+succeeded = widgets.require_runs(
+    runs.listing(status="succeeded", labelled_only=True),
     "No finished run with labels yet. A run needs a normal class and labelled scored images.",
 )
 
-job_id = widgets.run_picker(runs, key="evaluate_run")
+job_id = widgets.run_picker(succeeded, key="evaluate_run")
 assert job_id is not None
-evaluation = data.evaluation(job_id)
+evaluation = results.evaluation(job_id)
 metrics = st.columns(5)
-metrics[0].metric("AUROC S_NND", data.number(evaluation["auroc_nnd"]))
-metrics[1].metric("AUROC S_LH", data.number(evaluation["auroc_lh"]))
+metrics[0].metric("AUROC S_NND", formatting.number(evaluation["auroc_nnd"]))
+metrics[1].metric("AUROC S_LH", formatting.number(evaluation["auroc_lh"]))
 metrics[2].metric(
     "AUROC raw pixels",
-    data.number(evaluation["auroc_pixels"]),
+    formatting.number(evaluation["auroc_pixels"]),
     help="Nearest neighbour on raw pixels, no training: the floor. A run below it did not pay off.",
 )
-metrics[3].metric("Silhouette", data.number(evaluation["silhouette"]), help="Of the two context clusters (App. E.4).")
+metrics[3].metric(
+    "Silhouette", formatting.number(evaluation["silhouette"]), help="Of the two context clusters (App. E.4)."
+)
 metrics[4].metric("Normal / anomalous", f"{evaluation['normal']:,} / {evaluation['anomalous']:,}")
 
 left, right = st.columns(2)
@@ -46,7 +48,7 @@ with right:
     st.plotly_chart(charts.score_histograms(evaluation["scores"], score, by), key="evaluate_hist", width="stretch")
 
 st.subheader("Compare with other runs on the same data")
-same = runs[runs["dataset_id"] == evaluation["dataset_id"]]  # the page's runs on this run's dataset
+same = succeeded[succeeded["dataset_id"] == evaluation["dataset_id"]]  # the page's runs on this run's dataset
 others = [int(i) for i in same["id"] if int(i) != job_id]
 titles = dict(zip((int(i) for i in same["id"]), same["title"], strict=True))
 if not others:
@@ -58,7 +60,7 @@ else:
     )
     st.plotly_chart(
         charts.roc_comparison(
-            data.roc_frames([job_id, *picked], titles=titles, scores={job_id: evaluation["scores"]}), compare_score
+            results.roc_frames([job_id, *picked], titles=titles, scores={job_id: evaluation["scores"]}), compare_score
         ),
         key="evaluate_roc_compare",
         width="stretch",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, widgets
+from dashboard import charts, results, runs, widgets
 
 st.title("Explore")
 st.caption(
@@ -13,11 +13,11 @@ st.caption(
     "joining the two run parallel; anomalies break the pattern. Drag a box or a lasso to select."
 )
 
-runs = widgets.require_runs(data.runs(status="succeeded"))
+succeeded = widgets.require_runs(runs.listing(status="succeeded"))
 
 controls = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
 with controls[0]:
-    job_id = widgets.run_picker(runs, key="explore_run")
+    job_id = widgets.run_picker(succeeded, key="explore_run")
 assert job_id is not None
 method = controls[1].radio("Projection", ["umap", "pca"], horizontal=True, key="explore_method")
 color_by = controls[2].selectbox(
@@ -27,7 +27,7 @@ lines = controls[3].toggle(
     "Lines", key="explore_lines", help="Alignment lines: join each image to its context image (the paper's Figure 1)."
 )
 
-points = data.projection_points(job_id, method)
+points = results.projection_points(job_id, method)
 if points.empty:
     st.warning(f"This run has no {method.upper()} projection; try the other one.", icon=":material/warning:")
     st.stop()
@@ -40,20 +40,20 @@ event = st.plotly_chart(
     width="stretch",
     config={"displaylogo": False},
 )
-st.caption(f"{len(points):,} samples · {data.run_caption(job_id)}")
+st.caption(f"{len(points):,} samples · {runs.run_caption(job_id)}")
 
-selected = data.most_anomalous_first(job_id, data.selected_sample_ids(event), method)
+selected = results.most_anomalous_first(job_id, results.selected_sample_ids(event), method)
 if not selected:
     st.caption("Draw a box or a lasso around points (chart toolbar, top right) to see their thumbnails here.")
     st.stop()
 
-shown = selected[: data.SELECTION_LIMIT]
+shown = selected[: results.SELECTION_LIMIT]
 more = f" · showing the {len(shown)} most anomalous" if len(selected) > len(shown) else ""
 st.subheader(f"{len(selected):,} selected{more}")
-grid = data.run_thumbnails(job_id, shown, method)
+grid = results.run_thumbnails(job_id, shown, method)
 widgets.thumbnail_grid(grid["pngs"], grid["captions"], width=88)
 
 if grid["ids"]:
     names = dict(zip(grid["ids"], grid["names"], strict=True))
     sample_id = st.selectbox("Open a sample", grid["ids"], format_func=names.get, key="explore_case")
-    widgets.case_view(data.sample_case(job_id, int(sample_id), method))
+    widgets.case_view(results.sample_case(job_id, int(sample_id), method))

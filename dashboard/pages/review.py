@@ -6,14 +6,27 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth, charts, data, gallery, triage, widgets
+from dashboard import (
+    auth,
+    charts,
+    datasets,
+    formatting,
+    gallery,
+    results,
+    review_list,
+    reviews,
+    runs,
+    settings,
+    triage,
+    widgets,
+)
 from dashboard.outbox import Outbox, ReviewWrite
 
 
 def review_outbox() -> Outbox:
     """This browser session's pending verdicts and notes; kept across reruns until each is stored."""
     if "review_outbox" not in st.session_state:
-        st.session_state["review_outbox"] = Outbox(data.write_review)
+        st.session_state["review_outbox"] = Outbox(reviews.write_review)
     return st.session_state["review_outbox"]
 
 
@@ -51,25 +64,25 @@ def save_status(waiting: bool) -> None:
 
 save_status(bool(outbox.pending()))
 
-runs = widgets.require_runs(data.runs(status="succeeded"))
+succeeded = widgets.require_runs(runs.listing(status="succeeded"))
 
 controls = st.columns([3, 1, 2])
 with controls[0]:
-    job_id = widgets.run_picker(runs, key="review_run")
+    job_id = widgets.run_picker(succeeded, key="review_run")
 assert job_id is not None
 score = controls[1].radio(
     "Score", ["s_nnd", "s_lh"], format_func=charts.SCORES.get, horizontal=True, key="review_score",
     help="S_NND: distance to the nearest training image. S_LH: unlikeliness under a Gaussian of the training features.",
 )  # fmt: skip
 with controls[2]:
-    verdicts = widgets.verdict_set(key="review_verdicts", default=data.default_verdicts())
+    verdicts = widgets.verdict_set(key="review_verdicts", default=settings.default_verdicts())
 
 with widgets.database_errors("read this run's scores"):
-    table = data.review_table(job_id, score)
+    table = review_list.review_table(job_id, score)
 if table.empty:
     st.info("This run scored no images (its split may be empty); pick another run.")
     st.stop()
-reference = data.reference_scores(job_id, score)
+reference = results.reference_scores(job_id, score)
 reviewer = auth.current_user()  # the signed-in user in team mode, else the sidebar's name
 
 # ------------------------------------------------------------------ threshold
@@ -128,13 +141,13 @@ head = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
 head[0].markdown(f"**{len(view):,} samples**, most anomalous first")
 what = head[1].selectbox(
     "Export",
-    list(data.EXPORTS),
+    list(review_list.EXPORTS),
     key="review_export_what",
     help="With verdicts, notes, reviewer and time, scores, rank and percentile. The verdict filter applies.",
 )
 head[2].download_button(
     "Export CSV",
-    data=lambda: data.export_csv(job_id, score, flagged_ids, what, chosen),
+    data=lambda: review_list.export_csv(job_id, score, flagged_ids, what, chosen),
     file_name=f"run-{job_id}-{what.lower().replace(' ', '-')}.csv",
     mime="text/csv",
     on_click="ignore",
@@ -166,7 +179,7 @@ def save_note(sample_id: int, stored: str, job_id: int, reviewer: str, box: Outb
 
 @st.dialog("Case", width="large")
 def open_case(sample_id: int) -> None:
-    widgets.case_view(data.sample_case(job_id, sample_id))
+    widgets.case_view(results.sample_case(job_id, sample_id))
 
 
 # The rows are a fragment: a click in them reruns only the rows. Streamlit queues such reruns behind the one
@@ -176,15 +189,15 @@ def open_case(sample_id: int) -> None:
 def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
     """One page of the queue: thumbnail, rank, score, percentile, verdict buttons and note of each row."""
     ids = [int(i) for i in rows["sample_id"]]
-    reviews = data.current_reviews(ids)  # fresh on every rerun of the rows: each click shows at once
-    pngs = data.thumbnails(ids)
+    standing = reviews.current_reviews(ids)  # fresh on every rerun of the rows: each click shows at once
+    pngs = datasets.thumbnails(ids)
     waiting = {}  # sample id -> its newest verdict still on its way to the database
     for item in outbox.pending():
         if item.verdict is not None:
             waiting[item.sample_id] = item.verdict
     for row in rows.itertuples():
         sample_id = int(row.sample_id)
-        review = reviews.get(sample_id)
+        review = standing.get(sample_id)
         with st.container(border=True, key=f"review_row_{sample_id}"):
             cells = st.columns([1, 4, 4])
             if sample_id in pngs:
@@ -221,7 +234,8 @@ def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
                     st.caption(f"{widgets.plain(current)} · saving…")
                 elif current:
                     st.caption(
-                        f"{widgets.plain(current)} · {widgets.plain(review.reviewer)} · {data.when(review.reviewed_at)}"
+                        f"{widgets.plain(current)} · {widgets.plain(review.reviewer)} · "
+                        f"{formatting.when(review.reviewed_at)}"
                     )
     if outbox.pending() and not polling:
         st.rerun()  # a click here is waiting for the database: the whole page reruns to start the retries

@@ -5,27 +5,27 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts, datasets, jobs, runs
 
 st.title("Runs")
 st.caption("Training runs and screening batches scored with them. AUROC and silhouette appear where labels exist.")
 
-runs = data.runs()
-if runs.empty:
+listed = runs.listing()
+if listed.empty:
     st.info("No runs yet: start one on the Train page.")
     st.stop()
 
 st.dataframe(
-    runs[data.RUN_COLUMNS],
+    listed[runs.RUN_COLUMNS],
     hide_index=True,
     width="stretch",
-    column_config=data.RUN_COLUMN_CONFIG,
+    column_config=runs.RUN_COLUMN_CONFIG,
     key="runs_table",
 )
 
 st.subheader("Side by side")
-ids = [int(i) for i in runs["id"]]
-titles = dict(zip(ids, runs["title"], strict=True))
+ids = [int(i) for i in listed["id"]]
+titles = dict(zip(ids, listed["title"], strict=True))
 picked = st.multiselect(
     "Pick two runs",
     ids,
@@ -35,7 +35,7 @@ picked = st.multiselect(
     key="runs_compare",
 )
 if picked:
-    comparison = data.compare_runs(picked)
+    comparison = runs.compare_runs(picked)
     st.plotly_chart(charts.run_comparison(comparison["metrics"]), key="runs_compare_chart", width="stretch")
     st.dataframe(comparison["config"], width="stretch", key="runs_compare_config")
     st.caption("Settings that differ between the runs come first.")
@@ -44,20 +44,20 @@ if picked:
         with column:
             st.markdown(f"**{titles[job_id]}**")
             st.plotly_chart(
-                charts.training_curves(data.step_metrics(job_id)), key=f"runs_curves_{job_id}", width="stretch"
+                charts.training_curves(jobs.step_metrics(job_id)), key=f"runs_curves_{job_id}", width="stretch"
             )
 
 st.subheader("Score another dataset with a finished model")
 st.caption("No retraining: the run's encoder and its training images score the new batch.")
-finished = runs[(runs["kind"] == "train") & (runs["status"] == "succeeded")]
-datasets = data.datasets(registered_only=True)
-if finished.empty or datasets.empty:
+finished = listed[(listed["kind"] == "train") & (listed["status"] == "succeeded")]
+registered = datasets.listing(registered_only=True)
+if finished.empty or registered.empty:
     st.caption("Needs a succeeded training run and a registered dataset.")
 else:
     with st.form("runs_score"):
         model_ids = [int(i) for i in finished["id"]]
         model = st.selectbox("Model (training run)", model_ids, format_func=titles.get, key="runs_score_model")
-        dataset_titles = dict(zip((int(i) for i in datasets["id"]), datasets["title"], strict=True))
+        dataset_titles = dict(zip((int(i) for i in registered["id"]), registered["title"], strict=True))
         dataset_id = st.selectbox(
             "Dataset to score", list(dataset_titles), format_func=dataset_titles.get, key="runs_score_dataset"
         )
@@ -70,7 +70,7 @@ else:
             key="runs_score_normal",
         )
         if st.form_submit_button("Queue scoring", type="primary"):
-            outcome = data.submit_scoring(model, dataset_id, split=split or None, normal_label=normal or None)
+            outcome = jobs.submit_scoring(model, dataset_id, split=split or None, normal_label=normal or None)
             if outcome.error:
                 st.error(outcome.error, icon=":material/error:")
             else:

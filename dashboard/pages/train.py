@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, data, presets, widgets
+from dashboard import charts, datasets, jobs, presets, runs, settings, widgets
 
 st.title("Train")
 st.caption(
@@ -13,22 +13,22 @@ st.caption(
     "The settings start from a preset; hover the ? of any field for what it does."
 )
 
-datasets = data.datasets(registered_only=True)
-if datasets.empty:
+registered = datasets.listing(registered_only=True)
+if registered.empty:
     st.info("Register a dataset on the Data page first.")
     st.stop()
 
-ids = [int(i) for i in datasets["id"]]
-titles = dict(zip(ids, datasets["title"], strict=True))
+ids = [int(i) for i in registered["id"]]
+titles = dict(zip(ids, registered["title"], strict=True))
 top = st.columns([3, 2, 2])
 dataset_id = top[0].selectbox("Dataset", ids, format_func=lambda i: titles[i], key="train_dataset")
-facts = data.dataset_facts(dataset_id)
+facts = datasets.dataset_facts(dataset_id)
 with top[1]:
     normal = widgets.normal_label_choice(facts["labels"], facts["default_normal"], key=f"train_normal_{dataset_id}")
 preset = top[2].radio(
     "Preset",
     list(presets.PRESETS),
-    index=1 if data.has_gpu() else 0,
+    index=1 if settings.has_gpu() else 0,
     key="train_preset",
     help="Starting values for the form; every field stays editable.",
 )
@@ -39,11 +39,11 @@ if normal is None:
         "the most out-of-place ones rank first."
     )
 
-base = data.suggested_config(dataset_id, preset, normal, facts=facts)
+base = jobs.suggested_config(dataset_id, preset, normal, facts=facts)
 form_key = f"train_{dataset_id}_{preset}_{normal}".replace(" ", "_")
 config = widgets.train_form(base, splits=facts["splits"], key=form_key)
 if config is not None:
-    submitted = data.submit_training(dataset_id, config)
+    submitted = jobs.submit_training(dataset_id, config)
     if submitted.error:
         st.error(submitted.error, icon=":material/error:")
     else:
@@ -53,14 +53,14 @@ if config is not None:
 st.divider()
 
 
-watching = data.jobs_active()
+watching = jobs.jobs_active()
 
 
 @st.fragment(run_every=2 if watching else None)
 def live(watching: bool) -> None:
     """The queue and one job's live status, refreshed every 2 s while anything is queued or running;
     a full rerun when the last job ends, which also stops the timer."""
-    queue = data.queue()
+    queue = jobs.queue()
     st.subheader("Queue")
     if queue.empty:
         st.caption("Nothing queued or running.")
@@ -70,24 +70,24 @@ def live(watching: bool) -> None:
             row[0].write(f"**#{job.id}** {job.kind} · {job.name} · {job.status} · {job.message or ''}")
             row[1].progress(float(job.progress))
             if row[2].button("Cancel", key=f"train_cancel_{job.id}", disabled=bool(job.cancel_requested)):
-                st.toast(data.cancel(int(job.id)))
-    runs = data.runs(kinds=("train",))
-    if runs.empty:
-        if watching and not data.jobs_active():
+                st.toast(jobs.cancel(int(job.id)))
+    trained = runs.listing(kinds=("train",))
+    if trained.empty:
+        if watching and not jobs.jobs_active():
             st.rerun()
         return
     st.subheader("Progress")
-    run_ids = [int(i) for i in runs["id"]]
+    run_ids = [int(i) for i in trained["id"]]
     watch = st.session_state.get("train_watch")
     default = watch if watch in run_ids else run_ids[0]
     job_id = st.selectbox(
         "Training run",
         run_ids,
         index=run_ids.index(default),
-        format_func=dict(zip(run_ids, runs["title"], strict=True)).get,
+        format_func=dict(zip(run_ids, trained["title"], strict=True)).get,
         key="train_watch_pick",
     )
-    status = data.job_status(job_id)
+    status = jobs.job_status(job_id)
     cols = st.columns(4)
     cols[0].metric("Status", status["status"])
     cols[1].metric("Phase", status["phase"] or "–")
@@ -96,7 +96,7 @@ def live(watching: bool) -> None:
     st.progress(status["progress"], text=status["message"] or "")
     if status["error"]:
         st.error(status["error"], icon=":material/error:")
-    st.plotly_chart(charts.training_curves(data.step_metrics(job_id)), key="train_curves", width="stretch")
+    st.plotly_chart(charts.training_curves(jobs.step_metrics(job_id)), key="train_curves", width="stretch")
     st.caption(
         "α weights the content-alignment loss and rises from 0 to 1: early steps only separate the two "
         "contexts, so the content loss does not pull everything together before the clusters exist."
@@ -104,7 +104,7 @@ def live(watching: bool) -> None:
     if status["finished"] and status["status"] == "succeeded":
         st.success(status["summary_line"], icon=":material/check_circle:")
         st.page_link("dashboard/pages/review.py", label="Review the ranked list", icon=":material/fact_check:")
-    if watching and not data.jobs_active():
+    if watching and not jobs.jobs_active():
         st.rerun()
 
 

@@ -85,3 +85,24 @@ def test_a_moved_source_keeps_its_samples(sessions, dataset_id):
     with sessions() as session:
         assert datasets.get_dataset(session=session, dataset_id=dataset_id).location == "/new/place"
         assert list(datasets.sample_ids(session=session, dataset_id=dataset_id)) == ["a"]
+
+
+def test_sample_counts_tally_locations_and_keys(sessions, dataset_id):
+    with sessions.begin() as session:
+        empty = datasets.create_dataset(session=session, location="/data/empty/").id
+        assert datasets.sample_tally(session=session, dataset_id=dataset_id) == (0, None)
+        ids = datasets.upsert_samples(
+            session=session,
+            dataset_id=dataset_id,
+            samples=[{"key": "a.png", "location": "/data/scans/a.png"}, {"key": "b.png", "location": None}],
+        )
+    with sessions() as session:
+        assert datasets.sample_counts(session=session) == {dataset_id: 2}  # a dataset without samples is absent
+        assert empty not in datasets.sample_counts(session=session)
+        assert datasets.sample_tally(session=session, dataset_id=dataset_id) == (2, max(ids.values()))
+        assert datasets.sample_locations(session=session, dataset_id=dataset_id) == {
+            ids["a.png"]: "/data/scans/a.png",
+            ids["b.png"]: None,
+        }
+        assert datasets.sample_key(session=session, sample_id=ids["b.png"]) == "b.png"
+        assert datasets.sample_key(session=session, sample_id=max(ids.values()) + 1) is None

@@ -192,3 +192,20 @@ def test_deleting_a_job_needs_it_stopped(sessions, dataset_id):
         jobs.delete_job(session=session, job_id=second)
     with sessions() as session:
         assert [j.id for j in jobs.list_jobs(session=session)] == [first]
+
+
+def test_active_jobs_are_counted_and_a_jobs_state_read_by_id(sessions, dataset_id):
+    first, second = submit_many(sessions, dataset_id, 2)
+    claim(sessions)
+    with sessions.begin() as session:
+        train = jobs.submit_train(session=session, dataset_id=dataset_id, config={}).id
+        jobs.request_cancel(session=session, job_id=second)
+    with sessions() as session:
+        assert jobs.count_active(session=session) == 2  # the running register and the queued train
+        assert jobs.count_active(session=session, kind="register") == 1
+        assert jobs.count_active(session=session, kind="score") == 0
+        assert jobs.job_state(session=session, job_id=first)[0] == "running"
+        status, finished, _ = jobs.job_state(session=session, job_id=second)
+        assert status == "cancelled" and finished is not None
+        assert jobs.job_state(session=session, job_id=train)[0] == "queued"
+        assert jobs.job_state(session=session, job_id=train + 1) is None

@@ -104,3 +104,16 @@ def test_a_review_written_again_with_its_time_is_stored_once(sessions, sample_id
         ("remove", "ok", clicked),  # a different verdict at the same instant is a review of its own
         (None, "ok", clicked),
     ]
+
+
+def test_the_newest_review_id_changes_with_every_review(sessions, sample_ids):
+    a, b, _ = sample_ids
+    with sessions() as session:
+        assert reviews.newest_review_id(session=session) == 0
+    with sessions.begin() as session:
+        first = reviews.add_review(session=session, sample_id=a, verdict="keep", reviewer="ana").id
+    with sessions.begin() as session:
+        assert reviews.newest_review_id(session=session) == first
+        second = reviews.add_review(session=session, sample_id=b, verdict=None, reviewer="ana", note="look").id
+    with sessions() as session:
+        assert reviews.newest_review_id(session=session) == second > first

@@ -1,0 +1,35 @@
+"""Values for display: a metric to three digits, a UTC time to the minute, a duration in words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A metric for display: '0.987', or '–' when missing."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def when(value: Any) -> str:
+    """A UTC time for display, to the minute."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return ""
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

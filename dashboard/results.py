@@ -1,0 +1,203 @@
+"""A finished run's results for the pages: the per-sample table (scores, ranks, percentiles, projection),
+the projection's points, thumbnails of a selection, one sample's case, the evaluation (AUROC,
+silhouette, labelled scores) and ROC curves of several runs.
+
+A run's table is read once (`st.cache_data`) under its job's stamp, so a 20k-sample run is read once
+and every view slices the same frame; verdicts are joined on top of it (`reviews.with_reviews`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import connection, gallery, triage
+from dashboard import runs as run_list
+from dashboard.datasets import thumbnails
+from dashboard.jobs import job_stamp
+from dashboard.reviews import with_reviews
+from db import datasets as db_datasets
+from db import jobs as db_jobs
+from db import results as db_results
+from db import reviews as db_reviews
+
+SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
+
+
+@st.cache_data(max_entries=8, show_spinner="Loading the run…")
+def _run_frame(url: str, job_id: int, method: str, stamp: str) -> pd.DataFrame:
+    """Everything per scored sample of a finished run, most anomalous (S_NND) first."""
+    with connection.sessions(url).begin() as session:
+        columns = db_results.read_run_table(session=session, job_id=job_id, method=method)
+        job = db_jobs.get_job(session=session, job_id=job_id)
+        locations = db_datasets.sample_locations(session=session, dataset_id=job.dataset_id) if job else {}
+    frame = pd.DataFrame(columns)
+    frame["location"] = frame["sample_id"].map(locations)
+    return frame
+
+
+def run_table(job_id: int, method: str = "umap") -> pd.DataFrame:
+    """Scores and ranks do not depend on `method` (only x, y, cx, cy do): pass the method the page
+    already shows, so its cached frame is reused rather than a second one read."""
+    return _run_frame(connection.database_url(), job_id, method, job_stamp(job_id))
+
+
+def projection_points(job_id: int, method: str) -> pd.DataFrame:
+    """The run's 2-D projection with what a point can be coloured by (scores, label, split, verdict)."""
+    frame = run_table(job_id, method)
+    frame = frame[frame["x"].notna()]
+    frame = with_reviews(frame[["sample_id", "key", "x", "y", "cx", "cy", "s_nnd", "s_lh", "label", "split"]])
+    return frame.reset_index(drop=True)
+
+
+def selected_sample_ids(event: Any) -> list[int]:
+    """Sample ids of the points a box or lasso selected, in selection order, without repeats."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return []
+    ids: dict[int, None] = {}
+    for point in points:
+        custom = point.get("customdata")
+        if custom:
+            try:
+                ids[int(custom[0])] = None
+            except (TypeError, ValueError):
+                continue
+    return list(ids)
+
+
+def most_anomalous_first(job_id: int, sample_ids: Sequence[int], method: str = "umap") -> list[int]:
+    """The given samples of a run in rank order (S_NND, most anomalous first); unknown ids dropped."""
+    ranks = run_table(job_id, method).set_index("sample_id")["rank_nnd"]
+    known = [i for i in sample_ids if i in ranks.index]
+    return sorted(known, key=lambda i: int(ranks.at[i]))
+
+
+def run_thumbnails(job_id: int, sample_ids: Sequence[int], method: str = "umap") -> dict[str, list[Any]]:
+    """Thumbnails of some of a run's samples with captions (key, S_NND rank) and names for pickers."""
+    frame = run_table(job_id, method).set_index("sample_id")
+    pngs = thumbnails(sample_ids)
+    kept = [i for i in sample_ids if i in pngs and i in frame.index]
+    names = [f"#{frame.at[i, 'rank_nnd']} {frame.at[i, 'key']}" for i in kept]
+    return {"ids": kept, "pngs": [pngs[i] for i in kept], "captions": names, "names": names}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _reference(url: str, job_id: int, stamp: str) -> dict[str, np.ndarray]:
+    with connection.sessions(url).begin() as session:
+        return db_results.read_scores(session=session, job_id=job_id, role="reference")
+
+
+def reference_scores(job_id: int, score: str = "s_nnd") -> np.ndarray:
+    """The training normals' leave-one-out scores of a run (the percentiles' reference)."""
+    return _reference(connection.database_url(), job_id, job_stamp(job_id))[score]
+
+
+def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, Any] | None:
+    """One scored sample: image and context image, scores, ranks, percentiles, verdict, nearest training images."""
+    frame = run_table(job_id, method)
+    row = frame[frame["sample_id"] == sample_id]
+    if row.empty:
+        return None
+    r = row.iloc[0]
+    with connection.session() as session:
+        job = db_jobs.get_job(session=session, job_id=job_id)
+        parent = db_jobs.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
+        context = ((parent or job).config.get("train") or {}).get("context", "invert") if job else "invert"
+        near = db_results.read_neighbours(session=session, job_id=job_id, sample_id=sample_id)
+        samples = db_datasets.get_samples(session=session, sample_ids=[n for n, _ in near])
+        latest = db_reviews.latest_reviews(session=session, sample_ids=[sample_id]).get(sample_id)
+        neighbour_keys = {i: (s.key, s.label) for i, s in samples.items()}
+        review = (latest.verdict, latest.reviewer, latest.note) if latest else (None, None, None)
+    pngs = thumbnails([sample_id, *[n for n, _ in near]])
+    png = pngs.get(sample_id)
+    return {
+        "sample_id": sample_id,
+        "key": r["key"],
+        "location": r["location"],
+        "label": r["label"],
+        "split": r["split"],
+        "s_nnd": float(r["s_nnd"]),
+        "s_lh": float(r["s_lh"]),
+        "rank_nnd": int(r["rank_nnd"]),
+        "rank_lh": int(r["rank_lh"]),
+        "scored": len(frame),
+        "pct_nnd_text": triage.percentile_text(r["pct_nnd"]),
+        "pct_lh_text": triage.percentile_text(r["pct_lh"]),
+        "context": context,
+        "image": gallery.display(png) if png else None,
+        "context_image": gallery.context_image(png, context) if png else None,
+        "verdict": review[0],
+        "reviewer": review[1],
+        "note": review[2],
+        "neighbours": [
+            {
+                "key": neighbour_keys.get(n, (str(n), None))[0],
+                "label": neighbour_keys.get(n, (None, None))[1],
+                "similarity": similarity,
+                "image": gallery.display(pngs[n]),
+            }
+            for n, similarity in near
+            if n in pngs
+        ],
+    }
+
+
+def evaluation(job_id: int) -> dict[str, Any]:
+    """AUROC of both scores, silhouette, and the labelled scores (anomalous = not the normal label)."""
+    with connection.session() as session:
+        job = db_jobs.get_job(session=session, job_id=job_id)
+        summary = (job.summary or {}) if job else {}
+        normal = run_list.normal_label(job) if job else None
+        dataset_id = job.dataset_id if job else None
+    frame = run_table(job_id)
+    labelled = frame[frame["label"].notna()]
+    scores = pd.DataFrame(
+        {
+            "label": labelled["label"].astype(str),
+            "anomalous": (labelled["label"].astype(str) != str(normal)).astype(int),
+            "s_nnd": labelled["s_nnd"],
+            "s_lh": labelled["s_lh"],
+        }
+    )
+    scores["kind"] = np.where(scores["anomalous"] == 1, "anomalous", "normal")
+    return {
+        "dataset_id": dataset_id,
+        "normal_label": normal,
+        "auroc_nnd": summary.get("auroc_nnd"),
+        "auroc_lh": summary.get("auroc_lh"),
+        "auroc_pixels": summary.get("auroc_pixels"),
+        "silhouette": summary.get("silhouette"),
+        "normal": int((scores["anomalous"] == 0).sum()),
+        "anomalous": int(scores["anomalous"].sum()),
+        "scores": scores,
+    }
+
+
+def roc_frames(
+    job_ids: Sequence[int],
+    *,
+    titles: Mapping[int, str] | None = None,
+    scores: Mapping[int, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Labelled scores of several runs in one frame with a `run` column, for ROC curves side by side.
+
+    `titles` (run id → title) and `scores` (run id → `evaluation(run)["scores"]`): what the caller has
+    already, so it is not read again; runs missing from them are read here.
+    """
+    if titles is None:
+        every = run_list.listing()
+        titles = dict(zip(every["id"], every["title"], strict=True))
+    known = scores or {}
+    frames = []
+    for job_id in job_ids:
+        labelled = known[job_id] if job_id in known else evaluation(job_id)["scores"]
+        frames.append(labelled.assign(run=titles.get(job_id, f"#{job_id}")))
+    return (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "anomalous", "s_nnd", "s_lh"])
+    )

@@ -1,0 +1,100 @@
+"""Reviews for the pages: each sample's current verdict and note, and writing a new one.
+
+Reviews are append-only rows (`db/reviews.py`); a sample's review is its newest. Reads for the ranked
+list are cached (`st.cache_data`) under the newest review's id, so each verdict shows at once.
+`write_review` is what the Review page's clicks call from a widget callback: plain Python and
+SQLAlchemy, no Streamlit call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import connection
+from dashboard.outbox import ReviewWrite
+from db import datasets as db_datasets
+from db import reviews as db_reviews
+
+
+def _review_stamp() -> int:
+    with connection.session() as session:
+        return db_reviews.newest_review_id(session=session)
+
+
+def _read_reviews(url: str, sample_ids: Sequence[int]) -> pd.DataFrame:
+    with connection.sessions(url).begin() as session:
+        latest = db_reviews.latest_reviews(session=session, sample_ids=list(sample_ids))
+        rows = [
+            {"sample_id": s, "verdict": r.verdict, "note": r.note, "reviewer": r.reviewer, "reviewed_at": r.reviewed_at}
+            for s, r in latest.items()
+        ]
+    return pd.DataFrame(rows, columns=["sample_id", "verdict", "note", "reviewer", "reviewed_at"])
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _reviews(url: str, sample_ids: tuple[int, ...], stamp: int) -> pd.DataFrame:
+    """The latest review of each sample, cached until any new review is written (`stamp`: newest review id)."""
+    return _read_reviews(url, sample_ids)
+
+
+def with_reviews(frame: pd.DataFrame, *, fresh: bool = False) -> pd.DataFrame:
+    """`frame` (with a sample_id column) joined with each sample's current verdict, note, reviewer and
+    reviewed_at; `fresh`: read them now rather than from the cache."""
+    ids = tuple(int(i) for i in frame["sample_id"])
+    if fresh:
+        reviews = _read_reviews(connection.database_url(), ids)
+    else:
+        reviews = _reviews(connection.database_url(), ids, _review_stamp())
+    merged = frame.merge(reviews, on="sample_id", how="left")
+    return merged.astype({"verdict": "object", "note": "object", "reviewer": "object"})
+
+
+def current_reviews(sample_ids: Sequence[int]) -> dict[int, db_reviews.CurrentReview]:
+    """Where each reviewed sample's review stands now (verdict, who, when, note); unreviewed ones are absent."""
+    with connection.session() as session:
+        return db_reviews.latest_reviews(session=session, sample_ids=list(sample_ids))
+
+
+def _saved(key: str | None, verdict: str | None, note: str | None) -> str:
+    if verdict is None:
+        return f"Saved the note for {key}" if (note or "").strip() else f"Cleared the note for {key}"
+    return f"Saved: {verdict} for {key}"
+
+
+def record_verdict(sample_id: int, job_id: int, verdict: str | None, note: str | None, reviewer: str) -> str:
+    """Save a verdict and note at once as a new review row (`verdict=None`: the note alone, the verdict
+    stays as it was); returns a confirmation or what went wrong."""
+    try:
+        with connection.session() as session:
+            db_reviews.add_review(
+                session=session, sample_id=sample_id, verdict=verdict, reviewer=reviewer, note=note, job_id=job_id
+            )
+            key = db_datasets.sample_key(session=session, sample_id=sample_id)
+    except ValueError as error:
+        return f"Not saved: {error}"
+    return _saved(key, verdict, note)
+
+
+def write_review(item: ReviewWrite) -> str:
+    """Store one click of the Review page (a verdict with its note, or a note alone) at its click time.
+
+    Returns a confirmation; raises DatabaseError (DatabaseLocked: another process holds the write lock
+    longer than connection.WRITE_WAIT_S) for a write to retry, ValueError for one refused for good.
+    Idempotent: the same click written twice is one row. Plain Python and SQLAlchemy only, safe inside a
+    widget callback.
+    """
+    with connection.writer(connection.database_url()).begin() as session:
+        db_reviews.add_review(
+            session=session,
+            sample_id=item.sample_id,
+            verdict=item.verdict,
+            reviewer=item.reviewer,
+            note=item.note,
+            job_id=item.job_id,
+            at=item.clicked_at,
+        )
+        key = db_datasets.sample_key(session=session, sample_id=item.sample_id)
+    return _saved(key, item.verdict, item.note)

@@ -1,0 +1,149 @@
+"""Runs for the pages: training runs and the scoring jobs done with them, one row each with settings,
+timing, device and metrics (`listing`), a run's caption, and a few runs side by side.
+
+A scoring job has no training settings of its own: they are its parent run's, and `listing` shows them so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import connection
+from dashboard.formatting import duration
+from db import datasets as db_datasets
+from db import jobs as db_jobs
+from db.models import Job
+
+RUN_COLUMNS = [
+    "id", "kind", "name", "dataset", "status", "method", "context", "encoder", "image_size", "epochs", "tta",
+    "normal", "device", "duration_s", "auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored", "created",
+]  # fmt: skip
+RUN_COLUMN_CONFIG = {
+    "id": st.column_config.NumberColumn("run", format="#%d"),
+    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
+    "auroc_nnd": st.column_config.NumberColumn("AUROC S_NND", format="%.3f"),
+    "auroc_lh": st.column_config.NumberColumn("AUROC S_LH", format="%.3f"),
+    "auroc_pixels": st.column_config.NumberColumn(
+        "AUROC raw pixels", format="%.3f", help="1-NN on raw pixels, no training: the floor a run has to beat."
+    ),
+    "silhouette": st.column_config.NumberColumn("silhouette", format="%.3f"),
+    "n_scored": st.column_config.NumberColumn("scored"),
+    "image_size": st.column_config.NumberColumn("px"),
+    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+}
+
+
+def _config_value(job: Job, parents: dict[int, Job], section: str, name: str) -> Any:
+    config = job.config or {}
+    if job.kind == "score" and job.parent_id in parents:
+        config = parents[job.parent_id].config or {}
+    return (config.get(section) or {}).get(name)
+
+
+def listing(
+    *,
+    kinds: Sequence[str] = ("train", "score"),
+    status: str | None = None,
+    labelled_only: bool = False,
+    dataset_id: int | None = None,
+) -> pd.DataFrame:
+    """Training runs and scoring jobs, newest first, with settings, timing, device and metrics.
+
+    Columns: RUN_COLUMNS, plus title (for pickers), parent_id and dataset_id.
+    """
+    with connection.session() as session:
+        found = [j for j in db_jobs.list_jobs(session=session, status=status, dataset_id=dataset_id) if j.kind in kinds]
+        parents = {j.id: j for j in db_jobs.list_jobs(session=session, kind="train")}
+        names = {d.id: d.name for d in db_datasets.list_datasets(session=session)}
+        rows = []
+        for job in found:
+            summary = job.summary or {}
+            config = job.config or {}
+            normal = normal_label(job)
+            ended = job.finished_at
+            started = job.started_at
+            rows.append(
+                {
+                    "id": job.id,
+                    "kind": job.kind,
+                    "name": job.name or "",
+                    "dataset": names.get(job.dataset_id, ""),
+                    "dataset_id": job.dataset_id,
+                    "parent_id": job.parent_id,
+                    "status": job.status,
+                    "method": _config_value(job, parents, "train", "method"),
+                    "context": _config_value(job, parents, "train", "context"),
+                    "encoder": _config_value(job, parents, "train", "encoder"),
+                    "image_size": _config_value(job, parents, "data", "image_size"),
+                    "epochs": _config_value(job, parents, "train", "epochs"),
+                    "tta": ((config.get("score") or {}).get("tta")),
+                    "normal": normal if normal is not None else ("(all)" if job.kind == "train" else ""),
+                    "device": job.device,
+                    "duration_s": (ended - started).total_seconds() if ended and started else None,
+                    "auroc_nnd": summary.get("auroc_nnd"),
+                    "auroc_lh": summary.get("auroc_lh"),
+                    "auroc_pixels": summary.get("auroc_pixels"),
+                    "silhouette": summary.get("silhouette"),
+                    "n_scored": summary.get("n_scored"),
+                    "created": job.created_at,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "dataset_id", "parent_id"])
+    if labelled_only:
+        frame = frame[frame["auroc_nnd"].notna()]
+    frame["title"] = [_title(r) for r in frame.itertuples()]
+    return frame.reset_index(drop=True)
+
+
+def _title(row: Any) -> str:
+    """A run's name in pickers; fixed for the run's life (a widget showing it keeps its first label)."""
+    what = f"{row.method}/{row.context}" if row.method else row.kind
+    if row.kind == "score":
+        return f"#{row.id} {row.dataset} · scored with #{int(row.parent_id)} ({what})"
+    return f"#{row.id} {row.dataset} · {what} · normal {row.normal}"
+
+
+def run_caption(job_id: int) -> str:
+    frame = listing()
+    row = frame[frame["id"] == job_id]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    auroc = f"AUROC {r['auroc_nnd']:.3f} (S_NND)" if pd.notna(r["auroc_nnd"]) else ""
+    parts = [str(r["title"]), auroc, f"device {r['device']}" if r["device"] else ""]
+    return " · ".join(p for p in parts if p)
+
+
+def compare_runs(job_ids: Sequence[int]) -> dict[str, pd.DataFrame]:
+    """Metrics and settings of a few runs side by side; settings that differ come first."""
+    frame = listing()
+    frame = frame[frame["id"].isin(job_ids)].set_index("id").loc[list(job_ids)]
+    metrics = frame[["auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette"]].copy()
+    metrics.insert(0, "run", [f"#{i}" for i in frame.index])
+    with connection.session() as session:
+        configs = {}
+        for job_id in job_ids:
+            job = db_jobs.get_job(session=session, job_id=job_id)
+            parent = db_jobs.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
+            source = (parent or job).config if job else {}
+            flat = {
+                f"{section}.{k}": v
+                for section in ("data", "train", "score")
+                for k, v in (source.get(section) or {}).items()
+            }
+            flat.update({"duration": duration(frame.loc[job_id, "duration_s"]), "device": frame.loc[job_id, "device"]})
+            configs[f"#{job_id}"] = {k: "" if v is None else str(v) for k, v in flat.items()}
+    table = pd.DataFrame(configs)
+    differs = table.nunique(axis=1) > 1
+    table = pd.concat([table[differs], table[~differs]])
+    return {"metrics": metrics.reset_index(drop=True), "config": table}
+
+
+def normal_label(job: Job) -> str | None:
+    """The label a run (or its scoring job) treats as normal; None when every image is normal."""
+    config = job.config or {}
+    return config.get("normal_label") if job.kind == "score" else (config.get("data") or {}).get("normal_label")
