@@ -69,7 +69,7 @@ def seed_run(
     sessions = open_database(url)
     config = RunConfig(
         DataConfig(source="synthetic", normal_label=NORMAL, image_size=16),
-        TrainConfig(epochs=30, batch_size=32),
+        TrainConfig(epochs=60, batch_size=32),
         ScoreConfig(tta=8),
     )
     anomalous = rng.random(samples) < anomaly_share

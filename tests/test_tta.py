@@ -36,7 +36,7 @@ def test_view_plan_halves_between_x_and_its_context_image():
 def test_without_tta_scores_are_plain_nearest_neighbour_distances(trained):
     model, pixels = trained
     bank, queries = pixels[:12], pixels[12:]
-    result = score_images(model, bank, queries, ScoreConfig(tta=1))
+    result = score_images(model, bank, queries, ScoreConfig(tta=1, features="pooled"))
     expected = NNDScorer().fit(embed(model.model, bank)).anomaly_scores(embed(model.model, queries))
     assert np.allclose(result.s_nnd, expected.numpy(), atol=1e-5)
     assert result.features.shape == result.context_features.shape == (8, model.model.feature_dim)
@@ -116,7 +116,7 @@ def test_grid_features_score_where_a_structure_sits_and_projections_stay_pooled(
     result = score_images(trained, bank, queries, ScoreConfig(tta=1, features="grid"))
     by_grid = NNDScorer().fit(grid[:10]).anomaly_scores(grid[10:])
     assert np.allclose(result.s_nnd, by_grid.numpy(), atol=1e-5)
-    pooled = score_images(trained, bank, queries, ScoreConfig(tta=1))
+    pooled = score_images(trained, bank, queries, ScoreConfig(tta=1, features="pooled"))
     assert not np.allclose(result.s_nnd, pooled.s_nnd)
     # what the Explore views project is the encoder's output, whichever features score
     assert result.features.shape == (6, trained.model.feature_dim)
