@@ -316,6 +316,12 @@ def case_view(case: dict[str, Any] | None) -> None:
             f"S_LH **{case['lh_text']}** (rank {case['rank_lh']:,}) · {case['standing_lh']}  \n"
             f"label {plain(case['label'] or '–')} · split {plain(case['split'] or '–')}"
         )
+        if case.get("copies"):
+            shown = ", ".join(plain(key) for key in case["copies"][:5]) + (" …" if len(case["copies"]) > 5 else "")
+            st.markdown(
+                f"Exact copies of this file in the dataset: {shown}. A sample that trained is scored without its "
+                "copies (they would be its nearest neighbours at distance 0), so they are not among its neighbours."
+            )
         if case["verdict"]:
             st.markdown(f"Verdict **{plain(case['verdict'])}** by {plain(case['reviewer'])}")
         if case["note"]:

@@ -112,7 +112,10 @@ with st.container(border=True):
         )
         if len(reference):
             share_above = triage.reference_share_above(reference, threshold)
-            st.caption(f"Threshold {threshold:.4f}: {share_above:.1f}% of the training normals score above it.")
+            st.caption(
+                f"Threshold {triage.score_value_text(score, threshold)}: "
+                f"{share_above:.1f}% of the training normals score above it."
+            )
     with right:
         st.plotly_chart(
             charts.threshold_histogram(table[score].to_numpy(), reference, threshold, int(flagged.sum())),
