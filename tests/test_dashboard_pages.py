@@ -291,7 +291,8 @@ def test_review_queue_records_a_verdict_at_once_and_keeps_it_after_a_reload(seed
     top = seeded_run.scored_ids[0]
     at = app("review")
     markdown = " ".join(m.value for m in at.markdown)
-    assert "**#1**" in markdown and "more anomalous than" in markdown
+    assert "**#1**" in markdown and "training normals" in markdown and "cosine distance" in markdown
+    assert "more anomalous than" not in markdown
     at.text_input(key=f"review_note_{top}").set_value("odd stroke")  # typed, then a verdict clicked
     at.button(key=f"review_verdict_{top}_anomaly").click().run()
     assert not at.exception
