@@ -15,6 +15,15 @@ def number(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def method_label(method: str | None, context: str | None) -> str:
+    """A run's method as its labels say it: "con2/invert", but "simclr" alone (SimCLR has no context)."""
+    if not method:
+        return ""
+    if method == "simclr" or not context:
+        return str(method)
+    return f"{method}/{context}"
+
+
 def when(value: Any) -> str:
     """A UTC time for display, to the minute."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:

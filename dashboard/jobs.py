@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import connection
 from dashboard.datasets import dataset_facts
-from dashboard.formatting import duration, number
+from dashboard.formatting import duration, method_label, number
 from dashboard.outcome import Outcome
 from dashboard.presets import preset_config
 from db import datasets as db_datasets
@@ -51,7 +51,7 @@ def submit_training(dataset_id: int, config: RunConfig, name: str | None = None)
         if dataset is None:
             return Outcome(error=f"Dataset {dataset_id} no longer exists.")
         normal = config.data.normal_label if config.data.normal_label is not None else "all"
-        name = name or f"{dataset.name} · {config.train.method}/{config.train.context} · normal {normal}"
+        name = name or f"{dataset.name} · {method_label(config.train.method, config.train.context)} · normal {normal}"
         try:
             job = db_jobs.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), name=name)
         except db_jobs.JobError as error:

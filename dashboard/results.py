@@ -112,6 +112,7 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         near = db_results.read_neighbours(session=session, job_id=job_id, sample_id=sample_id)
         samples = db_datasets.get_samples(session=session, sample_ids=[n for n, _ in near])
         latest = db_reviews.latest_reviews(session=session, sample_ids=[sample_id]).get(sample_id)
+        copies = db_datasets.exact_copies(session=session, sample_id=sample_id)
         neighbour_keys = {i: (s.key, s.label) for i, s in samples.items()}
         review = (latest.verdict, latest.reviewer, latest.note) if latest else (None, None, None)
     pngs = thumbnails([sample_id, *[n for n, _ in near]])
@@ -127,11 +128,14 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         "rank_nnd": int(r["rank_nnd"]),
         "rank_lh": int(r["rank_lh"]),
         "scored": len(frame),
-        "pct_nnd_text": triage.percentile_text(r["pct_nnd"]),
-        "pct_lh_text": triage.percentile_text(r["pct_lh"]),
+        "nnd_text": triage.score_value_text("s_nnd", float(r["s_nnd"])),
+        "lh_text": triage.score_value_text("s_lh", float(r["s_lh"])),
+        "standing_nnd": triage.standing_text(float(r["s_nnd"]), reference_scores(job_id, "s_nnd")),
+        "standing_lh": triage.standing_text(float(r["s_lh"]), reference_scores(job_id, "s_lh")),
         "context": context,
         "image": gallery.display(png) if png else None,
         "context_image": gallery.context_image(png, context) if png else None,
+        "copies": copies,
         "verdict": review[0],
         "reviewer": review[1],
         "note": review[2],

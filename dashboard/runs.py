@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import connection
-from dashboard.formatting import duration
+from dashboard.formatting import duration, method_label
 from db import datasets as db_datasets
 from db import jobs as db_jobs
 from db.models import Job
@@ -66,6 +66,7 @@ def listing(
             normal = normal_label(job)
             ended = job.finished_at
             started = job.started_at
+            method = _config_value(job, parents, "train", "method")
             rows.append(
                 {
                     "id": job.id,
@@ -75,8 +76,9 @@ def listing(
                     "dataset_id": job.dataset_id,
                     "parent_id": job.parent_id,
                     "status": job.status,
-                    "method": _config_value(job, parents, "train", "method"),
-                    "context": _config_value(job, parents, "train", "context"),
+                    "method": method,
+                    # SimCLR has no context: its config's default is not shown as one
+                    "context": None if method == "simclr" else _config_value(job, parents, "train", "context"),
                     "encoder": _config_value(job, parents, "train", "encoder"),
                     "image_size": _config_value(job, parents, "data", "image_size"),
                     "epochs": _config_value(job, parents, "train", "epochs"),
@@ -101,7 +103,7 @@ def listing(
 
 def _title(row: Any) -> str:
     """A run's name in pickers; fixed for the run's life (a widget showing it keeps its first label)."""
-    what = f"{row.method}/{row.context}" if row.method else row.kind
+    what = method_label(row.method, row.context) or row.kind
     if row.kind == "score":
         return f"#{row.id} {row.dataset} · scored with #{int(row.parent_id)} ({what})"
     return f"#{row.id} {row.dataset} · {what} · normal {row.normal}"

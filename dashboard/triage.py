@@ -84,8 +84,44 @@ def filter_queue(
     return table[keep]
 
 
-def percentile_text(percentile: float | None) -> str:
-    """ "more anomalous than 99.2% of the training normals", or why there is no such figure."""
-    if percentile is None or not np.isfinite(percentile):
+SCORE_MEANING = (
+    "A score says how unlike the images the model trained on a sample is, higher = more anomalous: S_NND "
+    "through its distance to the most similar training images, S_LH through how unlikely its features are "
+    "under the training images' distribution. Each is compared with the training normals' own scores (every "
+    "normal scored with itself and its exact copies left out), and the threshold flags what scores above "
+    "the share of normals you choose."
+)
+
+
+def score_value_text(score: str, value: float) -> str:
+    """A score as a reader takes it in: "cosine distance 0.048" (S_NND, 1 + S_NND ∈ [0, 2]: the mean cosine
+    distance to the nearest training images) or "NLL 152.3" (S_LH), for the raw −0.9518 or 152.3456."""
+    if not np.isfinite(value):
+        return "no score"
+    if score == "s_nnd":
+        return f"cosine distance {1.0 + value:.3f}"
+    return f"NLL {value:,.1f}"
+
+
+def standing_text(value: float, reference: np.ndarray | None) -> str:
+    """Where a score stands among the training normals' scores, in words that never saturate at 100 %.
+
+    "above 1,041 of 1,050 training normals"; a score above every normal says how far: "above all 1,050
+    training normals; 3.1 × as far above their median as the highest of them" (its distance from the
+    normals' median in units of the highest normal's). Or why there is no such figure.
+    """
+    reference = np.asarray([] if reference is None else reference, dtype=np.float64)
+    reference = reference[np.isfinite(reference)]
+    if reference.size == 0:
         return "no training reference"
-    return f"more anomalous than {percentile:.1f}% of the training normals"
+    if not np.isfinite(value):
+        return "no score"
+    n = reference.size
+    below = int((reference < value).sum())
+    if below < n:
+        return f"above {below:,} of {n:,} training normals" if below else f"above none of the {n:,} training normals"
+    median, highest = float(np.median(reference)), float(reference.max())
+    text = f"above all {n:,} training normals" if n > 1 else "above the one training normal"
+    if highest > median:
+        text += f"; {(value - median) / (highest - median):,.1f} × as far above their median as the highest of them"
+    return text

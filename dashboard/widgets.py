@@ -299,7 +299,8 @@ def run_picker(runs: pd.DataFrame, *, key: str) -> int | None:
 
 
 def case_view(case: dict[str, Any] | None) -> None:
-    """One scored sample: image, context image, both scores, rank, percentile, and its nearest training images."""
+    """One scored sample: image, context image, both scores, rank, where each stands among the training normals,
+    and its nearest training images."""
     if case is None:
         st.warning("This sample is not part of the run.")
         return
@@ -310,11 +311,17 @@ def case_view(case: dict[str, Any] | None) -> None:
         columns[1].image(case["context_image"], caption=f"context image ({case['context']})", width=160)
     with columns[2]:
         st.markdown(
-            f"S_NND **{case['s_nnd']:.4f}** (rank {case['rank_nnd']:,} of {case['scored']:,}) · "
-            f"{case['pct_nnd_text']}  \n"
-            f"S_LH **{case['s_lh']:.4f}** (rank {case['rank_lh']:,}) · {case['pct_lh_text']}  \n"
+            f"S_NND **{case['nnd_text']}** (rank {case['rank_nnd']:,} of {case['scored']:,}) · "
+            f"{case['standing_nnd']}  \n"
+            f"S_LH **{case['lh_text']}** (rank {case['rank_lh']:,}) · {case['standing_lh']}  \n"
             f"label {plain(case['label'] or '–')} · split {plain(case['split'] or '–')}"
         )
+        if case.get("copies"):
+            shown = ", ".join(plain(key) for key in case["copies"][:5]) + (" …" if len(case["copies"]) > 5 else "")
+            st.markdown(
+                f"Exact copies of this file in the dataset: {shown}. A sample that trained is scored without its "
+                "copies (they would be its nearest neighbours at distance 0), so they are not among its neighbours."
+            )
         if case["verdict"]:
             st.markdown(f"Verdict **{plain(case['verdict'])}** by {plain(case['reviewer'])}")
         if case["note"]:

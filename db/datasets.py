@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Dataset, Sample, Thumbnail, utcnow
@@ -177,6 +177,23 @@ def mark_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Seque
     if rows:
         statement = update(Sample.__table__).where(Sample.__table__.c.id == bindparam("b_id"))
         session.execute(statement.values(duplicate_of=bindparam("b_first")), rows)
+
+
+def exact_copies(*, session: Session, sample_id: int) -> list[str]:
+    """Keys of the sample's exact duplicates (`mark_duplicates`: the same file bytes), in key order: the
+    copies a leave-one-out score leaves out with it."""
+    sample = session.get(Sample, sample_id)
+    if sample is None:
+        return []
+    first = sample.duplicate_of if sample.duplicate_of is not None else sample.id
+    group = or_(Sample.id == first, Sample.duplicate_of == first)
+    return list(
+        session.scalars(
+            select(Sample.key)
+            .where(Sample.dataset_id == sample.dataset_id, group, Sample.id != sample_id)
+            .order_by(Sample.key)
+        )
+    )
 
 
 def mark_missing(*, session: Session, dataset_id: int, present: Iterable[str]) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.copies import copy_groups
 from engine.loading import LoadedData
 from engine.scoring import NNDScorer
 
@@ -35,13 +36,15 @@ def pixel_nnd(bank: torch.Tensor, queries: torch.Tensor, query_in_bank: np.ndarr
     """(M,) raw-pixel S_NND of `queries` against `bank` (both (·, C, S, S) uint8); higher = more anomalous.
 
     query_in_bank: bank row of each query that is itself a training image, else −1 (left out of its own
-    bank). None when the search would be too large to be a cheap reference.
+    bank with every exact copy of it, as the learned scores leave it out). None when the search would be
+    too large to be a cheap reference.
     """
     size = min(bank.shape[-1], REFERENCE_SIZE)
     if queries.shape[0] * bank.shape[0] * bank.shape[1] * size * size > REFERENCE_MAX_WORK:
         return None
     exclude = None if query_in_bank is None else torch.as_tensor(query_in_bank, dtype=torch.long)
-    return NNDScorer(k=1).fit(_flat(bank, size)).anomaly_scores(_flat(queries, size), exclude).numpy()
+    copies = None if exclude is None else torch.as_tensor(copy_groups(bank))
+    return NNDScorer(k=1).fit(_flat(bank, size), copies).anomaly_scores(_flat(queries, size), exclude).numpy()
 
 
 def pixel_nnd_scores(loaded: LoadedData) -> np.ndarray:

@@ -9,7 +9,6 @@ training bank, without retraining. Both report through one callback that receive
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy as np
 from engine.baseline import pixel_nnd
 from engine.checkpoint import CheckpointStore
 from engine.config import DataConfig, RunConfig, ScoreConfig
+from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
 from engine.loading import load_data, load_images
 from engine.metrics import anomaly_targets, auroc, context_silhouette
@@ -164,10 +164,9 @@ def score_run(
     if bank_source is not None and bank_source == data.source:
         rows = {sample_id: i for i, sample_id in enumerate(bank.ids)}
         in_bank = np.array([rows.get(s, -1) for s in queries.ids], dtype=np.int64)
-    # Pixels, not file bytes: they are what the model sees (a re-saved copy is the same input), and the
-    # bundle keeps the training images' pixels, not their files.
-    by_pixels = {_pixel_digest(image): row for row, image in enumerate(bank.pixels)}
-    same = np.array([by_pixels.get(_pixel_digest(image), -1) for image in queries.pixels], dtype=np.int64)
+    # Pixels, not file bytes (engine/copies.py); scoring leaves out the whole copy group of the row found
+    by_pixels = {pixel_digest(image): row for row, image in enumerate(bank.pixels)}
+    same = np.array([by_pixels.get(pixel_digest(image), -1) for image in queries.pixels], dtype=np.int64)
     in_bank = np.where(in_bank >= 0, in_bank, same)
     overlap = int((in_bank >= 0).sum())
     if on_overlap is not None:
@@ -189,11 +188,6 @@ def score_run(
         wall_s=time.perf_counter() - started,
     )
     return queries, result, skipped, metrics
-
-
-def _pixel_digest(image: np.ndarray) -> bytes:
-    """A digest of one (C, S, S) uint8 image's shape and pixels."""
-    return hashlib.blake2b(str(image.shape).encode() + np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
 
 
 __all__ = ["Phase", "RunResult", "TrainingCancelled", "evaluate", "score_run", "train_run"]

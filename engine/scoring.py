@@ -5,6 +5,14 @@ Both scorers follow one contract: `fit(bank) -> self` on the training features u
 bank row of query i when the query is itself a training sample (curation, or the training normals'
 own score distribution for thresholds), else −1: that sample is then left out of its own reference,
 so an image is never its own nearest neighbour or part of its own Gaussian.
+
+`fit(bank, copies=...)` may also say which bank rows are exact copies of each other (`copies[j]`, the
+copy group of row j, from `engine.copies.copy_groups`): leaving a sample out then leaves out its whole
+group, so a duplicated image is not scored against its own copy at distance 0. Excluding a group is a
+comparison of group ids inside each similarity chunk (NND) and a rank-one downdate by the group's size
+(LH: copies have the same features), so memory stays bounded however large the groups are. A group that
+is the whole bank (every image the same) cannot be left out: its rows fall back to leaving out only
+themselves.
 """
 
 from __future__ import annotations
@@ -27,6 +35,24 @@ def _no_exclusions(m: int, device: torch.device) -> torch.Tensor:
     return torch.full((m,), -1, dtype=torch.long, device=device)
 
 
+def _copy_groups(copies: torch.Tensor | None, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(group, size): the copy group of each of n bank rows as a row index, and its size, both (n,) long.
+
+    Without `copies` every row is its own group. A group of all n rows is split into single rows: leaving
+    it out would leave nothing to score against.
+    """
+    rows = torch.arange(n, device=device)
+    if copies is None:
+        return rows, torch.ones(n, dtype=torch.long, device=device)
+    copies = torch.as_tensor(copies, dtype=torch.long, device=device)
+    if copies.shape != (n,):
+        raise ValueError(f"copies must hold one group per bank row: {tuple(copies.shape)} for {n} rows")
+    _, group, counts = torch.unique(copies, return_inverse=True, return_counts=True)
+    size = counts[group]
+    whole = size >= n
+    return torch.where(whole, rows, n + group), torch.where(whole, torch.ones_like(size), size)
+
+
 class NNDScorer:
     """S_NND (Eq. 12): minus the mean cosine similarity to the k nearest training features.
 
@@ -39,11 +65,12 @@ class NNDScorer:
         self.query_chunk = query_chunk
         self.bank_chunk = bank_chunk
 
-    def fit(self, bank: torch.Tensor) -> NNDScorer:
-        """bank: (n, D) training features under t."""
+    def fit(self, bank: torch.Tensor, copies: torch.Tensor | None = None) -> NNDScorer:
+        """bank: (n, D) training features under t; copies: (n,) copy group of each row (module docstring)."""
         if bank.shape[0] < 1:
             raise ValueError("S_NND needs at least one training feature")
         self.bank_ = F.normalize(bank.float(), dim=1)
+        self.group_, self.group_size_ = _copy_groups(copies, bank.shape[0], self.bank_.device)
         return self
 
     def neighbours(
@@ -56,22 +83,25 @@ class NNDScorer:
         if exclude is None:
             exclude = _no_exclusions(m, bank.device)
         exclude = exclude.to(bank.device)
-        k = min(k, n - int((exclude >= 0).any()))
+        inside = exclude >= 0
+        # each query leaves out the group of its own bank row (−1: none, and no group id is negative)
+        left_out = torch.where(inside, self.group_[exclude.clamp(min=0)], -1)
+        largest = int(self.group_size_[exclude[inside]].max()) if bool(inside.any()) else 0
+        k = min(k, n - largest)
         if k < 1:
             raise ValueError("S_NND leave-one-out needs at least two training features")
         sims_out = torch.empty(m, k, device=bank.device)
         rows_out = torch.empty(m, k, dtype=torch.long, device=bank.device)
         for qs in range(0, m, self.query_chunk):
             q = q_all[qs : qs + self.query_chunk]
-            ex = exclude[qs : qs + self.query_chunk]
+            ex = left_out[qs : qs + self.query_chunk]
+            any_ex = bool((ex >= 0).any())
             best_s = torch.full((q.shape[0], k), -math.inf, device=bank.device)
             best_i = torch.zeros((q.shape[0], k), dtype=torch.long, device=bank.device)
             for bs in range(0, n, self.bank_chunk):
                 sims = q @ bank[bs : bs + self.bank_chunk].T  # (q, b) cosine similarities
-                local = ex - bs
-                hit = (local >= 0) & (local < sims.shape[1])
-                if bool(hit.any()):  # leave the sample itself out of its own bank
-                    sims[hit.nonzero().squeeze(1), local[hit]] = -math.inf
+                if any_ex:  # leave the sample and its copies out of its own bank
+                    sims.masked_fill_(ex[:, None] == self.group_[None, bs : bs + sims.shape[1]], -math.inf)
                 s, i = sims.topk(min(k, sims.shape[1]), dim=1)
                 cand_s = torch.cat([best_s, s], dim=1)
                 cand_i = torch.cat([best_i, i + bs], dim=1)
@@ -104,8 +134,8 @@ class LHScorer:
         self.shrinkage = shrinkage
         self.epsilon = epsilon
 
-    def fit(self, bank: torch.Tensor) -> LHScorer:
-        """bank: (n, D) training features under t; n ≥ 2."""
+    def fit(self, bank: torch.Tensor, copies: torch.Tensor | None = None) -> LHScorer:
+        """bank: (n, D) training features under t, n ≥ 2; copies: (n,) copy group of each row (module docstring)."""
         z = F.normalize(bank.double(), dim=1)
         n, d = z.shape
         if n < 2:
@@ -139,6 +169,7 @@ class LHScorer:
         self.sigma_ = self.sigma_ + self.floor_ * eye
         self.logdet_ = 2 * torch.log(torch.diagonal(self.chol_)).sum()
         self.train_ = z
+        _, self.group_size_ = _copy_groups(copies, n, z.device)
         self.eigh_: tuple[torch.Tensor, torch.Tensor] | None = None  # S's eigenbasis, on first leave-one-out
         return self
 
@@ -174,33 +205,35 @@ class LHScorer:
         return self._nll((solved**2).sum(dim=0), self.logdet_)
 
     def _leave_one_out(self, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Exact NLL of normalised queries z (R, D) under the Gaussian fitted without bank rows `rows` (ρ fixed).
+        """Exact NLL of normalised queries z (R, D) under the Gaussian fitted without bank rows `rows` and
+        their c copies in all (c = 1 without copies; ρ fixed).
 
-        With v = x_i − μ: μ₋ᵢ = μ − v/(n−1) and S₋ᵢ = n/(n−1)·S − n/(n−1)²·vvᵀ, so
-        Σ₋ᵢ = (1−ρ)S₋ᵢ + ρ·tr(S₋ᵢ)/D·I (+ the full bank's ridge `floor_`·I, held like ρ). In S's eigenbasis
-        Σ₋ᵢ is diagonal plus rank one: Sherman–Morrison and the matrix determinant lemma give the Mahalanobis
-        term and log-determinant in O(D).
+        Copies have the same features x_i, so with v = x_i − μ: μ₋ = μ − c·v/(n−c) and
+        S₋ = n/(n−c)·S − c·n/(n−c)²·vvᵀ, so Σ₋ = (1−ρ)S₋ + ρ·tr(S₋)/D·I (+ the full bank's ridge `floor_`·I,
+        held like ρ). In S's eigenbasis Σ₋ is diagonal plus rank one: Sherman–Morrison and the matrix
+        determinant lemma give the Mahalanobis term and log-determinant in O(D).
         """
         n, d = self.n_, self.d_
-        a = n / (n - 1)
-        b = n / (n - 1) ** 2
+        c = self.group_size_[rows].double()  # (R,) rows left out per query
+        a = (n / (n - c))[:, None]  # (R, 1)
+        b = c * n / (n - c) ** 2  # (R,)
         if self.eigh_ is None:  # cov_ is fixed at fit, and a view scores queries and reference against it
             self.eigh_ = torch.linalg.eigh(self.cov_)
         eigval, eigvec = self.eigh_
         v = self.train_[rows] - self.mean_  # (R, D)
         w = v @ eigvec  # v in the eigenbasis
-        u = (z - self.mean_ + v / (n - 1)) @ eigvec  # residual z − μ₋ᵢ in the eigenbasis
+        u = (z - self.mean_ + v * (c / (n - c))[:, None]) @ eigvec  # residual z − μ₋ in the eigenbasis
         vv = (v**2).sum(dim=1)  # ‖v‖²
         if self.shrinkage == "fixed":
             diag = a * eigval[None, :] + self.epsilon  # (R, D)
-            c = -b
+            rank_one = -b
         else:
-            nu = (a * eigval.sum() - b * vv) / d  # tr(S₋ᵢ)/D, (R,)
+            nu = (a[:, 0] * eigval.sum() - b * vv) / d  # tr(S₋)/D, (R,)
             diag = (1 - self.rho_) * a * eigval[None, :] + self.rho_ * nu[:, None]
-            c = -(1 - self.rho_) * b
+            rank_one = -(1 - self.rho_) * b
         diag = diag + self.floor_
         q = (w**2 / diag).sum(dim=1)  # wᵀD⁻¹w
         p = (u * w / diag).sum(dim=1)  # uᵀD⁻¹w
-        maha = (u**2 / diag).sum(dim=1) - c * p**2 / (1 + c * q)
-        logdet = torch.log(diag).sum(dim=1) + torch.log1p(c * q)
+        maha = (u**2 / diag).sum(dim=1) - rank_one * p**2 / (1 + rank_one * q)
+        logdet = torch.log(diag).sum(dim=1) + torch.log1p(rank_one * q)
         return self._nll(maha, logdet)

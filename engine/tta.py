@@ -20,6 +20,7 @@ import torch
 from engine import batchnorm
 from engine.augment import ContentAugmentation
 from engine.config import ScoreConfig
+from engine.copies import copy_groups
 from engine.embed import embed
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import TrainedModel, TrainingCancelled
@@ -35,7 +36,8 @@ class ScoreResult:
     s_lh: np.ndarray  # (M,)
     features: np.ndarray  # (M, D) encoder features (pooled, the encoder's output) of the plain image x
     context_features: np.ndarray  # (M, D) encoder features of its context image t_c(x)
-    neighbours: np.ndarray  # (M, 5) bank rows of the nearest training images (plain features), best first
+    neighbours: np.ndarray  # (M, 5) bank rows of the nearest training images (plain features), best first; a
+    # query that is a training image has neither itself nor its exact copies among them (engine/copies.py)
     neighbour_similarity: np.ndarray  # (M, 5) their cosine similarities
     reference_rows: np.ndarray | None  # (R,) bank rows scored leave-one-out: the reference distribution
     train_s_nnd: np.ndarray | None  # (R,) their leave-one-out S_NND, for percentiles and thresholds
@@ -74,7 +76,8 @@ def score_images(
     """Score every query image; higher = more anomalous.
 
     bank: (n, C, S, S) uint8 training images; queries: (M, C, S, S) uint8. query_in_bank: (M,)
-    bank row of each query that is itself a training image, else −1 (leave-one-out). With
+    bank row of each query that is itself a training image, else −1 (leave-one-out: the image and every
+    exact copy of it in the bank, the same pixels, are left out of its bank, engine/copies.py). With
     score_train, the training images also get leave-one-out scores (the reference distribution
     for percentiles and thresholds): all of them, or a seeded subset of `config.reference_size`.
     `on_progress(done, total)` after each view; it may return False to stop (raises TrainingCancelled).
@@ -94,6 +97,7 @@ def score_images(
     if n > config.reference_size:  # the reference costs R × n similarities per view: a subset is plenty
         reference = np.sort(np.random.default_rng(config.seed).choice(n, config.reference_size, replace=False))
     self_rows = torch.as_tensor(reference, device=device)
+    copies = torch.as_tensor(copy_groups(bank), device=device)  # left out with the sample: the same pixels
     crop = (config.tta_min_area, 1.0) if config.tta_min_area > 0 else None
     augmentation = ContentAugmentation(trained.image_size, crop_scale=crop)
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -146,8 +150,8 @@ def score_images(
         query_feats = query_features(bank_as_query if any_inside else None, query_context, params)
         if draw is None and query_context is None and bank_context is None:
             plain_bank, plain = bank_feats, query_feats  # the plain view (A = 1): no need to embed it again below
-        nnd = NNDScorer(config.k).fit(bank_feats)
-        lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_feats)
+        nnd = NNDScorer(config.k).fit(bank_feats, copies)
+        lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_feats, copies)
         s_nnd += nnd.anomaly_scores(query_feats, exclude).double()
         s_lh += lh.anomaly_scores(query_feats, exclude).double()
         if has_reference:
@@ -160,7 +164,7 @@ def score_images(
     if plain_bank is None:
         plain_bank = view(bank, None, None)
         plain = query_features(plain_bank if any_inside else None, None, None)
-    sims, rows = NNDScorer().fit(plain_bank).neighbours(plain, NEIGHBOURS, exclude)  # clamps k to the bank
+    sims, rows = NNDScorer().fit(plain_bank, copies).neighbours(plain, NEIGHBOURS, exclude)  # clamps k to the bank
     # the features shown (projections, silhouette) are the encoder's own, with its training statistics: both
     # contexts normalised alike, so their two clusters are the ones training made
     pooled_with_own_statistics = not statistics and config.features == "pooled"

@@ -268,7 +268,8 @@ def test_explore_case_view_explains_why_a_sample_was_flagged(seeded):
     at.run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "rank 1 of 300" in text and "more anomalous than" in text and "Nearest training images" in text
+    assert "rank 1 of 300" in text and "training normals" in text and "Nearest training images" in text
+    assert "more anomalous than" not in text  # a percentile that said 100.0 % for every flagged row
     captions = [c for image in at.image for c in [getattr(image, "caption", "")]]
     assert len(at.image) >= 3, captions  # image, context image, the neighbours
 
@@ -293,7 +294,8 @@ def test_review_queue_records_a_verdict_at_once_and_keeps_it_after_a_reload(seed
     top = seeded_run.scored_ids[0]
     at = app("review")
     markdown = " ".join(m.value for m in at.markdown)
-    assert "**#1**" in markdown and "more anomalous than" in markdown
+    assert "**#1**" in markdown and "training normals" in markdown and "cosine distance" in markdown
+    assert "more anomalous than" not in markdown
     at.text_input(key=f"review_note_{top}").set_value("odd stroke")  # typed, then a verdict clicked
     at.button(key=f"review_verdict_{top}_anomaly").click().run()
     assert not at.exception

@@ -75,6 +75,22 @@ def test_filter_queue_views_verdicts_and_score_range():
         triage.filter_queue(table, show="Some")
 
 
-def test_percentile_text():
-    assert triage.percentile_text(99.23) == "more anomalous than 99.2% of the training normals"
-    assert triage.percentile_text(float("nan")) == "no training reference"
+def test_standing_text_never_saturates():
+    reference = np.arange(1, 1051, dtype=float)  # 1,050 normals scoring 1 … 1050, median 525.5
+    assert triage.standing_text(1041.5, reference) == "above 1,041 of 1,050 training normals"
+    assert triage.standing_text(0.5, reference) == "above none of the 1,050 training normals"
+    # two flagged rows above every normal read differently, where a percentile said 100.0 % for both
+    far = triage.standing_text(525.5 + 3.1 * (1050 - 525.5), reference)
+    assert far == "above all 1,050 training normals; 3.1 × as far above their median as the highest of them"
+    assert triage.standing_text(1051, reference).endswith("1.0 × as far above their median as the highest of them")
+    assert triage.standing_text(2.0, np.array([1.0])) == "above the one training normal"
+    assert triage.standing_text(2.0, np.array([1.0, 1.0])) == "above all 2 training normals"  # no spread: no ratio
+    assert triage.standing_text(1.0, np.array([])) == "no training reference"
+    assert triage.standing_text(1.0, None) == "no training reference"
+    assert triage.standing_text(float("nan"), reference) == "no score"
+
+
+def test_score_value_text_is_readable():
+    assert triage.score_value_text("s_nnd", -0.9518) == "cosine distance 0.048"
+    assert triage.score_value_text("s_lh", 1523.456) == "NLL 1,523.5"
+    assert triage.score_value_text("s_lh", float("nan")) == "no score"

@@ -39,3 +39,47 @@ def test_digits_one_class_auroc_floor(normal):
     targets = anomaly_targets(result.scored.labels, normal)
     assert result.metrics["auroc_nnd"] == pytest.approx(auroc(targets, result.scores.s_nnd))
     assert np.all(np.isfinite(result.scores.s_lh))
+
+
+def test_a_curation_run_leaves_every_copy_of_a_duplicated_image_out_of_its_bank(tmp_path):
+    """Issue 12: a byte-identical copy is no nearest neighbour of its twin at distance 0, so a duplicate
+    pair does not rank as the most normal of all merely for being a pair."""
+    from PIL import Image
+
+    from engine.baseline import pixel_nnd
+    from engine.tta import score_images
+
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "copy.png").write_bytes((tmp_path / "3.png").read_bytes())
+    score = ScoreConfig(tta=2, lh_shrinkage="fixed")  # fixed: a Ledoit–Wolf refit would re-estimate ρ
+    config = RunConfig(
+        DataConfig(
+            source=str(tmp_path),
+            normal_label=None,
+            train_split=None,
+            score_split=None,
+            holdout_fraction=0.0,
+            image_size=8,
+        ),
+        TrainConfig(epochs=1, batch_size=6, projection_dim=16),
+        score,
+    )
+    result = train_run(config)
+    ids = result.scored.ids
+    pair = [ids.index("3.png"), ids.index("copy.png")]
+    bank = result.bank.pixels
+    assert result.bank.ids == ids  # curation: every image trains and is scored, leave-one-out
+    others = [row for row, sample in enumerate(result.bank.ids) if sample not in ("3.png", "copy.png")]
+    alone = score_images(result.trained, bank[others], bank[pair[:1]], score, score_train=False)
+    pixels_alone = pixel_nnd(bank[others], bank[pair[:1]])
+    pixels_loo = pixel_nnd(bank, bank, np.arange(len(bank)))
+    for row in pair:
+        assert result.scores.s_nnd[row] == pytest.approx(alone.s_nnd[0], abs=1e-5)
+        assert result.scores.s_lh[row] == pytest.approx(alone.s_lh[0], rel=1e-4)
+        assert pixels_loo[row] == pytest.approx(pixels_alone[0], abs=1e-6)
+        assert set(result.scores.neighbours[row]).isdisjoint(pair)  # neither is shown as the other's neighbour
+    assert pixels_loo[pair].min() > -1 + 1e-3  # not cosine similarity 1 with its copy
+    # the reference distribution of the training normals is scored the same way
+    assert np.allclose(result.scores.train_s_nnd, result.scores.s_nnd, atol=1e-5)

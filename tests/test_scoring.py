@@ -124,3 +124,63 @@ def test_lh_refuses_non_finite_features_with_a_sentence():
     broken[2, 1] = float("nan")
     with pytest.raises(NonFiniteFeatures, match="^training diverged: the encoder's features hold NaN"):
         LHScorer().fit(broken)
+
+
+@pytest.fixture
+def bank_with_copies(bank):
+    """The bank with row 0 three times (rows 0, 60, 61) and row 17 twice (rows 17, 62)."""
+    copied = torch.cat([bank, bank[[0, 0, 17]]])
+    return copied, torch.tensor([*range(60), 0, 0, 17])
+
+
+def _refit_rows(n: int, row: int, copies: torch.Tensor) -> list[int]:
+    return [j for j in range(n) if copies[j] != copies[row]]
+
+
+def test_nnd_leaves_every_copy_of_the_sample_out(bank_with_copies):
+    bank, copies = bank_with_copies
+    scorer = NNDScorer(k=2, query_chunk=3, bank_chunk=7).fit(bank, copies)
+    rows = torch.tensor([0, 61, 17, 5, -1])
+    queries = torch.cat([bank[[0, 61, 17, 5]], torch.randn(1, 6)])
+    scores = scorer.anomaly_scores(queries, rows)
+    sims, found = scorer.neighbours(queries, 3, rows)
+    for i, row in enumerate(rows.tolist()):
+        keep = _refit_rows(len(bank), row, copies) if row >= 0 else list(range(len(bank)))
+        expected = F.normalize(queries[i : i + 1], dim=1) @ F.normalize(bank[keep], dim=1).T
+        assert scores[i].item() == pytest.approx(-expected.topk(2).values.mean().item(), abs=1e-6)
+        assert set(found[i].tolist()) <= set(keep)  # no copy is shown as a neighbour either
+    # without copies the duplicate finds its copy at similarity 1: the bug this guards against
+    plain = NNDScorer(k=1).fit(bank).anomaly_scores(bank[[0]], torch.tensor([0]))
+    assert plain.item() == pytest.approx(-1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("shrinkage", ["ledoit_wolf", "fixed"])
+def test_lh_leaves_every_copy_of_the_sample_out(bank_with_copies, shrinkage):
+    bank, copies = bank_with_copies
+    scorer = LHScorer(shrinkage, epsilon=1e-2).fit(bank, copies)
+    rows = torch.tensor([0, 62, 5])
+    other = torch.randn(3, 6, generator=torch.Generator().manual_seed(7))
+    for queries in (bank[rows], other):
+        loo = scorer.anomaly_scores(queries, rows)
+        for i, row in enumerate(rows.tolist()):
+            z = F.normalize(bank[_refit_rows(len(bank), row, copies)].double(), dim=1).numpy()
+            cov = np.cov(z, rowvar=False, bias=True)
+            eye = np.eye(6)
+            sigma = (
+                cov + 1e-2 * eye
+                if shrinkage == "fixed"
+                else (1 - scorer.rho_) * cov + scorer.rho_ * np.trace(cov) / 6 * eye
+            )
+            q = F.normalize(queries[i : i + 1].double(), dim=1).numpy()[0]
+            expected = -multivariate_normal(z.mean(axis=0), sigma).logpdf(q)
+            assert loo[i].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_bank_that_is_all_one_image_falls_back_to_leaving_out_the_sample_alone():
+    same = torch.ones(4, 8)
+    copies = torch.zeros(4, dtype=torch.long)
+    rows = torch.tensor([0, 3])
+    nnd = NNDScorer(k=2).fit(same, copies).anomaly_scores(same[:2], rows)
+    lh = LHScorer().fit(same, copies).anomaly_scores(same[:2], rows)
+    assert torch.isfinite(torch.cat([nnd, lh])).all()
+    assert torch.allclose(nnd, NNDScorer(k=2).fit(same).anomaly_scores(same[:2], rows))

@@ -34,8 +34,7 @@ st.title("Review")
 st.caption(
     "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
     "its field, each with your name and the time; earlier ones stay in the history. If the database is busy, "
-    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. The percentile '
-    "compares a score with the training normals' own leave-one-out scores."
+    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. ' + triage.SCORE_MEANING
 )
 outbox = review_outbox()
 outbox.flush()  # every rerun is a retry of what is still waiting
@@ -113,7 +112,10 @@ with st.container(border=True):
         )
         if len(reference):
             share_above = triage.reference_share_above(reference, threshold)
-            st.caption(f"Threshold {threshold:.4f}: {share_above:.1f}% of the training normals score above it.")
+            st.caption(
+                f"Threshold {triage.score_value_text(score, threshold)}: "
+                f"{share_above:.1f}% of the training normals score above it."
+            )
     with right:
         st.plotly_chart(
             charts.threshold_histogram(table[score].to_numpy(), reference, threshold, int(flagged.sum())),
@@ -187,7 +189,7 @@ def open_case(sample_id: int) -> None:
 # progress (server option runner.fastReruns) and a click whose callback had not started yet is dropped.
 @st.fragment
 def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
-    """One page of the queue: thumbnail, rank, score, percentile, verdict buttons and note of each row."""
+    """One page of the queue: thumbnail, rank, score and where it stands, verdict buttons and note of each row."""
     ids = [int(i) for i in rows["sample_id"]]
     standing = reviews.current_reviews(ids)  # fresh on every rerun of the rows: each click shows at once
     pngs = datasets.thumbnails(ids)
@@ -204,7 +206,8 @@ def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
                 cells[0].image(gallery.display(pngs[sample_id]), width=80)
             cells[1].markdown(
                 f"**#{row.rank}** {widgets.plain(row.key)}" + (" · :red[flagged]" if row.flagged else "") + "  \n"
-                f"{charts.SCORES[score]} {getattr(row, score):.4f} · {triage.percentile_text(row.pct)}  \n"
+                f"{charts.SCORES[score]} {triage.score_value_text(score, getattr(row, score))} · "
+                f"{triage.standing_text(getattr(row, score), reference)}  \n"
                 f":gray[label {widgets.plain(row.label or '–')} · split {widgets.plain(row.split or '–')}]"
             )
             if cells[1].button(

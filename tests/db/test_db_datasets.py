@@ -67,6 +67,10 @@ def test_duplicates_point_at_the_first_of_their_group(sessions, dataset_id):
         table = datasets.read_samples(session=session, dataset_id=dataset_id)
         assert datasets.dataset_summary(session=session, dataset_id=dataset_id)["duplicates"] == 2
     assert table["duplicate_of"].tolist() == [-1, ids["a"], ids["a"], -1]
+    with sessions() as session:
+        assert datasets.exact_copies(session=session, sample_id=ids["b"]) == ["a", "c"]
+        assert datasets.exact_copies(session=session, sample_id=ids["d"]) == []
+        assert datasets.exact_copies(session=session, sample_id=10_000) == []
 
 
 def test_thumbnails_are_stored_and_replaced(sessions, dataset_id):

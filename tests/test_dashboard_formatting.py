@@ -1,0 +1,11 @@
+"""Values for display: how a run's method is labelled."""
+
+from __future__ import annotations
+
+from dashboard.formatting import method_label
+
+
+def test_a_simclr_run_is_not_labelled_with_a_context():
+    assert method_label("con2", "invert") == "con2/invert"
+    assert method_label("simclr", "invert") == "simclr"  # SimCLR has no context: its default is no label
+    assert method_label(None, "invert") == ""
