@@ -23,11 +23,13 @@ PACKAGES = ("engine", "db", "worker", "dashboard")
 APP = "streamlit_app"  # the dashboard's entry script, at the top of the repository
 
 # The engine modules the dashboard may reach: forms (config, presets), the checks before a dataset is
-# registered (archives, sources and what they read with), the context previews of the gallery (augment).
-# Never the training or scoring pipeline: training runs in the worker, so the app never does.
+# registered (archives, sources and what they read with), the context previews of the gallery (augment),
+# the ROC and its area (metrics: numpy and scikit-learn). Never the training or scoring pipeline:
+# training runs in the worker, so the app never does.
 DASHBOARD_ENGINE = {
     "engine",
     "engine.config",
+    "engine.metrics",
     "engine.presets",
     "engine.archives",
     "engine.data",
