@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 
+import numpy as np
 import pytest
 
 from tests.test_architecture import project_modules
@@ -69,3 +70,39 @@ def test_worker_stale_after_defaults_to_the_queues_value(monkeypatch, capsys):
     assert cli.main(["--once"]) == 0
     assert seen["stale_after_s"] == STALE_AFTER_S
     assert cli.main(["--once", "--stale-after", "5"]) == 0 and seen["stale_after_s"] == 5.0
+
+
+def test_the_engines_scores_csv_ranks_as_db_ranking_does(tmp_path):
+    """scores.csv is written by the engine, which may not import db/: its rank column must still be
+    db.ranking.ranks, ties in input order."""
+    import csv
+    from types import SimpleNamespace
+
+    from db.ranking import ranks
+    from engine.artifacts import write_results
+    from engine.data import SampleRef
+
+    s_nnd = np.array([0.5, 0.9, 0.5, 0.1, 0.9, 0.7])
+    refs = [SampleRef(f"s{i}", f"/x/s{i}.png") for i in range(len(s_nnd))]
+    scored = SimpleNamespace(refs=refs, ids=[r.sample_id for r in refs])
+    features = np.zeros((len(s_nnd), 2), dtype=np.float32)
+    scores = SimpleNamespace(s_nnd=s_nnd, s_lh=-s_nnd, features=features, context_features=features)
+    write_results(tmp_path, scored, scores, [], {})
+    with open(tmp_path / "scores.csv", newline="") as handle:
+        written = {row["sample_id"]: int(row["rank"]) for row in csv.DictReader(handle)}
+    assert [written[r.sample_id] for r in refs] == ranks(s_nnd).tolist()
+
+
+def test_ranks_and_percentiles_have_one_owner():
+    from dashboard import triage
+    from db import ranking, results
+
+    assert results.ranks is ranking.ranks and results.percentile is ranking.percentile
+    assert triage.threshold_at_percentile is ranking.threshold_at_percentile
+    assert triage.reference_share_above is ranking.reference_share_above
+    reference = np.arange(100, dtype=float)
+    threshold = ranking.threshold_at_percentile(reference, 98)
+    # the two directions agree: the share above the 98th percentile is 2 %, and a score just above it
+    # is more anomalous than 98 % of the reference
+    assert ranking.reference_share_above(reference, threshold) == pytest.approx(2.0)
+    assert ranking.percentile(np.array([threshold + 1e-9]), reference)[0] == pytest.approx(98.0)
