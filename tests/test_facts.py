@@ -9,7 +9,7 @@ import ast
 import numpy as np
 import pytest
 
-from tests.test_architecture import project_modules
+from tests.test_architecture import ROOT, project_modules
 
 # fact -> the one module that may assign it at top level
 OWNERS = {
@@ -106,3 +106,31 @@ def test_ranks_and_percentiles_have_one_owner():
     # is more anomalous than 98 % of the reference
     assert ranking.reference_share_above(reference, threshold) == pytest.approx(2.0)
     assert ranking.percentile(np.array([threshold + 1e-9]), reference)[0] == pytest.approx(98.0)
+
+
+def _pins(name: str) -> dict[str, str]:
+    """package -> pinned version of a requirements file (its `-r` includes left out)."""
+    lines = (ROOT / name).read_text().splitlines()
+    pins = [line.split("==") for line in lines if line.strip() and not line.startswith(("#", "-r"))]
+    return {package.strip(): version.strip() for package, version in pins}
+
+
+def test_pyproject_declares_what_the_requirements_files_pin():
+    """Runtime dependencies in pyproject.toml's `dependencies` and requirements.txt, the tools in the `dev`
+    extra and requirements-dev.txt: the same packages, each pin within its declared range."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for declared, pinned in (
+        (project["dependencies"], _pins("requirements.txt")),
+        (project["optional-dependencies"]["dev"], _pins("requirements-dev.txt")),
+    ):
+        requirements = [Requirement(text) for text in declared]
+        assert {str(r).split(">=")[0].split("==")[0] for r in requirements} == set(pinned)
+        for requirement in requirements:
+            key = requirement.name + (f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else "")
+            assert requirement.specifier.contains(pinned[key]), requirement
+    assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text().splitlines()
+    assert "requirements-dev.txt" in (ROOT / "setup.sh").read_text()  # the tests' tools are installed
