@@ -145,6 +145,15 @@ def test_the_import_walk_follows_project_modules_transitively():
     assert len(layer("dashboard")) > len(list((ROOT / "dashboard" / "pages").glob("*.py")))
 
 
+def test_no_two_project_modules_import_each_other():
+    """No import cycle, lazy imports included: db.session opens the database through db.migrations, so
+    db.migrations takes an engine and never imports db.session back."""
+    cycles = sorted(
+        f"{a} ↔ {b}" for a in project_modules() for b in reach(a) if a < b and b in project_modules() and a in reach(b)
+    )
+    assert not cycles, "\n".join(cycles)
+
+
 def test_engine_imports_neither_the_database_nor_the_worker_nor_the_ui():
     bad = violations(layer("engine"), lambda name: _is_in(name, {"db", "worker", "dashboard", APP} | DATABASE | UI))
     assert not bad, "\n".join(bad)
