@@ -145,7 +145,7 @@ def seed_run(
             s_nnd=-0.95 + 0.02 * rng.standard_normal(n_ref),
             s_lh=-300 + 10 * rng.standard_normal(n_ref),
         )
-        for method in ("umap", "pca"):
+        for method in jobs.PROJECTIONS:
             x, y = rng.normal(0, 1, samples), rng.normal(0, 1, samples)
             shift = np.where(anomalous, rng.normal(0, 3, samples), 0.0)
             coords = np.stack([x - 6, y, x + 6 + shift, y + 0.2 * rng.standard_normal(samples) - shift], axis=1)

@@ -1,7 +1,7 @@
 """The data flows one way, and these tests hold every layer to it, following imports transitively:
 
     dashboard/ ──→ db/ ←── worker/ ──→ engine/
-        └──────→ engine's light modules (config, presets, sources, the context ops of augment)
+        └──────→ engine's light modules (config, presets, archives, sources, metrics, the context ops of augment)
         └──────→ worker.process (starts the local worker as a process; imports no engine)
 
 The engine knows nothing of the database, the worker or the UI; db/ knows nothing of torch, the engine or
