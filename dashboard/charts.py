@@ -212,23 +212,6 @@ def training_curves(metrics: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def roc_points(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """False- and true-positive rates at every threshold (anomalous = 1 is positive; higher score =
-    more anomalous) and the area under the curve (ties count half, as in scikit-learn)."""
-    targets = np.asarray(targets, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_targets = scores[order], targets[order]
-    distinct = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]  # last index of each tie group
-    tps = np.cumsum(sorted_targets)[distinct]
-    fps = (distinct + 1) - tps
-    positives, negatives = tps[-1], fps[-1]
-    tpr = np.r_[0.0, tps / max(positives, 1)]
-    fpr = np.r_[0.0, fps / max(negatives, 1)]
-    area = float(np.trapezoid(tpr, fpr)) if positives and negatives else float("nan")
-    return fpr, tpr, area
-
-
 def roc_curves(scores: pd.DataFrame) -> go.Figure:
     """ROC curves of S_NND and S_LH with their AUROC in the legend.
 
@@ -236,11 +219,13 @@ def roc_curves(scores: pd.DataFrame) -> go.Figure:
     """
     if scores.empty or scores["anomalous"].nunique() < 2:
         return _empty("ROC needs both normal and anomalous labelled samples.")
+    from engine.metrics import roc  # imported here: scikit-learn loads only when a ROC is drawn
+
     figure = go.Figure()
     for column, name in SCORES.items():
         if column not in scores:
             continue
-        fpr, tpr, area = roc_points(scores["anomalous"].to_numpy(), scores[column].to_numpy())
+        fpr, tpr, area = roc(scores["anomalous"].to_numpy(), scores[column].to_numpy())
         figure.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUROC {area:.3f})"))
     figure.add_trace(
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color="#999999", dash="dash"))
@@ -258,11 +243,13 @@ def roc_comparison(scores: pd.DataFrame, score: str = "s_nnd") -> go.Figure:
     """
     if scores.empty:
         return _empty("No runs to compare.")
+    from engine.metrics import roc  # imported here: scikit-learn loads only when a ROC is drawn
+
     figure = go.Figure()
     for i, (run, group) in enumerate(scores.groupby("run", sort=False)):
         if group["anomalous"].nunique() < 2:
             continue
-        fpr, tpr, area = roc_points(group["anomalous"].to_numpy(), group[score].to_numpy())
+        fpr, tpr, area = roc(group["anomalous"].to_numpy(), group[score].to_numpy())
         figure.add_trace(
             go.Scatter(
                 x=fpr, y=tpr, mode="lines", name=f"{run} (AUROC {area:.3f})", line=dict(color=PALETTE[i % len(PALETTE)])

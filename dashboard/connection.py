@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,15 +77,11 @@ class AppStatus:
         return f"Database: {shown(self.url)} · worker: {self.worker}"
 
 
-_worker_lock = threading.Lock()
-_worker_checked: dict[str, tuple[float, str]] = {}
-
-
 def start() -> AppStatus:
     """Open (and upgrade) the database, register the demo on first start, make sure a local worker runs.
 
     Called by streamlit_app.py on every rerun; the database opens once per process and the worker is
-    checked at most every WORKER_CHECK_S seconds (starting one when none holds the lock).
+    checked at most every WORKER_CHECK_S seconds (a cache with that TTL; starting one when none holds the lock).
     """
     url = database_url()
     try:
@@ -110,11 +105,13 @@ def _first_start(url: str) -> bool:
 def _ensure_worker(url: str) -> str:
     if os.environ.get(WORKER_ENV, "on").strip().lower() in ("off", "0", "false", "no"):
         return f"not started here ({WORKER_ENV}=off)"
-    with _worker_lock:
-        checked = _worker_checked.get(url)
-        if checked is not None and time.monotonic() - checked[0] < WORKER_CHECK_S:
-            return checked[1]
-        process = start_local_worker(url)
-        state = "running" if process is None else f"started (pid {process.pid})"
-        _worker_checked[url] = (time.monotonic(), state)
-        return state
+    return _checked_worker(url)
+
+
+# Streamlit's cache computes one key at a time (a lock per key), so concurrent reruns start one worker;
+# its answer is reused for WORKER_CHECK_S seconds, then the next rerun checks again.
+@st.cache_resource(ttl=WORKER_CHECK_S, show_spinner=False)
+def _checked_worker(url: str) -> str:
+    """Start a local worker for `url` unless one holds its lock; what the sidebar says about it."""
+    process = start_local_worker(url)
+    return "running" if process is None else f"started (pid {process.pid})"

@@ -17,14 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from db.roots import DATA_ROOTS_ENV, OutsideRoots, resolve_within_roots
-from engine.archives import ExpansionLimits, expansion_problem, unsafe_member
+from engine.archives import (
+    IMAGE_EXTENSIONS,
+    ExpansionLimits,
+    expansion_problem,
+    image_member,
+    is_image_name,
+    unsafe_member,
+    wrapping_folder,
+)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 UPLOAD_LIMIT_ENV = "CON2_MAX_UPLOAD_MB"
 DEFAULT_UPLOAD_LIMIT_MB = 500
 EXPANSION_LIMIT = 4  # a zip may expand to at most this many times the upload limit (zip bombs)
 UPLOADS = "uploads"
-SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test"})
 
 
 class IntakeError(ValueError):
@@ -126,8 +132,9 @@ def _safe_name(name: str) -> str:
     return base
 
 
-def _check_zip(data: Path, limit: int) -> list[zipfile.ZipInfo]:
-    """The image members of a zip, after refusing unsafe names and oversized expansion."""
+def _check_zip(data: Path, limit: int) -> dict[str, zipfile.ZipInfo]:
+    """The image members of a zip by the path a dataset lists them under (`engine.archives.image_member`:
+    no folders, hidden files or macOS resource forks), after refusing unsafe names and oversized expansion."""
     try:
         with zipfile.ZipFile(data) as archive:
             infos = archive.infolist()
@@ -140,12 +147,12 @@ def _check_zip(data: Path, limit: int) -> list[zipfile.ZipInfo]:
                 f"The zip holds {problem} ({info.filename!r}), which could write outside its folder; "
                 "nothing was stored. Re-create the zip from inside the dataset's folder."
             )
-    images = [i for i in infos if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in IMAGE_EXTENSIONS]
+    images = {name: info for info in infos if (name := image_member(info)) is not None}
     expansion = expansion_problem(infos, ExpansionLimits(max_total_bytes=EXPANSION_LIMIT * limit))
     if expansion:
         raise IntakeError(f"The zip {expansion}; register its folder by path instead.")
     if not images:
-        raise IntakeError("The zip holds no images (.png, .jpg, .bmp, .gif, .tif, .webp).")
+        raise IntakeError(f"The zip holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     return images
 
 
@@ -170,7 +177,7 @@ def store_upload(files: Sequence[tuple[str, bytes]], data_dir: Path, *, limit_by
     if zips and len(files) > 1:
         raise IntakeError("Upload either one .zip or image files, not both.")
     if not zips:
-        bad = [n for n in names if PurePosixPath(n).suffix.lower() not in IMAGE_EXTENSIONS]
+        bad = [n for n in names if not is_image_name(n)]
         if bad:
             raise IntakeError(f"Not an image or a zip: {', '.join(bad[:5])}.")
         if len(set(names)) != len(names):
@@ -180,14 +187,16 @@ def store_upload(files: Sequence[tuple[str, bytes]], data_dir: Path, *, limit_by
     target = root / uuid.uuid4().hex[:12]
     staging = root / f".incoming-{target.name}"
     staging.mkdir(parents=True, exist_ok=False)
+    wrapper = ""  # a lone top folder of a zip's images, looked through as the engine does reading a zip
     try:
         if zips:
             archive_path = staging / names[0]
             archive_path.write_bytes(files[0][1])
             members = _check_zip(archive_path, limit)
+            wrapper = wrapping_folder(list(members))
             with zipfile.ZipFile(archive_path) as archive:
-                for info in members:
-                    destination = (staging / "files" / info.filename.replace("\\", "/")).resolve()
+                for name, info in members.items():
+                    destination = (staging / "files" / name).resolve()
                     if not destination.is_relative_to(staging / "files"):  # belt and braces after _check_zip
                         raise IntakeError(f"Zip member {info.filename!r} would leave its folder; nothing was stored.")
                     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -204,18 +213,4 @@ def store_upload(files: Sequence[tuple[str, bytes]], data_dir: Path, *, limit_by
         (staging / "files").rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return _dataset_root(target)
-
-
-def _dataset_root(folder: Path) -> Path:
-    """The folder to register. Zipping a folder adds it as a wrapper (`dataset/no/*`, `dataset/yes/*`):
-    a lone top folder that is not a split name is looked through when every image sits at least two
-    levels below it, as the engine does when it reads a zip directly."""
-    entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
-    if len(entries) != 1 or not entries[0].is_dir() or entries[0].name.lower() in SPLIT_NAMES:
-        return folder
-    inner = entries[0]
-    images = [p for p in inner.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if images and all(len(p.relative_to(inner).parts) >= 2 for p in images):
-        return inner
-    return folder
+    return target / wrapper if wrapper else target

@@ -28,6 +28,11 @@ from db import reviews as db_reviews
 SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
 
 
+def projection_methods() -> list[str]:
+    """The 2-D projections a run stores (the queue's list, the engine's methods), for the Explore page."""
+    return list(db_jobs.PROJECTIONS)
+
+
 @st.cache_data(max_entries=8, show_spinner="Loading the run…")
 def _run_frame(url: str, job_id: int, method: str, stamp: str) -> pd.DataFrame:
     """Everything per scored sample of a finished run, most anomalous (S_NND) first."""

@@ -145,23 +145,21 @@ def seed_run(
             s_nnd=-0.95 + 0.02 * rng.standard_normal(n_ref),
             s_lh=-300 + 10 * rng.standard_normal(n_ref),
         )
-        for method in ("umap", "pca"):
+        for method in jobs.PROJECTIONS:
             x, y = rng.normal(0, 1, samples), rng.normal(0, 1, samples)
             shift = np.where(anomalous, rng.normal(0, 3, samples), 0.0)
             coords = np.stack([x - 6, y, x + 6 + shift, y + 0.2 * rng.standard_normal(samples) - shift], axis=1)
             results.write_projection(session=session, job_id=job.id, method=method, sample_ids=test_ids, coords=coords)
         targets = anomalous.astype(int)
-        from sklearn.metrics import roc_auc_score
+        from engine.metrics import auroc  # imported here: scikit-learn loads only when the demo is seeded
 
         summary = {
             "n_scored": samples,
             "n_anomalous": int(targets.sum()),
-            "auroc_nnd": float(roc_auc_score(targets, s_nnd)) if 0 < targets.sum() < samples else None,
-            "auroc_lh": float(roc_auc_score(targets, s_lh)) if 0 < targets.sum() < samples else None,
+            "auroc_nnd": auroc(targets, s_nnd) if 0 < targets.sum() < samples else None,
+            "auroc_lh": auroc(targets, s_lh) if 0 < targets.sum() < samples else None,
             # the raw-pixel reference: a blurrier view of the same ranking, as a weaker method gives
-            "auroc_pixels": float(
-                roc_auc_score(targets, s_nnd + np.random.default_rng(1).normal(0, 3 * s_nnd.std(), samples))
-            )
+            "auroc_pixels": auroc(targets, s_nnd + np.random.default_rng(1).normal(0, 3 * s_nnd.std(), samples))
             if 0 < targets.sum() < samples
             else None,
             "silhouette": 0.42,

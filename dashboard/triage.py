@@ -2,7 +2,8 @@
 
 Scores: higher = more anomalous. The reference is the training images' leave-one-out scores, so "the
 98th percentile of the reference" means what it says: about 2 % of normal training images score above it.
-Pure functions of arrays and DataFrames; the Review page and the CSV export share them.
+Pure functions of arrays and DataFrames; the Review page and the CSV export share them. The percentile
+and threshold arithmetic is `db.ranking`'s (the one owner), offered here to the pages, which import no db.
 """
 
 from __future__ import annotations
@@ -12,15 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from db.ranking import reference_share_above, threshold_at_percentile
+
+__all__ = ["SHOW", "filter_queue", "flag", "percentile_text", "reference_share_above", "threshold_at_percentile"]
 SHOW = ("All", "Unreviewed", "Reviewed", "Flagged")
-
-
-def threshold_at_percentile(reference: np.ndarray, percentile: float) -> float:
-    """The score below which `percentile` % of the reference lies (NaN without a reference)."""
-    reference = np.asarray(reference, dtype=np.float64)
-    if reference.size == 0:
-        return float("nan")
-    return float(np.percentile(reference, percentile))
 
 
 def flag(scores: np.ndarray, *, reference: np.ndarray | None = None, percentile: float | None = None,
@@ -43,14 +39,6 @@ def flag(scores: np.ndarray, *, reference: np.ndarray | None = None, percentile:
         return float("inf"), np.zeros(scores.shape, dtype=bool)
     threshold = float(np.sort(scores)[::-1][min(count, scores.size) - 1])
     return threshold, scores >= threshold
-
-
-def reference_share_above(reference: np.ndarray, threshold: float) -> float:
-    """% of the reference (training normals) scoring above the threshold: the expected false-alarm rate."""
-    reference = np.asarray(reference, dtype=np.float64)
-    if reference.size == 0 or not np.isfinite(threshold):
-        return float("nan") if reference.size == 0 else 0.0
-    return float(100.0 * np.mean(reference > threshold))
 
 
 def filter_queue(

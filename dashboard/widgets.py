@@ -20,7 +20,7 @@ import streamlit as st
 
 from dashboard.gallery import display
 from db.session import DatabaseError
-from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig, build
+from engine.config import SECTIONS, ConfigError, DataConfig, RunConfig, build
 
 # Characters that can open Markdown, HTML, LaTeX or Streamlit syntax anywhere in a line (links, images, tags,
 # emphasis, code, tables, strikethrough, math, `:color[...]` directives, entities); CommonMark lets a backslash
@@ -41,7 +41,6 @@ def plain(text: Any) -> str:
     return _LINE_START.sub(r"\1\\\2", escaped)
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "score": ScoreConfig}
 SECTION_TITLES = {"data": "Data settings", "train": "Training settings", "score": "Scoring settings"}
 # The few settings most users touch; everything else sits in the "more settings" expanders.
 ESSENTIAL = (
@@ -180,7 +179,7 @@ def train_form(
     values["data"]["source"] = base.data.source
     values["data"]["normal_label"] = base.data.normal_label
     try:
-        return RunConfig(*(build(SECTIONS[s], values[s]) for s in ("data", "train", "score")))
+        return RunConfig(*(build(cls, values[section]) for section, cls in SECTIONS.items()))
     except ConfigError as error:
         st.error(f"This configuration cannot run: {error}")
         return None

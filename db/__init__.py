@@ -6,6 +6,7 @@
     jobs.py        the queue: submit, claim, heartbeat, progress, cancel, finish, recover
     datasets.py    datasets, samples (quality flags), thumbnails
     results.py     metrics, scores, embeddings, projections: bulk writes, numpy reads
+    ranking.py     ranks and percentiles of scores (numpy only)
     artifacts.py   checkpoints and scoring bundles kept in the database
     reviews.py     append-only verdicts
 

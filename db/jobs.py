@@ -31,7 +31,7 @@ from db.models import FINISHED, JOB_KINDS, Dataset, Job, JobEvent, UTCDateTime, 
 
 DEFAULT_MAX_ATTEMPTS = 3
 STALE_AFTER_S = 60.0  # a running job without a heartbeat for this long is presumed orphaned
-PROJECTIONS = ("umap", "pca")
+PROJECTIONS = ("umap", "pca")  # engine.projection.PROJECTIONS: db/ may not import the engine (tests/test_facts.py)
 
 
 class JobError(ValueError):

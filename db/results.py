@@ -4,7 +4,7 @@ Writes are chunked multi-row INSERTs (100k samples take seconds); reads return n
 page turns into a DataFrame with `pd.DataFrame(columns)`. Per-sample rows are keyed by (job, sample)
 (and role or method), so a job written twice, e.g. after its worker died mid-write and the job was
 recovered, can never hold duplicates: the worker clears a job's results before writing them again.
-Scores: higher = more anomalous; rank 1 = most anomalous within its role.
+Scores: higher = more anomalous; rank 1 = most anomalous within its role (ranks and percentiles: `db.ranking`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from db.models import SCORE_ROLES, Embedding, Metric, Projection, Sample, Score
+from db.ranking import percentile, ranks
 from db.session import dialect_insert
 
 CHUNK = 10_000  # rows per INSERT batch
@@ -108,14 +109,6 @@ def clear_results(*, session: Session, job_id: int) -> None:
         session.execute(delete(model).where(model.job_id == job_id))
 
 
-def ranks(scores: np.ndarray) -> np.ndarray:
-    """(M,) int64 ranks, 1 = highest score (most anomalous); ties keep input order."""
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    out = np.empty(len(order), dtype=np.int64)
-    out[order] = np.arange(1, len(order) + 1)
-    return out
-
-
 def write_scores(
     *,
     session: Session,
@@ -179,16 +172,6 @@ def read_neighbours(*, session: Session, job_id: int, sample_id: int) -> list[tu
         select(Score.neighbours).where(Score.job_id == job_id, Score.role == "scored", Score.sample_id == sample_id)
     )
     return [(int(n), float(s)) for n, s in near or []]
-
-
-def percentile(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """% of `reference` scores strictly below each score: "more anomalous than 99.2% of the normal
-    training images". NaN when there is no reference."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(reference) == 0:
-        return np.full(len(scores), np.nan)
-    ordered = np.sort(np.asarray(reference, dtype=np.float64))
-    return 100.0 * np.searchsorted(ordered, scores, side="left") / len(ordered)
 
 
 # ---------------------------------------------------------------------------------------------- embeddings

@@ -1,4 +1,9 @@
-"""The rules every zip must pass before any member is read: the one owner of them.
+"""The rules every zip must pass before any member is read, and which files a dataset lists: the one owner.
+
+What counts as an image file (`IMAGE_EXTENSIONS`, `is_image_name`), which folder names are splits
+(`SPLIT_NAMES`), which zip members a dataset lists (`image_member`) and when a lone top folder is looked
+through (`wrapping_folder`) are defined here once: the engine's sources read by them and the dashboard's
+upload checks apply the same rules (this module imports nothing heavy).
 
 A dataset .zip, an .npz (numpy's zip of arrays) and a browser upload are all zips. Each is checked from
 its central directory, the index at the end of the file, so a zip bomb is refused before a byte of it
@@ -17,6 +22,7 @@ data goes on, so a member whose directory entry lies cannot expand past what was
 
 from __future__ import annotations
 
+import os
 import stat
 import zipfile
 from collections.abc import Sequence
@@ -24,6 +30,9 @@ from dataclasses import dataclass
 
 GIB = 1 << 30
 MIB = 1 << 20
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test"})
+RESOURCE_FORKS = "__MACOSX"  # the folder macOS's zip tool adds: resource forks, never images
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,37 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     if stat.S_ISLNK(info.external_attr >> 16):  # Unix mode bits live in the high 16 bits
         return "a symbolic link"
     return None
+
+
+def is_image_name(name: str) -> bool:
+    """True for a file name with an image extension (any case) that is not hidden."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def image_member(info: zipfile.ZipInfo) -> str | None:
+    """The '/'-separated path ('no/1.png') under which a dataset lists this member, or None for one it
+    never lists: a folder, a file that is not an image, a hidden file or folder, macOS's resource forks.
+
+    The path drops empty and '.' parts and turns backslashes into slashes; it keeps any '..' part, so an
+    unsafe member is still seen (check `unsafe_member` too).
+    """
+    parts = [part for part in info.filename.replace("\\", "/").split("/") if part not in ("", ".")]
+    if info.is_dir() or not parts or not is_image_name(parts[-1]):
+        return None
+    if any(part.startswith(".") and part != ".." for part in parts) or parts[0] == RESOURCE_FORKS:
+        return None
+    return "/".join(parts)
+
+
+def wrapping_folder(names: Sequence[str]) -> str:
+    """'dataset/' when every image (a '/'-separated path) sits below one folder that is not a split name,
+    and deeper than its direct children (zipping a folder adds it); else ''."""
+    first = {name.split("/", 1)[0] for name in names}
+    if len(first) != 1 or next(iter(first)).lower() in SPLIT_NAMES:
+        return ""
+    if all(name.count("/") >= 2 for name in names):
+        return next(iter(first)) + "/"
+    return ""
 
 
 def expansion_problem(infos: Sequence[zipfile.ZipInfo], limits: ExpansionLimits = DEFAULT_LIMITS) -> str | None:

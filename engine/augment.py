@@ -51,6 +51,13 @@ def equalize(x: torch.Tensor) -> torch.Tensor:
     """Histogram equalisation of each image and channel, batched; PIL.ImageOps.equalize's rule.
 
     x: (B, C, H, W) float in [0, 1]. A channel with a single grey level is left unchanged.
+
+    Kept by hand rather than torchvision.transforms.v2.functional.equalize, although the two are
+    bit-identical on 8-bit images (tests/test_augment.py probes random, few-level and constant ones):
+    the dashboard's gallery previews the contexts with this module, and the dashboard may not load
+    torchvision (tests/test_architecture.py); and torchvision bins a float image its own way
+    (x·(256 − ε), floored) where this rounds x·255, so the two differ on floats between the 256 levels
+    (a resized image's), by up to 65 levels on a probe.
     """
     b, c, h, w = x.shape
     levels = (x * 255.0).round().clamp_(0, 255).long().reshape(b * c, h * w)  # (BC, HW)

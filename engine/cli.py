@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig, build
+from engine.config import SECTIONS, ConfigError, DataConfig, RunConfig, ScoreConfig, build
 from engine.presets import NAMES as PRESET_NAMES
 from engine.presets import preset_overrides
 
@@ -31,7 +31,6 @@ RENAMED = {
     (ScoreConfig, "batch_size"): "score-batch-size",
     (ScoreConfig, "seed"): "score-seed",
 }
-SECTIONS = {"data": DataConfig, "train": TrainConfig, "score": ScoreConfig}
 
 
 class Progress:
@@ -98,7 +97,7 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
             raw.setdefault(section, {})[name] = value
     if getattr(args, "all", False):
         raw.setdefault("data", {})["normal_label"] = None
-    return RunConfig(*(build(SECTIONS[s], raw.get(s, {})) for s in ("data", "train", "score")))
+    return RunConfig(*(build(cls, raw.get(section, {})) for section, cls in SECTIONS.items()))
 
 
 def _config_file(path: str) -> dict[str, Any]:

@@ -262,11 +262,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        return cls(
-            data=build(DataConfig, raw.get("data", {})),
-            train=build(TrainConfig, raw.get("train", {})),
-            score=build(ScoreConfig, raw.get("score", {})),
-        )
+        return cls(**{section: build(config, raw.get(section, {})) for section, config in SECTIONS.items()})
+
+
+# A run's config file, its stored dict, the CLI's flags and the dashboard's form all have these three
+# sections, in this order (RunConfig's fields).
+SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "score": ScoreConfig}
 
 
 def build(cls: type, raw: dict[str, Any]) -> Any:

@@ -1,11 +1,15 @@
-"""Evaluation where labels exist: AUROC (anomalous = positive) and the context clusters' silhouette."""
+"""Evaluation where labels exist: AUROC (anomalous = positive) and the context clusters' silhouette.
+
+The one definition of the ROC and its area: the worker's summaries, the dashboard's ROC charts and its
+demo seed all call these (numpy and scikit-learn only, so the dashboard may import this module).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, silhouette_score
+from sklearn.metrics import roc_auc_score, roc_curve, silhouette_score
 
 SILHOUETTE_MAX_POINTS = 4000  # per context: silhouette is O(n²); a seeded sample keeps it to seconds
 
@@ -26,6 +30,13 @@ def anomaly_targets(labels: Sequence[str | None], normal_label: str | None) -> n
 def auroc(targets: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve with anomalous (1) as the positive class and higher score = more anomalous."""
     return float(roc_auc_score(targets, scores))
+
+
+def roc(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """False- and true-positive rates from (0, 0) through every distinct score to (1, 1), and the AUROC;
+    anomalous (1) is the positive class, higher score = more anomalous, tied scores form one step."""
+    fpr, tpr, _ = roc_curve(targets, scores, drop_intermediate=False)
+    return fpr, tpr, auroc(targets, scores)
 
 
 def context_silhouette(features: np.ndarray, context_features: np.ndarray, seed: int = 0) -> float:

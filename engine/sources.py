@@ -19,12 +19,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.archives import DEFAULT_LIMITS, ExpansionLimits, expansion_problem, unsafe_member
+from engine.archives import (
+    DEFAULT_LIMITS,
+    IMAGE_EXTENSIONS,
+    SPLIT_NAMES,
+    ExpansionLimits,
+    expansion_problem,
+    image_member,
+    is_image_name,
+    unsafe_member,
+    wrapping_folder,
+)
 from engine.data import DataError, SampleRef, Skipped
 from engine.images import UnreadableImage, open_image
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test"})
 NPZ_SPLITS = ("train", "val", "test")
 DIGITS_TRAIN_FRACTION = 0.7  # digits has no official split: a seeded permutation, first 70 % train
 DIGITS_SPLIT_SEED = 0
@@ -93,11 +101,6 @@ def open_source(spec: str) -> Source:
     raise DataError(f"unsupported source {spec}: expected {SUPPORTED}")
 
 
-def is_image_name(name: str) -> bool:
-    """True for a file name with an image extension (any case) that is not hidden."""
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
 class FolderSource(Source):
     """root/<label>/*, flat root/*, or root/<split>/<label>/* when top-level folders are split names.
 
@@ -151,14 +154,10 @@ class ZipSource(Source):
         rejected: list[Skipped] = []
         members: dict[str, str] = {}  # normalised name -> name inside the archive
         for info in self._zip.infolist():
-            raw_name = info.filename.replace("\\", "/")  # some Windows tools write backslashes
+            name = image_member(info)
+            if name is None:
+                continue  # folders, other files, hidden files and macOS resource forks
             problem = unsafe_member(info)
-            parts = [part for part in raw_name.split("/") if part not in ("", ".")]
-            name = "/".join(parts)
-            if info.is_dir() or not parts or not is_image_name(parts[-1]):
-                continue
-            if any(part.startswith(".") and part != ".." for part in parts) or parts[0] == "__MACOSX":
-                continue  # hidden files and macOS resource forks
             if problem or name in members:
                 reason = f"zip member with {problem}" if problem else "duplicate member name in zip"
                 ref = SampleRef(info.filename, f"{path}:{info.filename}")
@@ -168,7 +167,7 @@ class ZipSource(Source):
         if not members:
             self._zip.close()
             raise DataError(f"no images in {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))} members)")
-        prefix = _wrapping_folder(list(members))
+        prefix = wrapping_folder(list(members))
         self._members = {name[len(prefix) :]: member for name, member in members.items()}
         layout = Layout(list(self._members))
         super().__init__(
@@ -382,17 +381,6 @@ def _open_zip(path: Path, limits: ExpansionLimits) -> zipfile.ZipFile:
             "(for a real dataset this large, extract it and register the folder)"
         )
     return archive
-
-
-def _wrapping_folder(names: list[str]) -> str:
-    """'dataset/' when every image sits below one folder that is not a split name, and deeper than
-    its direct children (zipping a folder adds it); else ''."""
-    first = {name.split("/", 1)[0] for name in names}
-    if len(first) != 1 or next(iter(first)).lower() in SPLIT_NAMES:
-        return ""
-    if all(name.count("/") >= 2 for name in names):
-        return next(iter(first)) + "/"
-    return ""
 
 
 def _npz_labels(labels: np.ndarray | None, count: int, what: str) -> list[str] | None:

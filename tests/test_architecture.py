@@ -1,7 +1,7 @@
 """The data flows one way, and these tests hold every layer to it, following imports transitively:
 
     dashboard/ ──→ db/ ←── worker/ ──→ engine/
-        └──────→ engine's light modules (config, presets, sources, the context ops of augment)
+        └──────→ engine's light modules (config, presets, archives, sources, metrics, the context ops of augment)
         └──────→ worker.process (starts the local worker as a process; imports no engine)
 
 The engine knows nothing of the database, the worker or the UI; db/ knows nothing of torch, the engine or
@@ -23,11 +23,13 @@ PACKAGES = ("engine", "db", "worker", "dashboard")
 APP = "streamlit_app"  # the dashboard's entry script, at the top of the repository
 
 # The engine modules the dashboard may reach: forms (config, presets), the checks before a dataset is
-# registered (archives, sources and what they read with), the context previews of the gallery (augment).
-# Never the training or scoring pipeline: training runs in the worker, so the app never does.
+# registered (archives, sources and what they read with), the context previews of the gallery (augment),
+# the ROC and its area (metrics: numpy and scikit-learn). Never the training or scoring pipeline:
+# training runs in the worker, so the app never does.
 DASHBOARD_ENGINE = {
     "engine",
     "engine.config",
+    "engine.metrics",
     "engine.presets",
     "engine.archives",
     "engine.data",
@@ -141,6 +143,15 @@ def test_the_import_walk_follows_project_modules_transitively():
     assert "db.migrations" not in reach("db.session", top_level_only=True)
     assert set(layer("worker")) >= {"worker", "worker.loop", "worker.cli", "worker.process"}
     assert len(layer("dashboard")) > len(list((ROOT / "dashboard" / "pages").glob("*.py")))
+
+
+def test_no_two_project_modules_import_each_other():
+    """No import cycle, lazy imports included: db.session opens the database through db.migrations, so
+    db.migrations takes an engine and never imports db.session back."""
+    cycles = sorted(
+        f"{a} ↔ {b}" for a in project_modules() for b in reach(a) if a < b and b in project_modules() and a in reach(b)
+    )
+    assert not cycles, "\n".join(cycles)
 
 
 def test_engine_imports_neither_the_database_nor_the_worker_nor_the_ui():

@@ -52,6 +52,22 @@ def test_equalize_matches_pil():
         assert np.array_equal(ours[k].permute(1, 2, 0).numpy(), expected)
 
 
+def test_equalize_is_torchvisions_on_uint8_images():
+    """The probe behind keeping the hand-written equalize (see its comment): on 8-bit images, random, few
+    levels and constant, it is bit-identical to torchvision.transforms.v2.functional.equalize."""
+    from torchvision.transforms.v2.functional import equalize as torchvision_equalize
+
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        h, w = torch.randint(1, 40, (2,), generator=generator).tolist()
+        pixels = torch.randint(0, 256, (4, 3, h, w), generator=generator, dtype=torch.uint8)
+        pixels[0] = trial * 6  # a constant image
+        pixels[1] = torch.randint(0, 3, (3, h, w), generator=generator, dtype=torch.uint8) * 100  # three levels
+        pixels[2, 1] = 255  # one constant channel
+        ours = (equalize(pixels.float() / 255) * 255).round().to(torch.uint8)
+        assert torch.equal(ours, torchvision_equalize(pixels)), trial
+
+
 def test_full_box_without_flip_is_identity_and_flip_mirrors(images):
     square = images[:, :, :10, :10]
     box = torch.tensor([[0.5, 0.5, 1.0, 1.0]]).expand(4, -1)

@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from dashboard import charts
+from engine.metrics import roc
 
 
 def projection_frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -80,13 +81,17 @@ def test_unknown_colouring_and_empty_frames():
     assert charts.projection_scatter(projection_frame(0), "context").layout.annotations
 
 
-def test_roc_points_match_scikit_learn_with_ties():
+def test_the_roc_the_charts_draw_is_scikit_learns_with_ties():
     rng = np.random.default_rng(1)
     targets = rng.integers(0, 2, size=500)
     scores = np.round(rng.random(500) + targets * 0.3, 1)  # many ties
-    fpr, tpr, area = charts.roc_points(targets, scores)
-    assert area == pytest.approx(roc_auc_score(targets, scores))
+    fpr, tpr, area = roc(targets, scores)
+    assert area == roc_auc_score(targets, scores) == pytest.approx(np.trapezoid(tpr, fpr))
     assert fpr[0] == 0 and tpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+    assert len(fpr) == len(np.unique(scores)) + 1  # one step per distinct score: ties are one step
+    curve = charts.roc_curves(pd.DataFrame({"anomalous": targets, "s_nnd": scores})).data[0]
+    assert np.array_equal(curve.x, fpr) and np.array_equal(curve.y, tpr)
+    assert not hasattr(charts, "roc_points")  # the one ROC is engine.metrics.roc
 
 
 def test_roc_curves_name_the_auroc_of_both_scores():

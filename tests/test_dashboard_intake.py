@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from dashboard.intake import IntakeError, check_location, store_upload, upload_limit_bytes
+from engine.sources import ZipSource
 
 
 def png(value: int = 128, side: int = 8) -> bytes:
@@ -110,6 +111,28 @@ def test_zip_is_extracted_and_a_wrapping_folder_looked_through(tmp_path):
     folder = store_upload([("scans.zip", content)], tmp_path)
     assert folder.name == "scans"
     assert files_under(folder) == {"normal", "normal/a.png", "odd", "odd/b.png"}
+
+
+def test_an_upload_keeps_the_images_a_zip_source_would_list(tmp_path):
+    """One rule for both ways in (engine.archives): hidden files and macOS resource forks are not images,
+    and the wrapping folder is looked through even with a resource fork beside it."""
+    members = {
+        "scans/normal/a.png": png(),
+        "scans/odd/b.png": png(9),
+        "scans/odd/.hidden.png": png(),
+        "__MACOSX/scans/normal/._a.png": b"resource fork",
+        "__MACOSX/scans/normal/a.png": b"resource fork",
+    }
+    folder = store_upload([("scans.zip", zipped(members))], tmp_path)
+    assert folder.name == "scans"
+    assert files_under(folder.parent) == {"scans", "scans/normal", "scans/normal/a.png", "scans/odd", "scans/odd/b.png"}
+    archive = tmp_path / "scans.zip"
+    archive.write_bytes(zipped(members))
+    listed = ZipSource(archive)
+    assert sorted(ref.sample_id for ref in listed.refs()) == sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*.png")
+    )
+    listed.close()
 
 
 def test_oversized_upload_is_refused_before_anything_is_written(tmp_path):

@@ -440,3 +440,23 @@ def test_an_unusable_database_url_is_one_clear_message(tmp_path, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
     assert "Cannot open the database: unsupported database" in at.error[0].value
+
+
+def test_the_local_worker_is_checked_once_per_ttl_by_streamlits_cache(monkeypatch):
+    """The sidebar's worker check is st.cache_resource with a TTL: reruns within it start nothing."""
+    from dashboard import connection
+
+    started = []
+    monkeypatch.delenv(connection.WORKER_ENV, raising=False)
+    monkeypatch.setattr(connection, "start_local_worker", lambda url: started.append(url))
+    connection._checked_worker.clear()
+    try:
+        assert connection._ensure_worker("sqlite:///one.db") == "running"
+        assert connection._ensure_worker("sqlite:///one.db") == "running"
+        assert connection._ensure_worker("sqlite:///two.db") == "running"
+        assert started == ["sqlite:///one.db", "sqlite:///two.db"]
+        monkeypatch.setenv(connection.WORKER_ENV, "off")
+        assert "CON2_WORKER=off" in connection._ensure_worker("sqlite:///three.db")
+        assert "sqlite:///three.db" not in started
+    finally:
+        connection._checked_worker.clear()

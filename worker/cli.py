@@ -22,8 +22,9 @@ def parser(prog: str = "con2 worker") -> argparse.ArgumentParser:
     worker.add_argument(
         "--stale-after",
         type=float,
-        default=60.0,  # db.jobs.STALE_AFTER_S, spelled out so that --help imports no database driver
-        help="Seconds without a heartbeat after which another worker's running job is recovered.",
+        default=None,  # None: db.jobs.STALE_AFTER_S, read only when the worker starts (--help loads no db)
+        help="Seconds without a heartbeat after which another worker's running job is recovered "
+        "(default: 60, db.jobs.STALE_AFTER_S).",
     )
     return worker
 
@@ -32,11 +33,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "con2 worker") -> int:
     """`con2 worker`: serve the queue until stopped; a database a user got wrong is reported in one line
     (exit status 2), not a traceback."""
     args = parser(prog).parse_args(argv)
-    from db.session import DatabaseError  # imported here: `--help` and a flag mistake need no sqlalchemy
+    # imported here: `--help` and a flag mistake need no sqlalchemy
+    from db.jobs import STALE_AFTER_S
+    from db.session import DatabaseError
     from worker.loop import run_worker
 
+    stale_after_s = STALE_AFTER_S if args.stale_after is None else args.stale_after
     try:
-        run_worker(args.db, once=args.once, poll_s=args.poll, worker_id=args.worker_id, stale_after_s=args.stale_after)
+        run_worker(args.db, once=args.once, poll_s=args.poll, worker_id=args.worker_id, stale_after_s=stale_after_s)
     except DatabaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

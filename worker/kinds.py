@@ -24,7 +24,7 @@ from engine.config import RunConfig, ScoreConfig, build
 from engine.data import SampleRef
 from engine.images import UnreadableImage, decode
 from engine.inventory import inventory
-from engine.projection import project
+from engine.projection import PROJECTIONS, project
 from engine.run import score_run, train_run
 from engine.sources import open_source
 from engine.train import resolve_device
@@ -141,7 +141,7 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     result = train_run(config, on_progress=run.on_progress, checkpoints=DatabaseCheckpoints(run))
     run.flush(force=True)
     run.check()
-    coords = _project(run, result.scores, job.config.get("projections", jobs.PROJECTIONS), config.train.seed)
+    coords = _project(run, result.scores, job.config.get("projections", PROJECTIONS), config.train.seed)
     bundle = Bundle(result.trained, result.bank, config.data).to_bytes()
     summary = {
         **result.metrics,
@@ -201,7 +201,7 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     )
     run.flush(force=True)
     run.check()
-    coords = _project(run, scores, job.config.get("projections", jobs.PROJECTIONS), bundle.trained.config.seed)
+    coords = _project(run, scores, job.config.get("projections", PROJECTIONS), bundle.trained.config.seed)
     summary = {
         **metrics,
         "parent_id": parent.id,

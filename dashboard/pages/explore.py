@@ -19,7 +19,7 @@ controls = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
 with controls[0]:
     job_id = widgets.run_picker(succeeded, key="explore_run")
 assert job_id is not None
-method = controls[1].radio("Projection", ["umap", "pca"], horizontal=True, key="explore_method")
+method = controls[1].radio("Projection", results.projection_methods(), horizontal=True, key="explore_method")
 color_by = controls[2].selectbox(
     "Colour by", list(charts.COLOR_BY), format_func=lambda c: charts.SCORES.get(c, c), key="explore_color"
 )

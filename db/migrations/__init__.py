@@ -4,9 +4,11 @@ Several processes may start at once against one database, so the upgrade holds a
 runs: SQLite's write lock (`BEGIN IMMEDIATE`, the whole migration in one transaction), or a
 PostgreSQL advisory lock. The others wait, then find the schema at head and do nothing.
 
-A new migration after changing db/models.py:
+A new migration after changing db/models.py, in Python:
 
-    python -c "from db.migrations import revision; revision('sqlite:////tmp/m.db', 'add x')"
+    from db.migrations import revision
+    from db.session import make_engine
+    revision(make_engine("sqlite:////tmp/m.db"), "add x")
 
 autogenerates a draft in db/migrations/versions against a database upgraded to head; review it.
 """
@@ -72,11 +74,10 @@ def upgrade(engine: Engine, to: str = "head") -> None:
         connection.commit()
 
 
-def revision(url: str, message: str) -> None:
-    """Autogenerate a migration draft comparing db/models.py with the database at `url` (at head)."""
-    from db.session import make_engine
-
-    engine = make_engine(url)
+def revision(engine: Engine, message: str) -> None:
+    """Autogenerate a migration draft comparing db/models.py with the database behind `engine` (brought
+    to head first). Takes the engine, not a URL: db.session makes engines and imports this package, so
+    this package imports nothing of db.session (no cycle)."""
     upgrade(engine)
     with engine.connect() as connection:
         command.revision(alembic_config(connection), message=message, autogenerate=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from db import artifacts, datasets, jobs, results
+from db import artifacts, datasets, jobs, ranking, results
 
 
 @pytest.fixture
@@ -122,8 +122,8 @@ def test_projections_join_the_scores_in_the_run_table(sessions, run):
 
 def test_percentile_counts_reference_scores_strictly_below():
     reference = np.array([0.1, 0.2, 0.3, 0.4])
-    assert results.percentile(np.array([0.05, 0.25, 0.4, 9.0]), reference).tolist() == [0.0, 50.0, 75.0, 100.0]
-    assert np.isnan(results.percentile(np.array([1.0]), np.array([]))).all()
+    assert ranking.percentile(np.array([0.05, 0.25, 0.4, 9.0]), reference).tolist() == [0.0, 50.0, 75.0, 100.0]
+    assert np.isnan(ranking.percentile(np.array([1.0]), np.array([]))).all()
 
 
 def test_metrics_replace_a_rerun_step_and_resuming_drops_later_epochs(sessions, run):
