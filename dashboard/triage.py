@@ -15,7 +15,7 @@ import pandas as pd
 
 from db.ranking import reference_share_above, threshold_at_percentile
 
-__all__ = ["SHOW", "filter_queue", "flag", "percentile_text", "reference_share_above", "threshold_at_percentile"]
+__all__ = ["SHOW", "filter_queue", "flag", "reference_share_above", "threshold_at_percentile"]
 SHOW = ("All", "Unreviewed", "Reviewed", "Flagged")
 
 
