@@ -40,12 +40,20 @@ def test_every_method_trains_and_reports_each_step(pixels, method):
 
 def test_con2_objective_is_context_plus_alpha_content_with_alpha_annealed(pixels):
     reports = []
-    train(pixels, tiny(epochs=3), on_step=reports.append)
+    train(pixels, tiny(epochs=3, alpha_schedule="linear"), on_step=reports.append)  # the paper's schedule
     assert reports[0].alpha == 0.0 and reports[-1].alpha == 1.0
     alphas = [r.alpha for r in reports]
     assert alphas == sorted(alphas)
     for r in reports:
         assert r.loss == pytest.approx(r.loss_context + r.alpha * r.loss_content, rel=1e-4)
+
+
+def test_the_default_recipe_weighs_content_fully_from_the_first_step(pixels):
+    reports = []
+    train(pixels, tiny(epochs=2), on_step=reports.append)
+    assert {r.alpha for r in reports} == {1.0}
+    for r in reports:
+        assert r.loss == pytest.approx(r.loss_context + r.loss_content, rel=1e-4)
 
 
 def test_learning_rate_follows_a_cosine_to_zero(pixels):
