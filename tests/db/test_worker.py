@@ -47,7 +47,10 @@ def trained(tmp_path_factory, worker_pool, tiny_config, wait_for):
         dataset = datasets.create_dataset(session=session, location="digits", name="digits demo")
         register = jobs.submit_register(session=session, dataset_id=dataset.id)
         train = jobs.submit_train(
-            session=session, dataset_id=dataset.id, config=tiny_config(epochs=EPOCHS).to_dict(), name="con2"
+            session=session,
+            dataset_id=dataset.id,
+            config=tiny_config(epochs=EPOCHS, alpha_schedule="linear").to_dict(),
+            name="con2",
         )
     pool = worker_pool(tmp)
     worker = pool.start(url, name="e2e")
@@ -91,7 +94,7 @@ def test_a_queued_train_job_leaves_metrics_scores_embeddings_and_projections(tra
     assert len(steps["step"]) >= EPOCHS and len(set(steps["step"].tolist())) == len(steps["step"])
     for name in ("loss", "loss_context", "loss_content", "alpha", "lr", "images_per_s"):
         assert np.isfinite(epochs[name]).all(), name
-    assert epochs["alpha"][0] < epochs["alpha"][-1]  # α grows from 0
+    assert epochs["alpha"][0] < epochs["alpha"][-1]  # the paper's schedule, asked for: α grows from 0
 
     # a score for every sample of the test split; the 122 training normals' leave-one-out scores
     split = dict(zip(samples["id"].tolist(), samples["split"], strict=True))
