@@ -61,6 +61,17 @@ def test_lh_is_the_gaussian_negative_log_likelihood(bank, shrinkage):
     assert 0 < scorer.rho_ < 1 or shrinkage == "fixed"
 
 
+def _refit_nll(keep: torch.Tensor, query: torch.Tensor, shrinkage: str, rho: float) -> float:
+    """S_LH of one query against a Gaussian fitted afresh to `keep` (the bank without the left-out rows), with
+    scipy: the fixed shrinkage Σ + 0.01·I, or Ledoit–Wolf's at the full bank's ρ (leave-one-out keeps it)."""
+    z = F.normalize(keep.double(), dim=1).numpy()
+    d = z.shape[1]
+    cov = np.cov(z, rowvar=False, bias=True)
+    sigma = cov + 1e-2 * np.eye(d) if shrinkage == "fixed" else (1 - rho) * cov + rho * np.trace(cov) / d * np.eye(d)
+    q = F.normalize(query[None].double(), dim=1).numpy()[0]
+    return float(-multivariate_normal(z.mean(axis=0), sigma).logpdf(q))
+
+
 @pytest.mark.parametrize("shrinkage", ["ledoit_wolf", "fixed"])
 def test_lh_leave_one_out_equals_a_refit_without_the_sample(bank, shrinkage):
     scorer = LHScorer(shrinkage, epsilon=1e-2).fit(bank)
@@ -70,16 +81,7 @@ def test_lh_leave_one_out_equals_a_refit_without_the_sample(bank, shrinkage):
         loo = scorer.anomaly_scores(queries, rows)
         for i, row in enumerate(rows.tolist()):
             keep = torch.cat([bank[:row], bank[row + 1 :]])
-            z = F.normalize(keep.double(), dim=1).numpy()
-            cov = np.cov(z, rowvar=False, bias=True)
-            eye = np.eye(6)
-            sigma = (
-                cov + 1e-2 * eye
-                if shrinkage == "fixed"
-                else (1 - scorer.rho_) * cov + scorer.rho_ * np.trace(cov) / 6 * eye
-            )
-            q = F.normalize(queries[i : i + 1].double(), dim=1).numpy()[0]
-            expected = -multivariate_normal(z.mean(axis=0), sigma).logpdf(q)
+            expected = _refit_nll(keep, queries[i], shrinkage, scorer.rho_)
             assert loo[i].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -163,16 +165,7 @@ def test_lh_leaves_every_copy_of_the_sample_out(bank_with_copies, shrinkage):
     for queries in (bank[rows], other):
         loo = scorer.anomaly_scores(queries, rows)
         for i, row in enumerate(rows.tolist()):
-            z = F.normalize(bank[_refit_rows(len(bank), row, copies)].double(), dim=1).numpy()
-            cov = np.cov(z, rowvar=False, bias=True)
-            eye = np.eye(6)
-            sigma = (
-                cov + 1e-2 * eye
-                if shrinkage == "fixed"
-                else (1 - scorer.rho_) * cov + scorer.rho_ * np.trace(cov) / 6 * eye
-            )
-            q = F.normalize(queries[i : i + 1].double(), dim=1).numpy()[0]
-            expected = -multivariate_normal(z.mean(axis=0), sigma).logpdf(q)
+            expected = _refit_nll(bank[_refit_rows(len(bank), row, copies)], queries[i], shrinkage, scorer.rho_)
             assert loo[i].item() == pytest.approx(expected, rel=1e-5)
 
 
