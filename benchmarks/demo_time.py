@@ -28,8 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--normal", default="0")
     args = parser.parse_args()
-    config = preset_config(CPU, max_side=8, normal_label=args.normal)
-    config = type(config).from_dict({**config.to_dict(), "data": {**config.to_dict()["data"], "source": "digits"}})
+    config = preset_config(CPU, max_side=8, normal_label=args.normal)  # the source's default is the digits
+    assert config.data.source == "digits"
     started = time.perf_counter()
     result = train_run(config)
     trained_s = time.perf_counter() - started
