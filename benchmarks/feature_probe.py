@@ -28,7 +28,7 @@ from engine.baseline import pixel_nnd_scores
 from engine.config import DataConfig, ScoreConfig, TrainConfig, build
 from engine.loading import load_data
 from engine.metrics import anomaly_targets, auroc
-from engine.model import Con2Model
+from engine.model import GRID, Con2Model
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import train
 from engine.tta import score_images
@@ -48,7 +48,7 @@ def feats(model, pixels):
         parts["l2"].append(F.adaptive_avg_pool2d(x2, 1).flatten(1))
         parts["l3"].append(F.adaptive_avg_pool2d(x3, 1).flatten(1))
         parts["l4"].append(F.adaptive_avg_pool2d(x4, 1).flatten(1))
-        parts["l2s"].append(F.adaptive_avg_pool2d(x2, 4).flatten(1))
+        parts["l2s"].append(F.adaptive_avg_pool2d(x2, GRID).flatten(1))  # the engine's "grid"
         parts["l3s"].append(F.adaptive_avg_pool2d(x3, 2).flatten(1))
         parts["l4s"].append(F.adaptive_avg_pool2d(x4, 2).flatten(1))
     out = {k: torch.cat(v) for k, v in parts.items()}

@@ -107,4 +107,5 @@ class Con2Model(nn.Module):
 
     def feature_size(self, kind: str = "pooled") -> int:
         """D of `features(x, kind)`."""
+        # ResNet's stage 2 has a quarter of stage 4's channels (2w of 8w) in both encoders
         return self.feature_dim if kind == "pooled" else self.feature_dim // 4 * GRID * GRID
