@@ -10,7 +10,7 @@ with S_NND and S_LH (the recipe's TTA) and reports, beside them:
 - the effective rank (exp of the entropy of the normalised squared singular values) of the centred encoder
   features of the training images, trained and at random initialisation: a collapse detector.
 
-    python benchmarks/quality.py --quick                   # ≤ 10 min: the ten digits and BreastMNIST, 1 seed
+    python benchmarks/quality.py --quick                   # ~16 min here: the ten digits and BreastMNIST, 1 seed
     python benchmarks/quality.py                           # every task; 3 seeds on the medical sets
     python benchmarks/quality.py --quick --label main --train alpha_schedule=linear
     python benchmarks/quality.py --table                   # rewrite docs/quality-suite.md from stored results

@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 PRESET_NOTES = {
     CPU: "resnet_small, 60 epochs of one view per context, grid features, TTA 8. On the bundled digits (16 px) a "
-    "2-core CPU trains and scores in about 20 s, plus the UMAP; a few thousand 32 px images take minutes. "
+    "2-core CPU trains and scores in about 15 s, 30 s with the UMAP; a few thousand 32 px images take minutes. "
     "docs/quality.md has how it ranks against raw pixels and SimCLR.",
     GPU: "The paper's method: ResNet18, 64 px, 200 epochs, α annealed, 4 views, TTA 40, bfloat16 mixed precision. "
     "Minutes to an hour "
