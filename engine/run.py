@@ -20,7 +20,7 @@ from engine.checkpoint import CheckpointStore
 from engine.config import DataConfig, RunConfig, ScoreConfig
 from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
-from engine.loading import load_data, load_images
+from engine.loading import LoadedData, load_data, load_images
 from engine.metrics import anomaly_targets, auroc, context_silhouette
 from engine.sources import open_source
 from engine.train import StepReport, TrainedModel, TrainingCancelled, train
@@ -91,11 +91,17 @@ def train_run(
     *,
     on_progress: ProgressCallback | None = None,
     checkpoints: CheckpointStore | None = None,
+    loaded: LoadedData | None = None,
 ) -> RunResult:
     """Load and select the data, train, score, evaluate. Raises DataError on unusable data,
-    TrainingCancelled when the callback returns False, NonFiniteLoss on a diverging loss."""
+    TrainingCancelled when the callback returns False, NonFiniteLoss on a diverging loss.
+
+    `loaded`: `load_data(config.data)` already decoded by the caller, which then is not decoded again
+    (benchmarks/reproduction runs many seeds and methods on one dataset and decodes it once).
+    """
     started = time.perf_counter()
-    loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
+    if loaded is None:
+        loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
     trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)
     scores = score_images(
         trained,

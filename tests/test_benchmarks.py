@@ -1,13 +1,13 @@
-"""benchmarks/reproduce.py on a tiny synthetic dataset: interrupted cells resume, finished ones are skipped.
+"""benchmarks/reproduce.py (the package benchmarks/reproduction/) on a tiny synthetic dataset: interrupted
+cells resume, finished ones are skipped; the stopping rule; the CIFAR-10 rows.
 
-The script is loaded from its file (benchmarks/ is not a package); the data is a few random 8 px
-images in a MedMNIST-style .npz, so nothing here needs ../shared/data.
+The data is a few random 8 px images in a MedMNIST-style .npz, so nothing here needs ../shared/data.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,20 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.reproduction import cli, protocol, tables, timelimit
 from engine.train import StepReport
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = load_script("reproduce")
 
 
 @pytest.fixture
@@ -59,7 +49,7 @@ def run(tiny: dict[str, Path], *extra: str) -> int:
     args = ["--budget", "cpu", "--datasets", "breastmnist", "--methods", "con2_invert,pixel_1nn", "--seeds", "0"]
     args += ["--epochs", "2", "--image-size", "8", "--batch-size", "4", "--tta", "1", "--checkpoint-every", "1"]
     args += ["--data-root", str(tiny["data"]), "--state", str(tiny["state"]), "--results-dir", str(tiny["docs"])]
-    return reproduce.main([*args, *extra])
+    return cli.main([*args, *extra])
 
 
 def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_skipped(tiny, one_thread, capsys):
@@ -115,7 +105,7 @@ def report(step: int, epoch: int, elapsed_s: float, *, epochs: int = 10, per_epo
 
 
 def test_training_stops_when_the_next_checkpoint_is_out_of_reach():
-    reachable = reproduce.next_checkpoint_reachable
+    reachable = timelimit.next_checkpoint_reachable
     # step 5 = first step of epoch 2, 1 s per step; checkpoints every 2 epochs: 3 steps to go
     assert reachable(report(5, 2, 5.0), 2, session_steps=5, remaining_s=10.0, margin_s=1.0)
     assert not reachable(report(5, 2, 5.0), 2, session_steps=5, remaining_s=3.5, margin_s=1.0)
@@ -143,14 +133,21 @@ def test_a_cifar_row_is_the_mean_over_classes_per_seed_then_over_seeds():
             "auroc_nnd_tta1": 0.5 + 0.04 * i + 0.1 * seed,
         }  # fmt: skip
         for seed in (0, 1)
-        for i, name in enumerate(reproduce.CIFAR10_CLASSES)
+        for i, name in enumerate(protocol.CIFAR10_CLASSES)
     ]
-    summary = reproduce.summarise("cpu", results[:-1])  # one class of seed 1 missing: only seed 0 counts
+    summary = tables.summarise("cpu", results[:-1])  # one class of seed 1 missing: only seed 0 counts
     row = next(r for r in summary["rows"] if r["dataset"] == "cifar10" and r["method"] == "simclr")
     assert row["auroc_nnd"]["n"] == 1 and row["auroc_nnd"]["mean"] == pytest.approx(68.0)
-    summary = reproduce.summarise("cpu", results)
+    summary = tables.summarise("cpu", results)
     row = next(r for r in summary["rows"] if r["dataset"] == "cifar10" and r["method"] == "simclr")
     for key in ("auroc_nnd", "auroc_nnd_tta1"):  # class means 68 and 78: ± is over seeds, not classes
         assert row[key]["mean"] == pytest.approx(73.0) and row[key]["std"] == pytest.approx(7.0711, abs=1e-3)
     assert row["auroc_lh"]["std"] == pytest.approx(0.0) and row["status"] == "finished"
     assert len(summary["cifar10_per_class"]) == 10
+
+
+def test_the_old_command_still_runs():
+    """`python benchmarks/reproduce.py` stays the command (docs/benchmarks.md): a usage error exits 2."""
+    script = ROOT / "benchmarks" / "reproduce.py"
+    done = subprocess.run([sys.executable, str(script), "--budget", "cpu", "--datasets", "nope"], capture_output=True)
+    assert done.returncode == 2 and b"unknown dataset: nope" in done.stderr

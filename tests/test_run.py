@@ -83,3 +83,23 @@ def test_a_curation_run_leaves_every_copy_of_a_duplicated_image_out_of_its_bank(
     assert pixels_loo[pair].min() > -1 + 1e-3  # not cosine similarity 1 with its copy
     # the reference distribution of the training normals is scored the same way
     assert np.allclose(result.scores.train_s_nnd, result.scores.s_nnd, atol=1e-5)
+
+
+def test_a_run_given_decoded_data_does_not_decode_it_again(tmp_path, monkeypatch):
+    """benchmarks/reproduction decodes a dataset once for all its seeds and methods and passes it in."""
+    from PIL import Image
+
+    import engine.run
+    from engine.loading import load_data
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    data = DataConfig(source=str(tmp_path), normal_label=None, train_split=None, score_split=None, image_size=8)
+    config = RunConfig(data, TrainConfig(epochs=1, batch_size=3, projection_dim=16), ScoreConfig(tta=1))
+    loaded = load_data(data)
+    monkeypatch.setattr(engine.run, "load_data", lambda *a, **k: pytest.fail("decoded again"))
+    phases = set()
+    result = train_run(config, loaded=loaded, on_progress=lambda e: phases.add(getattr(e, "name", "training")))
+    assert result.bank is loaded.train and result.scored is loaded.score
+    assert phases == {"training", "scoring"}
