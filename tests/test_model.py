@@ -47,6 +47,7 @@ def test_resnet18_is_torchvisions_layout_and_size():
     [(32, 16), (72, 9)],  # small stem: 32 → 32 → layer2 16; ResNet stem: 72 → conv 36 → pool 18 → layer2 9
 )
 def test_the_stem_sets_the_resolution_the_stages_see(size, stage2_side):
+    torch.manual_seed(0)  # the weights' initialisation
     model = Con2Model("resnet_small", image_size=size, projection_dim=8).eval()
     seen = []
     hook = model.encoder.layer2.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
@@ -64,6 +65,7 @@ def test_the_stem_sets_the_resolution_the_stages_see(size, stage2_side):
 
 
 def test_resnet18_forward_above_64_px_gives_512_d_features():
+    torch.manual_seed(0)
     model = Con2Model("resnet18", image_size=72, projection_dim=16).eval()
     with torch.no_grad():
         out = model(images(2, 72))
