@@ -130,7 +130,7 @@ def identity_params(n, image_size):
 def test_content_augmentation_draws_differ_per_image_and_stay_in_range():
     aug = ContentAugmentation(image_size=16)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(1, 3, 16, 16).expand(8, -1, -1, -1)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(6)).expand(8, -1, -1, -1)
     out = aug(x, g)
     assert out.shape == (8, 3, 16, 16)
     assert out.min() >= 0 and out.max() <= 1
@@ -147,7 +147,7 @@ def test_content_augmentation_draws_differ_per_image_and_stay_in_range():
 
 def test_same_seed_same_views():
     aug = ContentAugmentation(image_size=16)
-    x = torch.rand(3, 3, 16, 16)
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(7))
     a = aug(x, torch.Generator().manual_seed(5))
     b = aug(x, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
@@ -158,15 +158,44 @@ class _NoOp(ContentAugmentation):
         return self.apply(x, identity_params(x.shape[0], self.image_size))
 
 
+class _Marked(ContentAugmentation):
+    """A T whose draws are told apart: call c (1, 2, …) shifts every pixel by c/100 and row r of its batch by
+    r/1000, so each view says which draw (t or t′) made it and which input row it came from."""
+
+    def __init__(self, image_size: int) -> None:
+        super().__init__(image_size)
+        object.__setattr__(self, "calls", 0)
+
+    def __call__(self, x, generator):
+        object.__setattr__(self, "calls", self.calls + 1)
+        rows = torch.arange(x.shape[0], dtype=x.dtype)[:, None, None, None]
+        return x + self.calls / 100 + rows / 1000
+
+
 def test_con2_views_layout():
-    pixels = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
-    views = con2_views(pixels, "invert", _NoOp(image_size=8), torch.Generator())
-    x = normalize(to_float(pixels))
-    xc = normalize(1 - to_float(pixels))
+    pixels = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    x, xc = to_float(pixels), 1 - to_float(pixels)
+    rows = torch.arange(3, dtype=torch.float32)[:, None, None, None] / 1000
+
+    def by_draw(images, call, first_row):  # what draw `call` of _Marked made of `images` at rows first_row…
+        return normalize(images + call / 100 + rows + first_row / 1000)
+
+    views = con2_views(pixels, "invert", _Marked(image_size=8), torch.Generator())
     assert views.shape == (12, 3, 8, 8)
-    assert torch.allclose(views[0:3], x, atol=1e-5) and torch.allclose(views[3:6], x, atol=1e-5)
-    assert torch.allclose(views[6:9], xc, atol=1e-5) and torch.allclose(views[9:12], xc, atol=1e-5)
-    assert simclr_views(pixels, _NoOp(image_size=8), torch.Generator()).shape == (6, 3, 8, 8)
+    # [t(x), t′(x), t(x^c), t′(x^c)]: t is the first call over [x, x^c], t′ the second
+    assert torch.allclose(views[0:3], by_draw(x, 1, 0), atol=1e-5)
+    assert torch.allclose(views[3:6], by_draw(x, 2, 0), atol=1e-5)
+    assert torch.allclose(views[6:9], by_draw(xc, 1, 3), atol=1e-5)
+    assert torch.allclose(views[9:12], by_draw(xc, 2, 3), atol=1e-5)
+    # one view per context: [t(x), t(x^c)] from a single call
+    single = con2_views(pixels, "invert", _Marked(image_size=8), torch.Generator(), views_per_context=1)
+    assert torch.allclose(single[0:3], by_draw(x, 1, 0), atol=1e-5)
+    assert torch.allclose(single[3:6], by_draw(xc, 1, 3), atol=1e-5)
+    # SimCLR: [t(x), t′(x)], one call each
+    simclr = simclr_views(pixels, _Marked(image_size=8), torch.Generator())
+    assert simclr.shape == (6, 3, 8, 8)
+    assert torch.allclose(simclr[0:3], by_draw(x, 1, 0), atol=1e-5)
+    assert torch.allclose(simclr[3:6], by_draw(x, 2, 0), atol=1e-5)
 
 
 def test_con2_views_one_per_context_layout():

@@ -41,7 +41,10 @@ def test_train_writes_model_scores_features_and_summary(digits_run):
     summary = json.loads((digits_run / "summary.json").read_text())
     metrics = summary["metrics"]
     assert metrics["device"] == "cpu" and metrics["n_train"] > 100 and metrics["images_per_s"] > 0
-    assert 0.5 < metrics["auroc_nnd"] <= 1.0 and 0.5 < metrics["auroc_lh"] <= 1.0
+    # measured with these QUICK flags on the 2-core CPU machine: S_NND 0.985, S_LH 0.992, raw pixels 0.999,
+    # silhouette 0.33 (seeded, so a rerun gives the same); the floors sit several points under, far above chance
+    assert metrics["auroc_nnd"] >= 0.93 and metrics["auroc_lh"] >= 0.93
+    assert metrics["auroc_pixels"] >= 0.95 and metrics["silhouette"] > 0.1
     assert summary["config"]["train"]["epochs"] == 2 and summary["config"]["data"]["normal_label"] == "1"
     assert len(summary["history"]) == 2
     rows = read_scores(digits_run / "scores.csv")

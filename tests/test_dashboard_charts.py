@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,15 +54,15 @@ def test_alignment_lines_are_one_trace_of_segments_split_by_gaps():
     assert len(lines) == 1 and lines[0].type == "scatter"  # one SVG path: faster than WebGL for gapped lines
 
 
-def test_projection_of_20k_points_builds_fast_with_a_fixed_number_of_traces():
+def test_projection_of_20k_points_is_a_fixed_number_of_traces():
+    # what keeps a large projection fast is counted here; how fast it is belongs to benchmarks/, not to a
+    # timed assertion on a shared machine
     points = projection_frame(20_000)
-    started = time.perf_counter()
     figure = charts.projection_scatter(points, "s_nnd", alignment_lines=True)
-    figure.to_plotly_json()
-    elapsed = time.perf_counter() - started
     assert len(figure.data) == 3  # lines, originals, context images: not one trace per sample
     assert [t.type for t in figure.data] == ["scatter", "scattergl", "scattergl"]
-    assert elapsed < 5.0, elapsed  # generous: typically well under a second
+    assert [len(t.x) for t in figure.data] == [3 * 20_000, 20_000, 20_000]  # segments x, cx, gap; one per point
+    assert figure.data[1].marker.size == figure.data[2].marker.size == 3  # the smallest markers above 5,000
 
 
 def test_categorical_colouring_groups_rare_values():

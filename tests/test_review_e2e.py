@@ -160,7 +160,6 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
     locker = subprocess.Popen([sys.executable, "-c", LOCKER, path, str(LOCK_S)], stdout=subprocess.PIPE, text=True)
     try:
         assert locker.stdout.readline().strip() == "locked"
-        locked_at = time.monotonic()
         # the same DOM click as in the fast-click test; a busy machine draws a row's buttons late
         page.locator(f".st-key-review_verdict_{ranked[0]}_anomaly button").dispatch_event("click", timeout=120_000)
         # "1 click waiting" is the status line's alone (the page's caption also mentions "saving…")
@@ -171,7 +170,8 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
         page.screenshot(path=str(ARTIFACTS / "review-locked-saving.png"))
         no_traceback(page)
         assert reviews(database) == []  # not written yet: the lock holds (readers still read, WAL)
-        assert time.monotonic() - locked_at < LOCK_S - 5, "the page took the whole lock to answer"
+        # an ordering, not a stopwatch: the page answered while the other process still held the lock
+        assert locker.poll() is None, "the page only answered once the lock was gone"
         # a rerun while the verdict waits (another widget) keeps it waiting, not lost
         page.get_by_text("Unreviewed", exact=True).click()
         settle(page)

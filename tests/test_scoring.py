@@ -14,6 +14,24 @@ def bank():
     return torch.randn(60, 6, generator=torch.Generator().manual_seed(0))
 
 
+def seeded(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def ledoit_wolf_rho(z: np.ndarray) -> float:
+    """Ledoit & Wolf (2004), Lemma 3.2–3.4, with loops over the samples: the shrinkage ρ = b²/d² of the
+    sample covariance S = (1/n)·Σ_k x_k x_kᵀ of the centred rows x_k towards m·I, m = ⟨S, I⟩, where
+    ⟨A, B⟩ = tr(ABᵀ)/p, d² = ‖S − m·I‖², b̄² = (1/n²)·Σ_k ‖x_k x_kᵀ − S‖² and b² = min(b̄², d²).
+    Written from the paper, not with the implementation's (scikit-learn's) function."""
+    x = z - z.mean(axis=0)
+    n, p = x.shape
+    s = sum(np.outer(row, row) for row in x) / n
+    m = np.trace(s) / p
+    d2 = np.sum((s - m * np.eye(p)) ** 2) / p
+    b2_bar = sum(np.sum((np.outer(row, row) - s) ** 2) / p for row in x) / n**2
+    return min(b2_bar, d2) / d2
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_nnd_chunked_equals_brute_force(bank, k):
     queries = torch.randn(25, 6, generator=torch.Generator().manual_seed(1))
@@ -26,7 +44,7 @@ def test_nnd_chunked_equals_brute_force(bank, k):
 def test_nnd_leaves_the_sample_out_of_its_own_bank(bank):
     scorer = NNDScorer(k=2, query_chunk=5, bank_chunk=13).fit(bank)
     rows = torch.tensor([0, 17, 59, -1])
-    queries = torch.cat([bank[[0, 17, 59]], torch.randn(1, 6)])
+    queries = torch.cat([bank[[0, 17, 59]], seeded(1, 6, seed=8)])
     scores = scorer.anomaly_scores(queries, rows)
     for i, row in enumerate(rows.tolist()):
         keep = [j for j in range(len(bank)) if j != row]
@@ -53,12 +71,25 @@ def test_lh_is_the_gaussian_negative_log_likelihood(bank, shrinkage):
     if shrinkage == "fixed":
         sigma = cov + 1e-2 * np.eye(6)
     else:
-        sigma = (1 - scorer.rho_) * cov + scorer.rho_ * np.trace(cov) / 6 * np.eye(6)
+        rho = ledoit_wolf_rho(z)  # from the formula: a wrong ρ in the scorer cannot pass
+        assert 0 < rho < 1 and scorer.rho_ == pytest.approx(rho, rel=1e-9)
+        sigma = (1 - rho) * cov + rho * np.trace(cov) / 6 * np.eye(6)
     queries = torch.randn(5, 6, generator=torch.Generator().manual_seed(2))
     qn = F.normalize(queries.double(), dim=1).numpy()
     expected = -multivariate_normal(mean, sigma).logpdf(qn)
     assert np.allclose(scorer.anomaly_scores(queries).numpy(), expected, rtol=1e-5)
-    assert 0 < scorer.rho_ < 1 or shrinkage == "fixed"
+
+
+def test_ledoit_wolf_shrinkage_is_the_papers_where_features_are_few_and_many():
+    """ρ against the formula on the regimes the scorer meets: n ≫ D (little shrinkage) and n < D (strong)."""
+    for n, d, seed in [(200, 4, 10), (12, 40, 11)]:
+        z = F.normalize(seeded(n, d, seed=seed).double(), dim=1)
+        assert LHScorer().fit(z).rho_ == pytest.approx(ledoit_wolf_rho(z.numpy()), rel=1e-9), (n, d)
+    # correlated features shrink less than isotropic noise of the same size: ρ follows the data
+    base = seeded(40, 1, seed=12).double()
+    correlated = F.normalize(base @ torch.ones(1, 8, dtype=torch.float64) + 0.1 * seeded(40, 8, seed=13).double())
+    isotropic = F.normalize(seeded(40, 8, seed=14).double(), dim=1)
+    assert LHScorer().fit(correlated).rho_ < LHScorer().fit(isotropic).rho_
 
 
 def _refit_nll(keep: torch.Tensor, query: torch.Tensor, shrinkage: str, rho: float) -> float:
@@ -72,6 +103,11 @@ def _refit_nll(keep: torch.Tensor, query: torch.Tensor, shrinkage: str, rho: flo
     return float(-multivariate_normal(z.mean(axis=0), sigma).logpdf(q))
 
 
+def full_bank_rho(bank: torch.Tensor) -> float:
+    """ρ of the whole bank's normalised features, which leave-one-out holds fixed."""
+    return ledoit_wolf_rho(F.normalize(bank.double(), dim=1).numpy())
+
+
 @pytest.mark.parametrize("shrinkage", ["ledoit_wolf", "fixed"])
 def test_lh_leave_one_out_equals_a_refit_without_the_sample(bank, shrinkage):
     scorer = LHScorer(shrinkage, epsilon=1e-2).fit(bank)
@@ -81,20 +117,20 @@ def test_lh_leave_one_out_equals_a_refit_without_the_sample(bank, shrinkage):
         loo = scorer.anomaly_scores(queries, rows)
         for i, row in enumerate(rows.tolist()):
             keep = torch.cat([bank[:row], bank[row + 1 :]])
-            expected = _refit_nll(keep, queries[i], shrinkage, scorer.rho_)
+            expected = _refit_nll(keep, queries[i], shrinkage, full_bank_rho(bank))
             assert loo[i].item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_lh_survives_fewer_samples_than_dimensions():
     few = torch.randn(10, 128, generator=torch.Generator().manual_seed(4))
-    scores = LHScorer().fit(few).anomaly_scores(torch.randn(3, 128))
+    scores = LHScorer().fit(few).anomaly_scores(seeded(3, 128, seed=9))
     assert torch.isfinite(scores).all()
 
 
 def test_lh_higher_means_more_anomalous(bank):
     scorer = LHScorer().fit(bank)
     centre = bank.mean(dim=0, keepdim=True)
-    assert scorer.anomaly_scores(-centre * 50 + torch.randn(1, 6)) > scorer.anomaly_scores(centre)
+    assert scorer.anomaly_scores(-centre * 50 + seeded(1, 6, seed=15)) > scorer.anomaly_scores(centre)
 
 
 @pytest.mark.parametrize("shrinkage", ["ledoit_wolf", "fixed"])
@@ -122,7 +158,7 @@ def test_lh_leave_one_out_of_a_two_feature_bank_is_finite():
 
 
 def test_lh_refuses_non_finite_features_with_a_sentence():
-    broken = torch.randn(6, 4)
+    broken = seeded(6, 4, seed=16)
     broken[2, 1] = float("nan")
     with pytest.raises(NonFiniteFeatures, match="^training diverged: the encoder's features hold NaN"):
         LHScorer().fit(broken)
@@ -143,7 +179,7 @@ def test_nnd_leaves_every_copy_of_the_sample_out(bank_with_copies):
     bank, copies = bank_with_copies
     scorer = NNDScorer(k=2, query_chunk=3, bank_chunk=7).fit(bank, copies)
     rows = torch.tensor([0, 61, 17, 5, -1])
-    queries = torch.cat([bank[[0, 61, 17, 5]], torch.randn(1, 6)])
+    queries = torch.cat([bank[[0, 61, 17, 5]], seeded(1, 6, seed=17)])
     scores = scorer.anomaly_scores(queries, rows)
     sims, found = scorer.neighbours(queries, 3, rows)
     for i, row in enumerate(rows.tolist()):
@@ -165,7 +201,8 @@ def test_lh_leaves_every_copy_of_the_sample_out(bank_with_copies, shrinkage):
     for queries in (bank[rows], other):
         loo = scorer.anomaly_scores(queries, rows)
         for i, row in enumerate(rows.tolist()):
-            expected = _refit_nll(bank[_refit_rows(len(bank), row, copies)], queries[i], shrinkage, scorer.rho_)
+            keep = bank[_refit_rows(len(bank), row, copies)]
+            expected = _refit_nll(keep, queries[i], shrinkage, full_bank_rho(bank))
             assert loo[i].item() == pytest.approx(expected, rel=1e-5)
 
 

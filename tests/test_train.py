@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageOps
 
+import engine.train
+from engine.augment import ContentAugmentation, con2_views
 from engine.checkpoint import DirectoryCheckpoints
-from engine.config import TrainConfig
+from engine.config import CONTEXTS, TrainConfig
 from engine.train import NonFiniteLoss, TrainingCancelled, epoch_batches, steps_per_epoch, train
 
 
@@ -140,3 +144,52 @@ def test_batches_cover_the_set_and_never_leave_a_lonely_image():
 def test_too_few_images_is_an_error():
     with pytest.raises(ValueError, match="at least 2"):
         train(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), tiny())
+
+
+class _Untouched(ContentAugmentation):
+    """T as the identity: the views training builds are then exactly x and t_c(x)."""
+
+    def __call__(self, x, generator):
+        return x
+
+
+def pil_context(image: torch.Tensor, context: str) -> torch.Tensor:
+    """t_c of one (1, S, S) uint8 image by PIL's own operations, as a (3, S, S) float in [0, 1]."""
+    picture = Image.fromarray(image[0].numpy())
+    changed = ImageOps.flip(picture) if context == "flip" else ImageOps.equalize(picture)
+    return torch.from_numpy(np.array(changed)).float().div(255).expand(3, -1, -1)
+
+
+@pytest.mark.parametrize("context", ["flip", "equalize"])
+def test_flip_and_equalize_make_the_context_views_inside_training(monkeypatch, context):
+    # dark images (a skewed histogram, which equalisation spreads) of 20 × 20: PIL's equalisation leaves an
+    # image of fewer than 256 pixels as it is (its step, (pixels − top count) // 255, is 0)
+    g = torch.Generator().manual_seed(8)
+    dark = torch.randint(0, 64, (24, 1, 20, 20), generator=g, dtype=torch.uint8)
+    seen = []
+
+    def spy(batch, context_arg, augmentation, generator, views_per_context):
+        views = con2_views(batch, context_arg, _Untouched(augmentation.image_size), generator, views_per_context)
+        seen.append((batch.clone(), context_arg, views.detach().clone()))
+        return views
+
+    monkeypatch.setattr(engine.train, "con2_views", spy)
+    reports = []
+    train(dark, tiny(epochs=1, context=context), on_step=reports.append)
+    assert len(seen) == len(reports) == 3 and {c for _, c, _ in seen} == {context}
+    for batch, _, views in seen:
+        n = len(batch)
+        plain = torch.stack([image.float().div(255).expand(3, -1, -1) for image in batch])
+        expected = torch.stack([pil_context(image, context) for image in batch])
+        assert not torch.allclose(expected, plain, atol=1e-2)  # the context half really differs
+        assert torch.allclose(views[:n], (plain - 0.5) / 0.5, atol=1e-5)  # [t(x), t(x^c)], one view each
+        assert torch.allclose(views[n:], (expected - 0.5) / 0.5, atol=1e-5)
+    assert all(math.isfinite(r.loss_context) and math.isfinite(r.loss_content) for r in reports)
+
+
+def test_the_context_changes_what_is_learned(pixels):
+    # the same seed, batches and draws of T: only t_c differs, so the weights may only differ through it
+    weights = {c: next(train(pixels, tiny(epochs=1, context=c)).model.encoder.parameters()) for c in CONTEXTS}
+    assert not torch.equal(weights["invert"], weights["flip"])
+    assert not torch.equal(weights["flip"], weights["equalize"])
+    assert not torch.equal(weights["invert"], weights["equalize"])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from scipy.stats import multivariate_normal
 
+from engine.augment import ContentAugmentation
 from engine.config import ScoreConfig, TrainConfig
 from engine.embed import embed
-from engine.scoring import NNDScorer
 from engine.train import train
 from engine.tta import score_images, view_plan
 
@@ -33,15 +36,59 @@ def test_view_plan_halves_between_x_and_its_context_image():
     assert view_plan(ScoreConfig(tta=1), "invert", "con2") == [(None, None, None)]
 
 
-def test_without_tta_scores_are_plain_nearest_neighbour_distances(trained):
+def one_view(trained, image: torch.Tensor, context: str | None, draw) -> np.ndarray:
+    """g_θ(t(t_c(x))) of one (C, S, S) uint8 image, built step by step (App. D's order): [0, 1], three
+    channels, the context, the draw of T, mean = std = 0.5, the encoder's pooled output."""
+    x = image.float()[None] / 255  # (1, C, S, S)
+    x = x.expand(-1, 3, -1, -1)
+    if context == "invert":
+        x = 1 - x
+    if draw is not None:
+        x = ContentAugmentation(trained.image_size).apply(x, draw)
+    with torch.no_grad():
+        return trained.model.features((x - 0.5) / 0.5).double().numpy()[0]
+
+
+def reference_scores(trained, bank, queries, tta: int, seed: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 16 with loops: for each of A draws t_i, S_NND (minus the best cosine similarity, Eq. 12) and S_LH
+    (−log N with Σ = S + εI, Eq. 13) of t_i(x) against the bank under t_i for the first half of the draws,
+    of t_i(x^c) against the bank's context images under t_i for the second; the scores are the means."""
+    if tta == 1:
+        plan = [(None, None)]
+    else:  # the draws, in the order the scorer takes them from a generator seeded with ScoreConfig.seed
+        generator = torch.Generator().manual_seed(seed)
+        draws = [ContentAugmentation(trained.image_size).sample(1, generator, "cpu") for _ in range(tta)]
+        plan = [(None if i < tta // 2 else trained.config.context, t) for i, t in enumerate(draws)]
+    s_nnd, s_lh = np.zeros(len(queries)), np.zeros(len(queries))
+    for context, draw in plan:
+        units = np.stack([f / np.linalg.norm(f) for f in (one_view(trained, b, context, draw) for b in bank)])
+        cov = np.cov(units, rowvar=False, bias=True) + epsilon * np.eye(units.shape[1])
+        gaussian = multivariate_normal(units.mean(axis=0), cov)
+        for m, query in enumerate(queries):
+            q = one_view(trained, query, context, draw)
+            q = q / np.linalg.norm(q)
+            s_nnd[m] -= max(float(q @ u) for u in units) / len(plan)
+            s_lh[m] -= gaussian.logpdf(q) / len(plan)
+    return s_nnd, s_lh
+
+
+@pytest.mark.parametrize("tta", [1, 4])
+def test_scores_are_eq16_means_of_nearest_neighbour_and_gaussian_scores_over_the_views(trained, tta):
     model, pixels = trained
     bank, queries = pixels[:12], pixels[12:]
-    result = score_images(model, bank, queries, ScoreConfig(tta=1, features="pooled"))
-    expected = NNDScorer().fit(embed(model.model, bank)).anomaly_scores(embed(model.model, queries))
-    assert np.allclose(result.s_nnd, expected.numpy(), atol=1e-5)
-    assert result.features.shape == result.context_features.shape == (8, model.model.feature_dim)
-    assert result.neighbours.shape == (8, 5) and (result.neighbours < 12).all()
-    assert (np.diff(result.neighbour_similarity, axis=1) <= 1e-6).all()  # best first
+    config = ScoreConfig(tta=tta, seed=5, features="pooled", lh_shrinkage="fixed", lh_epsilon=1e-2)
+    result = score_images(model, bank, queries, config)
+    s_nnd, s_lh = reference_scores(model, bank, queries, tta, seed=5, epsilon=1e-2)
+    assert np.allclose(result.s_nnd, s_nnd, atol=1e-5)
+    assert np.allclose(result.s_lh, s_lh, rtol=1e-4)
+    assert not math.isclose(float(result.s_nnd.std()), 0.0)  # the queries are told apart, not all scored alike
+    if tta == 1:
+        assert result.features.shape == result.context_features.shape == (8, model.model.feature_dim)
+        assert np.allclose(result.features[0], one_view(model, queries[0], None, None), atol=1e-5)
+        assert np.allclose(result.context_features[0], one_view(model, queries[0], "invert", None), atol=1e-5)
+        assert result.neighbours.shape == (8, 5) and (result.neighbours < 12).all()
+        assert (np.diff(result.neighbour_similarity, axis=1) <= 1e-6).all()  # best first
+        assert np.allclose(result.neighbour_similarity[:, 0], -s_nnd, atol=1e-5)
 
 
 def test_training_images_scored_leave_one_out_equal_a_bank_without_them(trained):
@@ -114,7 +161,8 @@ def test_grid_features_score_where_a_structure_sits_and_projections_stay_pooled(
     assert torch.allclose(grid, expected, atol=1e-5)
     bank, queries = pixels[:10], pixels[10:]
     result = score_images(trained, bank, queries, ScoreConfig(tta=1, features="grid"))
-    by_grid = NNDScorer().fit(grid[:10]).anomaly_scores(grid[10:])
+    unit = grid / grid.norm(dim=1, keepdim=True)
+    by_grid = -(unit[10:] @ unit[:10].T).max(dim=1).values  # minus the best cosine similarity (Eq. 12)
     assert np.allclose(result.s_nnd, by_grid.numpy(), atol=1e-5)
     pooled = score_images(trained, bank, queries, ScoreConfig(tta=1, features="pooled"))
     assert not np.allclose(result.s_nnd, pooled.s_nnd)

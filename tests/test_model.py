@@ -1,0 +1,82 @@
+"""The encoders: ResNet18 and the narrow ResNet, with the small-image stem up to 64 px and ResNet's 7×7 stem above."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from engine.model import GRID, SMALL_STEM_MAX_SIZE, Con2Model, build_encoder
+
+
+def images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("name,width", [("resnet18", 64), ("resnet_small", 16)])
+def test_small_images_get_the_3x3_stride_1_stem_without_max_pool(name, width):
+    net, feature_dim = build_encoder(name, SMALL_STEM_MAX_SIZE)
+    assert feature_dim == 8 * width
+    conv = net.conv1
+    assert (conv.in_channels, conv.out_channels) == (3, width)
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((3, 3), (1, 1), (1, 1))
+    assert isinstance(net.maxpool, nn.Identity) and isinstance(net.fc, nn.Identity)
+
+
+@pytest.mark.parametrize("name,width", [("resnet18", 64), ("resnet_small", 16)])
+def test_above_64_px_the_stem_is_resnets_7x7_stride_2_with_max_pool(name, width):
+    net, feature_dim = build_encoder(name, SMALL_STEM_MAX_SIZE + 1)
+    assert feature_dim == 8 * width
+    conv = net.conv1
+    assert (conv.in_channels, conv.out_channels) == (3, width)
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((7, 7), (2, 2), (3, 3))
+    assert isinstance(net.maxpool, nn.MaxPool2d) and net.maxpool.stride == 2
+    assert isinstance(net.fc, nn.Identity)
+
+
+def test_resnet18_is_torchvisions_layout_and_size():
+    net, _ = build_encoder("resnet18", 224)
+    # torchvision's ResNet18 holds 11,689,512 parameters; its classifier (512 · 1000 + 1000) is dropped
+    assert sum(p.numel() for p in net.parameters()) == 11_689_512 - 513_000
+    assert [len(getattr(net, f"layer{i}")) for i in range(1, 5)] == [2, 2, 2, 2]
+    assert [getattr(net, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [64, 128, 256, 512]
+
+
+@pytest.mark.parametrize(
+    "size,stage2_side",
+    [(32, 16), (72, 9)],  # small stem: 32 → 32 → layer2 16; ResNet stem: 72 → conv 36 → pool 18 → layer2 9
+)
+def test_the_stem_sets_the_resolution_the_stages_see(size, stage2_side):
+    torch.manual_seed(0)  # the weights' initialisation
+    model = Con2Model("resnet_small", image_size=size, projection_dim=8).eval()
+    seen = []
+    hook = model.encoder.layer2.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    try:
+        with torch.no_grad():
+            out = model(images(2, size))
+    finally:
+        hook.remove()
+    assert seen[0] == (2, 32, stage2_side, stage2_side)
+    assert out.features.shape == (2, 128) and out.z_context.shape == out.z_content.shape == (2, 8)
+    assert torch.allclose(out.z_context.norm(dim=1), torch.ones(2), atol=1e-5)  # heads are L2-normalised
+    with torch.no_grad():
+        grid = model.features(images(2, size), "grid")
+    assert grid.shape == (2, model.feature_size("grid")) == (2, 32 * GRID * GRID)
+
+
+def test_resnet18_forward_above_64_px_gives_512_d_features():
+    torch.manual_seed(0)
+    model = Con2Model("resnet18", image_size=72, projection_dim=16).eval()
+    with torch.no_grad():
+        out = model(images(2, 72))
+        grid = model.features(images(2, 72), "grid")
+    assert out.features.shape == (2, 512) and out.z_content.shape == (2, 16)
+    assert grid.shape == (2, model.feature_size("grid")) == (2, 128 * GRID * GRID)
+    assert torch.isfinite(out.features).all()
+
+
+def test_an_unknown_encoder_or_feature_kind_is_named():
+    with pytest.raises(ValueError, match="resnet50"):
+        build_encoder("resnet50", 32)
+    with pytest.raises(ValueError, match="patches"):
+        Con2Model("resnet_small", image_size=16, projection_dim=8).features(images(1, 16), "patches")
