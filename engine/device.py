@@ -42,6 +42,11 @@ def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
+def without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off inside, for the losses: their similarities stay float32 even when a caller autocasts."""
+    return torch.autocast(device.type, enabled=False)
+
+
 @contextlib.contextmanager
 def deterministic() -> Iterator[None]:
     """cuDNN deterministic and not autotuned, float32 matmuls in float32, inside the block (or decorated call).
