@@ -83,3 +83,18 @@ def test_a_curation_run_leaves_every_copy_of_a_duplicated_image_out_of_its_bank(
     assert pixels_loo[pair].min() > -1 + 1e-3  # not cosine similarity 1 with its copy
     # the reference distribution of the training normals is scored the same way
     assert np.allclose(result.scores.train_s_nnd, result.scores.s_nnd, atol=1e-5)
+
+
+def test_a_seeded_cpu_run_repeats_bit_for_bit():
+    """engine.device on the CPU: no autocast, nothing non-deterministic, so a seeded run (training, batch-norm
+    re-estimation, test-time augmentation, scores) gives the same numbers, exactly, every time."""
+    config = RunConfig(
+        DataConfig(source="digits", normal_label="0", image_size=16),
+        TrainConfig(epochs=1, batch_size=32, device="cpu", seed=5),
+        ScoreConfig(tta=4, batchnorm="per_context"),
+    )
+    first, second = train_run(config), train_run(config)
+    assert first.trained.history == second.trained.history
+    assert first.metrics["auroc_nnd"] == second.metrics["auroc_nnd"]
+    for name in ("s_nnd", "s_lh", "features", "context_features", "neighbours", "train_s_nnd", "train_s_lh"):
+        assert np.array_equal(getattr(first.scores, name), getattr(second.scores, name)), name
