@@ -45,6 +45,7 @@ import torch
 from engine.baseline import pixel_nnd_scores
 from engine.checkpoint import DirectoryCheckpoints
 from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.device import resolve_device
 from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.run import evaluate
@@ -483,7 +484,7 @@ def run_cell(
         )
     except (TrainingCancelled, KeyboardInterrupt) as stop:
         session.setdefault("stopped_in", "scoring")
-        session.setdefault("device", device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu")))
+        session.setdefault("device", device_name(resolve_device(config.train.device)))
         session["interrupted"] = isinstance(stop, KeyboardInterrupt)
         sessions["sessions"].append(session)
         write_json(sessions_path, sessions)
