@@ -47,9 +47,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
 from engine.augment import ContentAugmentation, con2_views
+from engine.device import autocast, resolve_device
 from engine.losses import content_alignment_loss, context_contrasting_loss
 from engine.model import Con2Model
-from engine.train import resolve_device
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 ALPHA = 0.5  # any α costs the same; mid-schedule value
@@ -166,10 +166,10 @@ class ModelStep:
         self.device = device
 
     def __call__(self, views: torch.Tensor) -> None:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with autocast(self.device, amp=True):  # the engine's policy: the forward pass only, bf16 on CUDA
             out = self.model(views)
-            loss = context_contrasting_loss(out.z_context, TEMPERATURE)
-            loss = loss + ALPHA * content_alignment_loss(out.z_content, TEMPERATURE)
+        loss = context_contrasting_loss(out.z_context, TEMPERATURE)
+        loss = loss + ALPHA * content_alignment_loss(out.z_content, TEMPERATURE)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -20,8 +20,9 @@ import torch
 import engine.checkpoint as checkpoint  # a module name: Bundle has methods of the same names
 from engine.config import DataConfig, TrainConfig
 from engine.data import ImageSet, SampleRef, Skipped
+from engine.device import resolve_device
 from engine.model import Con2Model
-from engine.train import TrainedModel, resolve_device
+from engine.train import TrainedModel
 from engine.tta import ScoreResult
 
 MODEL_FILE = "model.pt"

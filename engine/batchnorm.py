@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from engine.augment import apply_context, normalize, to_float
+from engine.device import BatchFeed
 
 Statistics = dict[str, torch.Tensor]  # "<module name>.running_mean" / ".running_var" → tensor
 
@@ -48,7 +49,7 @@ def estimate(
     pixels: (N, C, S, S) uint8. Each statistic is the average of its per-batch values over batches of
     `batch_size` images. The encoder's weights and its own statistics are left as they were.
     """
-    device = next(encoder.parameters()).device
+    feed = BatchFeed(pixels, next(encoder.parameters()).device)
     saved = _read(encoder)
     momenta = {name: layer.momentum for name, layer in _layers(encoder)}
     was_training = encoder.training
@@ -58,10 +59,10 @@ def estimate(
             layer.momentum = None  # a cumulative average over batches, independent of their order
         encoder.train()
         for start in range(0, pixels.shape[0], batch_size):
-            batch = pixels[start : start + batch_size]
+            batch = feed.take(slice(start, start + batch_size))
             if batch.shape[0] < 2:  # a batch of one has no variance to add
                 continue
-            x = to_float(batch.to(device, non_blocking=True))
+            x = to_float(batch)
             if context is not None:
                 x = apply_context(x, context)
             encoder(normalize(x).contiguous(memory_format=torch.channels_last))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from engine.device import without_autocast
+
 
 def instance_discrimination_loss(z: torch.Tensor, positives: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean of ℓ (Eq. 1) over every ordered positive pair (i, j).
@@ -30,9 +32,9 @@ def instance_discrimination_loss(z: torch.Tensor, positives: torch.Tensor, tempe
     """
     m = z.shape[0]
     eye = torch.eye(m, dtype=torch.bool, device=z.device)
-    # (M, M) in float32 even under autocast (which would run this matmul in bfloat16): exp(sim/τ) needs the
-    # precision, since bf16's 8 bits of mantissa blur similarities 0.004 apart, 2 % of a logit at τ = 0.2
-    with torch.autocast(z.device.type, enabled=False):
+    # (M, M) in float32 even under autocast (which would run this matmul in bfloat16; tests/test_gpu.py): exp(sim/τ)
+    # needs the precision, since bf16's 8 bits of mantissa blur similarities 0.004 apart, 2 % of a logit at τ = 0.2
+    with without_autocast(z.device):
         z = z.float()
         logits = (z @ z.T) / temperature
     logits = logits.masked_fill(eye, float("-inf"))  # z'' ≠ z

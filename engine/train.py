@@ -2,8 +2,10 @@
 
 The loop does no I/O of its own beyond optional checkpoints: it reports every step through one
 callback, which may also cancel the run by returning False. The whole uint8 training set moves to
-the device once; batches are indexed there and augmented there (engine.augment), so a GPU is never
-waiting on a CPU data loader.
+the device once when it fits (else batches stream from pinned memory); batches are augmented on the
+device (engine.augment), so a GPU is never waiting on a CPU data loader. Device, precision and
+determinism follow engine.device: views are built in float32, the forward pass runs under its
+autocast, the losses in float32 after it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from engine.augment import ContentAugmentation, con2_views, simclr_views
 from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
+from engine.device import BatchFeed, autocast, deterministic, resolve_device
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
 from engine.model import Con2Model
 
@@ -74,15 +77,6 @@ class TrainedModel:
     images_per_s: float = 0.0
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto → CUDA when present, else CPU; asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """Shuffled index batches of one epoch; a final batch of one image (no positive pair) is dropped."""
     order = torch.randperm(n, generator=generator)
@@ -95,16 +89,6 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
 def steps_per_epoch(n: int, batch_size: int) -> int:
     full, rest = divmod(n, batch_size)
     return full + (1 if rest >= 2 or full == 0 else 0)
-
-
-def _place(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move the uint8 training set to the device when it fits comfortably; else pin it for streaming."""
-    if device.type != "cuda":
-        return pixels
-    free, _ = torch.cuda.mem_get_info(device)
-    if pixels.numel() <= DEVICE_RESIDENT_SHARE * free:
-        return pixels.to(device)
-    return pixels.pin_memory()
 
 
 def _resume_key(config: TrainConfig, image_size: int, n: int) -> dict[str, Any]:
@@ -120,6 +104,7 @@ def _with_defaults(key: dict[str, Any]) -> dict[str, Any]:
     return {**key, "config": {**defaults, **key.get("config", {})}}
 
 
+@deterministic()
 def train(
     pixels: torch.Tensor,
     config: TrainConfig,
@@ -150,7 +135,6 @@ def train(
     augmentation = ContentAugmentation(
         image_size, crop_scale=(config.crop_min_area, 1.0) if config.crop_min_area > 0 else None
     )
-    use_amp = config.amp and device.type == "cuda"
 
     start_epoch, history, earlier_s, earlier_images = 0, [], 0.0, 0
     key = _resume_key(config, image_size, n)
@@ -167,7 +151,7 @@ def train(
         start_epoch, history = saved["epoch"], saved["history"]
         earlier_s, earlier_images = saved.get("elapsed_s", 0.0), saved.get("images_seen", 0)
 
-    data = _place(pixels, device)
+    data = BatchFeed(pixels, device, resident_share=DEVICE_RESIDENT_SHARE)
     model.train()
     step = first_step = start_epoch * per_epoch
     started = time.perf_counter()
@@ -179,10 +163,9 @@ def train(
         sums = {"loss": 0.0, "loss_context": 0.0, "loss_content": 0.0}
         batches = epoch_batches(n, config.batch_size, cpu_gen)
         for i, index in enumerate(batches):
-            batch = data[index.to(data.device)].to(device, non_blocking=True)
+            batch = data.take(index)
             alpha = alpha_at(step, total_steps, config.alpha_schedule)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss, l_context, l_content = _objective(model, batch, config, augmentation, aug_gen, alpha)
+            loss, l_context, l_content = _objective(model, batch, config, augmentation, aug_gen, alpha)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -253,15 +236,22 @@ def _objective(
     generator: torch.Generator,
     alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(optimised loss, L_context, L_content) for one batch of N uint8 originals."""
+    """(optimised loss, L_context, L_content) for one batch of N uint8 originals.
+
+    The views are built before autocast and the losses computed after it: only the forward pass runs in
+    bfloat16 (on CUDA with amp; engine.device).
+    """
     tau = config.temperature
     if config.method == "simclr":
         views = simclr_views(batch, augmentation, generator).contiguous(memory_format=torch.channels_last)
-        l_content = simclr_loss(model(views).z_content, tau)
+        with autocast(batch.device, config.amp):
+            out = model(views)
+        l_content = simclr_loss(out.z_content, tau)
         return l_content, torch.zeros_like(l_content), l_content
     k = config.views_per_context
     views = con2_views(batch, config.context, augmentation, generator, k).contiguous(memory_format=torch.channels_last)
-    out = model(views)  # 2kN views
+    with autocast(batch.device, config.amp):
+        out = model(views)  # 2kN views
     l_context = context_contrasting_loss(out.z_context, tau, k)
     l_content = content_alignment_loss(out.z_content, tau, k)
     if config.method == "context_only":

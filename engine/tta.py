@@ -21,6 +21,7 @@ from engine import batchnorm
 from engine.augment import ContentAugmentation
 from engine.config import ScoreConfig
 from engine.copies import copy_groups
+from engine.device import deterministic
 from engine.embed import embed
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import TrainedModel, TrainingCancelled
@@ -63,6 +64,7 @@ def view_plan(config: ScoreConfig, context: str, method: str) -> list[tuple[str 
     ]
 
 
+@deterministic()
 def score_images(
     trained: TrainedModel,
     bank: torch.Tensor,
@@ -81,6 +83,7 @@ def score_images(
     score_train, the training images also get leave-one-out scores (the reference distribution
     for percentiles and thresholds): all of them, or a seeded subset of `config.reference_size`.
     `on_progress(done, total)` after each view; it may return False to stop (raises TrainingCancelled).
+    Embedding follows engine.device: bfloat16 forward passes on CUDA when the run trained with amp.
     """
     started = time.perf_counter()
     model, device = trained.model.eval(), trained.device

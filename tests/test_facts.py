@@ -41,6 +41,23 @@ def test_each_fact_is_assigned_by_its_owner_alone(fact):
     assert assigned - {module for module, name in MIRRORS if name == fact} == {OWNERS[fact]}
 
 
+# the device policy's decisions (engine/device.py): no other module of the four packages makes them
+DEVICE_DECISIONS = ("torch.autocast(", "pin_memory", "cudnn.", "float32_matmul_precision", "torch.device(")
+DEVICE_OWNER = "engine.device"
+
+
+def test_the_device_precision_and_batch_transfer_have_one_owner():
+    """Device choice, autocast, determinism flags and pinning are decided in engine/device.py alone; whether a GPU
+    is there at all may also be asked by the dashboard, which shows it (and may not import the engine's device)."""
+    deciding = {
+        module: [d for d in DEVICE_DECISIONS + ("cuda.is_available",) if d in path.read_text()]
+        for module, path in project_modules().items()
+        if module not in (DEVICE_OWNER, "dashboard.settings")
+    }
+    assert {module: found for module, found in deciding.items() if found} == {}
+    assert all(d in project_modules()[DEVICE_OWNER].read_text() for d in DEVICE_DECISIONS)
+
+
 def test_the_mirrored_copies_equal_their_owners():
     import importlib
 

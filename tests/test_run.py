@@ -103,3 +103,18 @@ def test_a_run_given_decoded_data_does_not_decode_it_again(tmp_path, monkeypatch
     result = train_run(config, loaded=loaded, on_progress=lambda e: phases.add(getattr(e, "name", "training")))
     assert result.bank is loaded.train and result.scored is loaded.score
     assert phases == {"training", "scoring"}
+
+
+def test_a_seeded_cpu_run_repeats_bit_for_bit():
+    """engine.device on the CPU: no autocast, nothing non-deterministic, so a seeded run (training, batch-norm
+    re-estimation, test-time augmentation, scores) gives the same numbers, exactly, every time."""
+    config = RunConfig(
+        DataConfig(source="digits", normal_label="0", image_size=16),
+        TrainConfig(epochs=1, batch_size=32, device="cpu", seed=5),
+        ScoreConfig(tta=4, batchnorm="per_context"),
+    )
+    first, second = train_run(config), train_run(config)
+    assert first.trained.history == second.trained.history
+    assert first.metrics["auroc_nnd"] == second.metrics["auroc_nnd"]
+    for name in ("s_nnd", "s_lh", "features", "context_features", "neighbours", "train_s_nnd", "train_s_lh"):
+        assert np.array_equal(getattr(first.scores, name), getattr(second.scores, name)), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ import engine.train
 from engine.augment import ContentAugmentation, con2_views
 from engine.checkpoint import DirectoryCheckpoints
 from engine.config import CONTEXTS, TrainConfig
+from engine.model import Con2Model
 from engine.train import NonFiniteLoss, TrainingCancelled, epoch_batches, steps_per_epoch, train
 
 
@@ -131,6 +133,50 @@ def test_same_seed_same_model_different_seed_different_model(pixels):
     wa, wb, wc = (next(m.model.encoder.parameters()) for m in (a, b, c))
     assert torch.equal(wa, wb)
     assert not torch.equal(wa, wc)
+
+
+def test_amp_changes_nothing_on_the_cpu(pixels):
+    """engine.device: no autocast on the CPU (bf16 there is slower), so amp on or off is one run, bit for bit."""
+    on, off = [], []
+    a = train(pixels, tiny(epochs=1, amp=True, device="cpu"), on_step=on.append)
+    b = train(pixels, tiny(epochs=1, amp=False, device="cpu"), on_step=off.append)
+    assert [(r.loss, r.loss_context, r.loss_content) for r in on] == [
+        (r.loss, r.loss_context, r.loss_content) for r in off
+    ]
+    for wa, wb in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(wa, wb)
+
+
+@pytest.mark.parametrize("method", ["con2", "simclr"])
+def test_only_the_forward_pass_runs_under_autocast(pixels, monkeypatch, method):
+    """Views are built before autocast and the losses computed after it (in float32), whatever the device."""
+    events = []
+
+    @contextlib.contextmanager
+    def recording_autocast(device, amp):
+        events.append("autocast(")
+        yield
+        events.append(")")
+
+    def recorded(name, function):
+        def wrapper(*args, **kwargs):
+            events.append(name)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(engine.train, "autocast", recording_autocast)
+    for name in ("con2_views", "simclr_views", "context_contrasting_loss", "content_alignment_loss", "simclr_loss"):
+        monkeypatch.setattr(engine.train, name, recorded(name, getattr(engine.train, name)))
+    monkeypatch.setattr(Con2Model, "forward", recorded("forward", Con2Model.forward))
+    train(pixels, tiny(epochs=1, method=method))
+    views, losses = (
+        ("simclr_views", ["simclr_loss"])
+        if method == "simclr"
+        else ("con2_views", ["context_contrasting_loss", "content_alignment_loss"])
+    )
+    one_step = [views, "autocast(", "forward", ")", *losses]
+    assert events == one_step * 3  # 24 images / batch 8
 
 
 def test_batches_cover_the_set_and_never_leave_a_lonely_image():

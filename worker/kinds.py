@@ -22,12 +22,12 @@ from db.models import Dataset, Job
 from engine.artifacts import Bundle
 from engine.config import RunConfig, ScoreConfig, build
 from engine.data import SampleRef
+from engine.device import resolve_device
 from engine.images import UnreadableImage, decode
 from engine.inventory import inventory
 from engine.projection import PROJECTIONS, project
 from engine.run import score_run, train_run
 from engine.sources import open_source
-from engine.train import resolve_device
 from engine.tta import ScoreResult
 from worker.checkpoints import DatabaseCheckpoints
 from worker.live import JobRun

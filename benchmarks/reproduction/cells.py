@@ -22,10 +22,11 @@ from benchmarks.reproduction.timelimit import TimeLimit, log
 from engine.baseline import pixel_nnd_scores
 from engine.checkpoint import LAST, DirectoryCheckpoints
 from engine.config import DataConfig, RunConfig
+from engine.device import resolve_device
 from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.run import RunResult, evaluate, train_run
-from engine.train import NonFiniteLoss, TrainingCancelled, resolve_device
+from engine.train import NonFiniteLoss, TrainingCancelled
 from engine.tta import score_images
 
 
