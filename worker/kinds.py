@@ -190,7 +190,7 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
             log.info("job %d: %s", job.id, run.message)
             run.flush(force=True)
 
-    scored, scores, skipped, metrics = score_run(
+    result = score_run(
         bundle.trained,
         bundle.bank,
         data,
@@ -201,22 +201,22 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     )
     run.flush(force=True)
     run.check()
-    coords = _project(run, scores, job.config.get("projections", PROJECTIONS), bundle.trained.config.seed)
+    coords = _project(run, result.scores, job.config.get("projections", PROJECTIONS), bundle.trained.config.seed)
     summary = {
-        **metrics,
+        **result.metrics,
         "parent_id": parent.id,
-        "n_skipped": len(skipped),
-        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in skipped[:100]],
+        "n_skipped": len(result.skipped),
+        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in result.skipped[:100]],
     }
     store_results(
         run,
-        scored=scored.refs,
+        scored=result.scored.refs,
         scored_dataset=dataset.id,
         bank=bundle.bank.refs,
         bank_dataset=bank_dataset.id,
-        scores=scores,
+        scores=result.scores,
         coords=coords,
-        skipped=[(s.ref, s.reason) for s in skipped],
+        skipped=[(s.ref, s.reason) for s in result.skipped],
         bundle=None,
         summary=summary,
     )
