@@ -49,9 +49,13 @@ def _section(kind: str, name: str, value: Any) -> dict[str, Any]:
 
 
 def _int(kind: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    try:
+        whole = int(value)
+    except (TypeError, ValueError):
+        whole = None
+    if isinstance(value, bool | str) or whole is None or whole != value:
         raise JobConfigError(f"{kind} job config: {name} must be a whole number, not {value!r}")
-    return int(value)
+    return whole
 
 
 def _label(kind: str, name: str, value: Any) -> str | None:
