@@ -29,9 +29,6 @@ from pathlib import Path
 
 import torch
 
-import engine.train
-import engine.tta
-from engine.augment import ContentAugmentation
 from engine.baseline import pixel_nnd_scores
 from engine.config import ALPHA_SCHEDULES, CONTEXTS, ENCODERS, METHODS, DataConfig, ScoreConfig, TrainConfig
 from engine.embed import embed
@@ -40,7 +37,7 @@ from engine.metrics import anomaly_targets, auroc
 from engine.run import evaluate
 from engine.scoring import NNDScorer
 from engine.train import StepReport, TrainedModel, train
-from engine.tta import score_images, view_plan
+from engine.tta import score_images, tta_augmentation, view_plan
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 NORMAL_LABEL = "1"
@@ -83,8 +80,24 @@ def step_logger(label: str, every_s: float = 15.0):
     return on_progress
 
 
+def crop_scale(args: argparse.Namespace) -> tuple[float, float] | None:
+    """--crop-scale LO,HI as numbers; None when not given (the engine's defaults)."""
+    if not args.crop_scale:
+        return None
+    low, high = (float(v) for v in args.crop_scale.split(","))
+    return low, high
+
+
+def score_config(args: argparse.Namespace, tta: int) -> ScoreConfig:
+    """Scoring with `tta` views; --crop-scale's LO is also the smallest test-time crop (its HI comes with the
+    model's TrainConfig)."""
+    crop = crop_scale(args)
+    return ScoreConfig(tta=tta) if crop is None else ScoreConfig(tta=tta, tta_min_area=crop[0])
+
+
 def run_one(args: argparse.Namespace, loaded: LoadedData, method: str, seed: int) -> list[dict[str, object]]:
     """Train one model and score it once per TTA setting (scoring is cheap; training is not)."""
+    crop = crop_scale(args)
     train_config = TrainConfig(
         method=method,
         context=args.context,
@@ -96,12 +109,17 @@ def run_one(args: argparse.Namespace, loaded: LoadedData, method: str, seed: int
         alpha_schedule=args.alpha_schedule,
         seed=seed,
         device=args.device,
+        **({} if crop is None else {"crop_min_area": crop[0], "crop_max_area": crop[1]}),
     )
     trained = train(loaded.train.pixels, train_config, on_step=step_logger(f"{method} seed {seed}"))
     rows = []
     for tta in args.tta:
         scores = score_images(
-            trained, loaded.train.pixels, loaded.score.pixels, ScoreConfig(tta=tta), query_in_bank=loaded.score_in_train
+            trained,
+            loaded.train.pixels,
+            loaded.score.pixels,
+            score_config(args, tta),
+            query_in_bank=loaded.score_in_train,
         )
         m = evaluate(loaded.score, scores, NORMAL_LABEL)
         row = {
@@ -119,7 +137,7 @@ def run_one(args: argparse.Namespace, loaded: LoadedData, method: str, seed: int
             "device": str(trained.device),
         }
         if tta > 1 and method != "simclr":
-            row.update(tta_halves(trained, loaded, tta))
+            row.update(tta_halves(trained, loaded, score_config(args, tta)))
         if tta == 1:
             row["auroc_nnd_centred"] = centred_nnd_auroc(trained, loaded)
         print(json.dumps(row), file=sys.stderr, flush=True)
@@ -139,17 +157,15 @@ def centred_nnd_auroc(trained: TrainedModel, loaded: LoadedData) -> float | None
     return None if targets is None else auroc(targets, scores.numpy())
 
 
-def tta_halves(trained: TrainedModel, loaded: LoadedData, tta: int) -> dict[str, float | None]:
+def tta_halves(trained: TrainedModel, loaded: LoadedData, config: ScoreConfig) -> dict[str, float | None]:
     """S_NND's AUROC from each half of Eq. 16 alone: the A/2 views of x, and the A/2 views of x^c against the
     context bank. Same draws as `engine.tta.score_images` (ScoreConfig's seed), so their mean is its S_NND."""
     model, device = trained.model.eval(), trained.device
-    augmentation = engine.tta.ContentAugmentation(trained.image_size)  # the one score_images uses (--crop-scale)
-    generator = torch.Generator(device=device).manual_seed(ScoreConfig().seed)
-    draws = [augmentation.sample(1, generator, device) for _ in range(tta)]
+    augmentation = tta_augmentation(trained, config)  # the one score_images uses
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    draws = [augmentation.sample(1, generator, device) for _ in range(config.tta)]
     halves = {"auroc_nnd_plain_half": 0.0, "auroc_nnd_context_half": 0.0}
-    for query_context, bank_context, index in view_plan(
-        ScoreConfig(tta=tta), trained.config.context, trained.config.method
-    ):
+    for query_context, bank_context, index in view_plan(config, trained.config.context, trained.config.method):
         params = draws[index]
         bank = embed(model, loaded.train.pixels, context=bank_context, params=params, augmentation=augmentation)
         queries = embed(model, loaded.score.pixels, context=query_context, params=params, augmentation=augmentation)
@@ -195,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--crop-scale",
-        help="LO,HI area range of T's RandomResizedCrop, for training and TTA (experiment: TrainConfig has no such "
-        "field, so this replaces the engine's ContentAugmentation default in this process)",
+        help="LO,HI area range of T's RandomResizedCrop, LO > 0: TrainConfig's crop_min_area and crop_max_area, and "
+        "LO is also ScoreConfig's tta_min_area, so training and TTA crop alike",
     )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; 1 on a busy machine)")
     args = parser.parse_args(argv)
@@ -205,15 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"error: {args.data} not found (expected ../shared/data/breastmnist.npz)", file=sys.stderr)
         return 2
-    if args.crop_scale:
-        low, high = (float(v) for v in args.crop_scale.split(","))
-
-        def patched(size: int, crop_scale: object = None, **options: object) -> ContentAugmentation:
-            # Not functools.partial: score_images passes crop_scale=None explicitly, which would win over it.
-            return ContentAugmentation(size, crop_scale=(low, high), **options)
-
-        engine.train.ContentAugmentation = patched  # what `train` and `score_images` construct
-        engine.tta.ContentAugmentation = patched
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     args.tta = [int(t) for t in str(args.tta).split(",") if t]

@@ -21,7 +21,7 @@ function is a transition of the one state machine above, and they share its clai
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,11 +29,21 @@ from typing import Any
 from sqlalchemy import ColumnElement, DateTime, Row, Select, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from db.job_configs import (
+    CONFIGS,
+    PROJECTIONS,
+    JobConfig,
+    JobConfigError,
+    RegisterJobConfig,
+    ScoreJobConfig,
+    TrainJobConfig,
+    read_config,
+    to_json,
+)
 from db.models import FINISHED, JOB_KINDS, Dataset, Job, JobEvent, UTCDateTime, utcnow
 
 DEFAULT_MAX_ATTEMPTS = 3
 STALE_AFTER_S = 60.0  # a running job without a heartbeat for this long is presumed orphaned
-PROJECTIONS = ("umap", "pca")  # engine.projection.PROJECTIONS: db/ may not import the engine (tests/test_facts.py)
 
 
 class JobError(ValueError):
@@ -97,25 +107,35 @@ def submit(
     session: Session,
     kind: str,
     dataset_id: int,
-    config: Mapping[str, Any] | None = None,
+    config: JobConfig | None = None,
     parent_id: int | None = None,
     name: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> Job:
-    """Queue a job of `kind` (register, train, score) on a dataset. Prefer the kind-specific helpers."""
+    """Queue a job of `kind` (register, train, score) on a dataset. Prefer the kind-specific helpers.
+
+    `config`: the kind's config (db.job_configs; None = its defaults), stored as JSON. A train job's
+    `data["source"]` is set here, the one place a job's dataset location is looked up when it is queued.
+    """
     if kind not in JOB_KINDS:
         raise JobError(f"unknown job kind {kind!r}; choose one of {', '.join(JOB_KINDS)}")
-    if session.get(Dataset, dataset_id) is None:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
         raise JobError(f"no dataset {dataset_id}")
     if max_attempts < 1:
         raise JobError(f"max_attempts must be at least 1, got {max_attempts}")
+    config = CONFIGS[kind]() if config is None else config
+    if not isinstance(config, CONFIGS[kind]):
+        raise JobError(f"a {kind} job needs a {CONFIGS[kind].__name__}, not a {type(config).__name__}")
+    if isinstance(config, TrainJobConfig):
+        config = config.at(dataset.location)  # the images are the dataset's, whatever the run config said
     job = Job(
         kind=kind,
         status="queued",
         name=name,
         dataset_id=dataset_id,
         parent_id=parent_id,
-        config=dict(config or {}),
+        config=to_json(config),
         max_attempts=max_attempts,
         message="waiting for a worker",
         created_at=utcnow(),
@@ -130,7 +150,10 @@ def submit_register(
     *, session: Session, dataset_id: int, thumbnail_size: int = 64, max_pixels: int = 100_000_000
 ) -> Job:
     """Queue an inventory of the dataset's source: per-sample checks, duplicates, thumbnails (pixels)."""
-    config = {"thumbnail_size": int(thumbnail_size), "max_pixels": int(max_pixels)}
+    try:
+        config = RegisterJobConfig(thumbnail_size, max_pixels)
+    except JobConfigError as error:
+        raise JobError(str(error)) from None
     return submit(session=session, kind="register", dataset_id=dataset_id, config=config, name="register")
 
 
@@ -145,10 +168,10 @@ def submit_train(
     """Queue a training run. `config` is the engine's `RunConfig.to_dict()`; the worker reads the data
     from the dataset's location, whatever `config["data"]["source"]` says. `projections`: which 2-D
     projections to fit after training (umap, pca), stored in the job's config under "projections"."""
-    stored = {**dict(config), "projections": _projections(projections)}
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is not None:
-        stored["data"] = {**dict(stored.get("data") or {}), "source": dataset.location}
+    try:
+        stored = TrainJobConfig.for_run(config, projections=projections)
+    except JobConfigError as error:
+        raise JobError(str(error)) from None
     return submit(session=session, kind="train", dataset_id=dataset_id, config=stored, name=name)
 
 
@@ -173,21 +196,17 @@ def submit_score(
         raise JobError(f"job {parent_id} is not a training run")
     if parent.status != "succeeded":
         raise JobError(f"run {parent_id} has not succeeded (it is {parent.status}); score with a finished run")
-    config = {
-        "score": dict(score) if score is not None else dict(parent.config.get("score") or {}),
-        "split": split or None,
-        "normal_label": normal_label or None,
-        "projections": _projections(projections),
-    }
+    try:
+        run = read_job_config(parent)
+        config = ScoreJobConfig(dict(score) if score is not None else run.score, split, normal_label, projections)
+    except JobConfigError as error:
+        raise JobError(str(error)) from None
     return submit(session=session, kind="score", dataset_id=dataset_id, config=config, parent_id=parent_id, name=name)
 
 
-def _projections(methods: Iterable[str]) -> list[str]:
-    methods = list(dict.fromkeys(methods))
-    unknown = [m for m in methods if m not in PROJECTIONS]
-    if unknown:
-        raise JobError(f"unknown projection(s) {', '.join(unknown)}; choose from {', '.join(PROJECTIONS)}")
-    return methods
+def read_job_config(job: Job) -> JobConfig:
+    """The job's config as its kind's dataclass (db.job_configs); raises JobConfigError on one it cannot read."""
+    return read_config(job.kind, job.config)
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.config import CONTEXTS
+from engine.config import CONTEXTS, TrainConfig
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, with torchvision's rounding
 
@@ -99,6 +99,11 @@ class ContentParams:
         )
 
 
+def simclr_min_area(image_size: int) -> float:
+    """SimCLR's smallest random crop, as a share of the image area: 0.08 at ≥ 64 px, 0.2 below."""
+    return 0.08 if image_size >= 64 else 0.2
+
+
 @dataclass(frozen=True)
 class ContentAugmentation:
     """The content augmentation set T: SimCLR's set (Chen et al. 2020), with our default strengths.
@@ -116,11 +121,28 @@ class ContentAugmentation:
     blur_p: float | None = None  # None: 0.5 at ≥ 64 px, off below (too destructive on tiny images)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
 
+    @classmethod
+    def from_config(cls, config: TrainConfig, image_size: int, *, min_area: float | None = None) -> ContentAugmentation:
+        """T as a run's `TrainConfig` sets it (crop range, colour jitter, blur) for images of `image_size` px.
+
+        `min_area`: the crop's smallest share of the image area, if not `config.crop_min_area` (test-time
+        augmentation has its own, `ScoreConfig.tta_min_area`); 0 = SimCLR's range (`simclr_min_area`).
+        """
+        low = config.crop_min_area if min_area is None else min_area
+        s = config.jitter_strength
+        return cls(
+            image_size,
+            crop_scale=(low if low > 0 else simclr_min_area(image_size), config.crop_max_area),
+            jitter_strength=(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s),  # SimCLR's ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)
+            jitter_p=config.jitter_probability,
+            blur_p=config.blur_probability if image_size >= config.blur_min_size else 0.0,
+        )
+
     @property
     def scale(self) -> tuple[float, float]:
         if self.crop_scale is not None:
             return self.crop_scale
-        return (0.08, 1.0) if self.image_size >= 64 else (0.2, 1.0)
+        return (simclr_min_area(self.image_size), 1.0)
 
     @property
     def blur_probability(self) -> float:

@@ -167,7 +167,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     progress = Progress(args.quiet)
     try:
-        scored, scores, skipped, metrics = score_run(
+        result = score_run(
             bundle.trained,
             bundle.bank,
             data,
@@ -178,10 +178,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
-    summary = {"metrics": metrics, "model": str(args.model), "data": dataclasses.asdict(data)}
-    write_results(args.out, scored, scores, skipped, summary)
-    _report_skipped(skipped)
-    print(json.dumps(metrics, indent=2))
+    summary = {"metrics": result.metrics, "model": str(args.model), "data": dataclasses.asdict(data)}
+    write_results(args.out, result.scored, result.scores, result.skipped, summary)
+    _report_skipped(result.skipped)
+    print(json.dumps(result.metrics, indent=2))
     print(f"wrote {args.out}/: scores.csv, features.npz, skipped.csv, summary.json", file=sys.stderr)
     return 0
 

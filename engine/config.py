@@ -151,6 +151,45 @@ class TrainConfig:
             max=1.0,
         ),
     )
+    crop_max_area: float = field(
+        default=1.0,
+        metadata=_help(
+            "Largest random crop of the content augmentations T while training, as a share of the image area; "
+            "1 = the whole image may be kept.",
+            min=0.01,
+            max=1.0,
+        ),
+    )
+    jitter_strength: float = field(
+        default=0.5,
+        metadata=_help(
+            "Colour-jitter strength s of T (SimCLR's): brightness, contrast and saturation vary by ±0.8·s, hue by "
+            "±0.2·s turns; 0 = no colour jitter.",
+            min=0.0,
+            max=1.0,
+        ),
+    )
+    jitter_probability: float = field(
+        default=0.8,
+        metadata=_help("Share of T's views that are colour-jittered (SimCLR: 0.8).", min=0.0, max=1.0),
+    )
+    blur_probability: float = field(
+        default=0.5,
+        metadata=_help(
+            "Share of T's views that are Gaussian-blurred (σ 0.1–2 px; SimCLR: 0.5), for images of at least "
+            "blur_min_size px.",
+            min=0.0,
+            max=1.0,
+        ),
+    )
+    blur_min_size: int = field(
+        default=64,
+        metadata=_help(
+            "Images smaller than this many pixels a side are never blurred: a blur is too destructive on tiny "
+            "images (0 = blur at every size).",
+            min=0,
+        ),
+    )
     context_weight: float = field(
         default=1.0,
         metadata=_help(
@@ -179,6 +218,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.crop_min_area >= self.crop_max_area:
+            raise ConfigError(
+                f"TrainConfig.crop_min_area: {self.crop_min_area} is not below crop_max_area {self.crop_max_area}"
+            )
 
 
 @dataclass(frozen=True)
@@ -195,8 +238,9 @@ class ScoreConfig:
     tta_min_area: float = field(
         default=0.0,
         metadata=_help(
-            "Smallest crop of a test-time augmentation, as a share of the image area; 0 = the training "
-            "augmentations' own range (0.2 below 64 px, 0.08 above). Milder crops keep small lesions in view.",
+            "Smallest crop of a test-time augmentation, as a share of the image area; 0 = SimCLR's range (0.2 "
+            "below 64 px, 0.08 above), whatever crop_min_area trained. Milder crops keep small lesions in view. The "
+            "largest crop, the colour jitter and the blur are the training's (TrainConfig).",
             min=0.0,
             max=1.0,
         ),

@@ -52,6 +52,16 @@ class RunResult:
     metrics: dict[str, float | int | str | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ScoreRunResult:
+    """What `score_run` produced: the images scored, their scores, the images skipped, the metrics."""
+
+    scored: ImageSet  # the readable images `data` selected, in the order of `scores`
+    scores: ScoreResult
+    skipped: list[Skipped]
+    metrics: dict[str, float | int | str | None]
+
+
 def _relay(on_progress: ProgressCallback | None, name: str) -> Callable[[int, int], bool | None] | None:
     if on_progress is None:
         return None
@@ -135,7 +145,7 @@ def score_run(
     bank_source: str | None = None,
     on_progress: ProgressCallback | None = None,
     on_overlap: Callable[[int, int], object] | None = None,
-) -> tuple[ImageSet, ScoreResult, list[Skipped], dict[str, float | int | str | None]]:
+) -> ScoreRunResult:
     """Score the images `data` selects (its score_split, or every image) with a trained model.
 
     No retraining: the model's own training images are the bank. A new image that is a training image
@@ -193,7 +203,7 @@ def score_run(
         device=str(trained.device),
         wall_s=time.perf_counter() - started,
     )
-    return queries, result, skipped, metrics
+    return ScoreRunResult(queries, result, skipped, metrics)
 
 
-__all__ = ["Phase", "RunResult", "TrainingCancelled", "evaluate", "score_run", "train_run"]
+__all__ = ["Phase", "RunResult", "ScoreRunResult", "TrainingCancelled", "evaluate", "score_run", "train_run"]

@@ -132,9 +132,7 @@ def train(
     per_epoch = steps_per_epoch(n, config.batch_size)
     total_steps = config.epochs * per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    augmentation = ContentAugmentation(
-        image_size, crop_scale=(config.crop_min_area, 1.0) if config.crop_min_area > 0 else None
-    )
+    augmentation = ContentAugmentation.from_config(config, image_size)
 
     start_epoch, history, earlier_s, earlier_images = 0, [], 0.0, 0
     key = _resume_key(config, image_size, n)

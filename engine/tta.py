@@ -64,6 +64,13 @@ def view_plan(config: ScoreConfig, context: str, method: str) -> list[tuple[str 
     ]
 
 
+def tta_augmentation(trained: TrainedModel, config: ScoreConfig) -> ContentAugmentation:
+    """The T that test-time augmentations are drawn from: the model's own (its TrainConfig's colour jitter,
+    blur and largest crop), with the smallest crop `config.tta_min_area` (0 = SimCLR's range, whatever the
+    training's `crop_min_area` was)."""
+    return ContentAugmentation.from_config(trained.config, trained.image_size, min_area=config.tta_min_area)
+
+
 @deterministic()
 def score_images(
     trained: TrainedModel,
@@ -101,8 +108,7 @@ def score_images(
         reference = np.sort(np.random.default_rng(config.seed).choice(n, config.reference_size, replace=False))
     self_rows = torch.as_tensor(reference, device=device)
     copies = torch.as_tensor(copy_groups(bank), device=device)  # left out with the sample: the same pixels
-    crop = (config.tta_min_area, 1.0) if config.tta_min_area > 0 else None
-    augmentation = ContentAugmentation(trained.image_size, crop_scale=crop)
+    augmentation = tta_augmentation(trained, config)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     draws = [augmentation.sample(1, generator, device) for _ in range(max(config.tta, 1))]
     plan = view_plan(config, trained.config.context, trained.config.method)

@@ -20,6 +20,7 @@ from engine.augment import (
     simclr_views,
     to_float,
 )
+from engine.config import ConfigError, TrainConfig
 
 
 @pytest.fixture
@@ -143,6 +144,37 @@ def test_content_augmentation_draws_differ_per_image_and_stay_in_range():
     assert (params.blur_sigma == 0).all()  # no blur below 64 px
     big = ContentAugmentation(image_size=64).sample(1000, torch.Generator().manual_seed(1), "cpu")
     assert 0.4 < (big.blur_sigma > 0).float().mean() < 0.6
+
+
+@pytest.mark.parametrize("size", [16, 64])
+def test_the_train_configs_default_t_is_the_engines_default_t(size):
+    """TrainConfig's augmentation fields default to ContentAugmentation's own strengths: same draws, bit for bit."""
+    plain = ContentAugmentation(image_size=size).sample(200, torch.Generator().manual_seed(3), "cpu")
+    configured = ContentAugmentation.from_config(TrainConfig(), size).sample(
+        200, torch.Generator().manual_seed(3), "cpu"
+    )
+    for name in ("box", "hflip", "jitter", "jitter_order", "grey", "blur_sigma"):
+        assert torch.equal(getattr(plain, name), getattr(configured, name)), name
+
+
+def test_the_train_configs_crop_jitter_and_blur_fields_reach_t():
+    config = TrainConfig(
+        crop_min_area=0.5,
+        crop_max_area=0.6,
+        jitter_strength=0.0,
+        jitter_probability=1.0,
+        blur_probability=1.0,
+        blur_min_size=0,
+    )
+    params = ContentAugmentation.from_config(config, 16).sample(500, torch.Generator().manual_seed(4), "cpu")
+    area = params.box[:, 2] * params.box[:, 3]
+    assert area.min() >= 0.5 * 0.74 and area.max() <= 0.6 + 1e-6
+    assert torch.equal(params.jitter, torch.tensor([1.0, 1.0, 1.0, 0.0]).expand(500, -1))  # strength 0: no change
+    assert (params.blur_sigma > 0).all()  # blurred at 16 px: blur_min_size 0
+    tta = ContentAugmentation.from_config(config, 16, min_area=0.0)  # TTA's own smallest crop: 0 = SimCLR's
+    assert tta.scale == (0.2, 0.6)
+    with pytest.raises(ConfigError, match="crop_min_area"):
+        TrainConfig(crop_min_area=0.7, crop_max_area=0.6)
 
 
 def test_same_seed_same_views():

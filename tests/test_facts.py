@@ -20,7 +20,7 @@ OWNERS = {
     "PROJECTIONS": "engine.projection",
 }
 # copies the layering makes necessary: (module, fact); each is checked equal to its owner below
-MIRRORS = {("db.jobs", "PROJECTIONS")}  # db/ may not import the engine; the queue validates job configs
+MIRRORS = {("db.job_configs", "PROJECTIONS")}  # db/ may not import the engine; the queue validates job configs
 
 
 def top_level_names(module: str) -> set[str]:
@@ -67,10 +67,12 @@ def test_the_mirrored_copies_equal_their_owners():
 
 def test_the_dashboard_and_the_cli_use_the_engines_config_sections():
     from dashboard import intake, widgets
+    from db.job_configs import TrainJobConfig
     from engine import archives, cli, config, sources
 
     assert widgets.SECTIONS is config.SECTIONS and cli.SECTIONS is config.SECTIONS
     assert list(config.SECTIONS) == [f.name for f in __import__("dataclasses").fields(config.RunConfig)]
+    assert TrainJobConfig.sections() == list(config.SECTIONS)  # a train job carries them, as plain dicts
     assert intake.IMAGE_EXTENSIONS is archives.IMAGE_EXTENSIONS is sources.IMAGE_EXTENSIONS
 
 

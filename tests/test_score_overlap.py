@@ -52,17 +52,15 @@ def test_training_images_in_a_new_batch_are_scored_leave_one_out_and_counted(tra
     data = result.config.data
     # the reference: the training images scored against their own bank, leave-one-out by sample id
     own = dataclasses.replace(data, source=str(trained["source"]), score_split="train")
-    _, loo, _, own_metrics = score_run(
-        result.trained, bank, own, result.config.score, bank_source=str(trained["source"])
-    )
+    own_run = score_run(result.trained, bank, own, result.config.score, bank_source=str(trained["source"]))
+    loo, own_metrics = own_run.scores, own_run.metrics
 
     # a batch of 10 training images (copied into another file) and 20 new ones
     copies, fresh = trained["zeros"][:10], trained["zeros"][60:80]
     path = batch(trained["folder"], "mixed", np.concatenate([copies, fresh]))
     mixed = dataclasses.replace(data, source=path, score_split=None)
-    _, scores, _, metrics = score_run(
-        result.trained, bank, mixed, result.config.score, bank_source=str(trained["source"])
-    )
+    mixed_run = score_run(result.trained, bank, mixed, result.config.score, bank_source=str(trained["source"]))
+    scores, metrics = mixed_run.scores, mixed_run.metrics
     # each copy scores as its training image does leave-one-out, not as its own nearest neighbour
     np.testing.assert_allclose(scores.s_nnd[:10], loo.s_nnd[:10], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scores.s_lh[:10], loo.s_lh[:10], rtol=1e-4, atol=1e-4)
@@ -78,9 +76,9 @@ def test_a_batch_without_training_images_counts_none(trained):
     path = batch(trained["folder"], "others", trained["others"][:20])
     data = dataclasses.replace(result.config.data, source=path, score_split=None)
     heard = []
-    _, _, _, metrics = score_run(
+    metrics = score_run(
         result.trained, result.bank, data, result.config.score, on_overlap=lambda c, t: heard.append((c, t))
-    )
+    ).metrics
     assert heard == [(0, 20)] and metrics["n_training_images"] == 0
 
 

@@ -11,12 +11,13 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from db import artifacts, datasets, jobs, results
+from db.job_configs import RegisterJobConfig, ScoreJobConfig, TrainJobConfig
 from db.jobs import JobError
 from db.models import Dataset, Job
 from engine.artifacts import Bundle
@@ -25,7 +26,7 @@ from engine.data import SampleRef
 from engine.device import resolve_device
 from engine.images import UnreadableImage, decode
 from engine.inventory import inventory
-from engine.projection import PROJECTIONS, project
+from engine.projection import project
 from engine.run import score_run, train_run
 from engine.sources import open_source
 from engine.tta import ScoreResult
@@ -34,14 +35,15 @@ from worker.live import JobRun
 from worker.store import sample_row, store_results
 
 THUMBNAIL_CHUNK = 512
+C = TypeVar("C", RegisterJobConfig, TrainJobConfig, ScoreJobConfig)
 
 log = logging.getLogger("con2.worker")
 
 
 def register_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     """Inventory the source (hashes, sizes, readability, duplicates) and make thumbnails."""
-    size = int(job.config.get("thumbnail_size", 64))
-    max_pixels = int(job.config.get("max_pixels", 100_000_000))
+    config = _config(job, RegisterJobConfig)
+    size, max_pixels = config.thumbnail_size, config.max_pixels
     source = open_source(dataset.location)
     run.set_phase("inventory", 0.0, f"checking {len(source.refs())} images")
     run.flush(force=True)
@@ -129,8 +131,9 @@ def _thumbnail(source: Any, ref: SampleRef, size: int, max_pixels: int) -> bytes
 
 def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     """Train (resuming from the job's checkpoint), score, project, write everything."""
-    config = RunConfig.from_dict(job.config)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=dataset.location))
+    queued = _config(job, TrainJobConfig)
+    # the dataset's location now, not when it was queued: a dataset relocated since still finds its images
+    config = RunConfig.from_dict(queued.at(dataset.location).run())
     run.device = str(resolve_device(config.train.device))
     with run.held() as session:
         saved = artifacts.artifact_info(session=session, job_id=job.id, name="checkpoint")
@@ -141,7 +144,7 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     result = train_run(config, on_progress=run.on_progress, checkpoints=DatabaseCheckpoints(run))
     run.flush(force=True)
     run.check()
-    coords = _project(run, result.scores, job.config.get("projections", PROJECTIONS), config.train.seed)
+    coords = _project(run, result.scores, queued.projections, config.train.seed)
     bundle = Bundle(result.trained, result.bank, config.data).to_bytes()
     summary = {
         **result.metrics,
@@ -166,6 +169,7 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
 
 def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     """Score a dataset with a finished run's model and training bank, without retraining."""
+    queued = _config(job, ScoreJobConfig)
     with run.sessions() as session:  # reads only: no write lock while a large bundle loads
         parent = jobs.get_job(session=session, job_id=job.parent_id) if job.parent_id else None
         if parent is None or parent.kind != "train" or parent.status != "succeeded":
@@ -176,12 +180,9 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
         raise JobError(f"run {parent.id} has no stored model to score with")
     bundle = Bundle.from_bytes(blob, device="auto")
     run.device = str(bundle.trained.device)
-    score = build(ScoreConfig, job.config.get("score") or {})
+    score = build(ScoreConfig, queued.score)
     data = dataclasses.replace(
-        bundle.data,
-        source=dataset.location,
-        score_split=job.config.get("split"),
-        normal_label=job.config.get("normal_label"),
+        bundle.data, source=dataset.location, score_split=queued.split, normal_label=queued.normal_label
     )
 
     def on_overlap(count: int, total: int) -> None:
@@ -190,7 +191,7 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
             log.info("job %d: %s", job.id, run.message)
             run.flush(force=True)
 
-    scored, scores, skipped, metrics = score_run(
+    result = score_run(
         bundle.trained,
         bundle.bank,
         data,
@@ -201,25 +202,33 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     )
     run.flush(force=True)
     run.check()
-    coords = _project(run, scores, job.config.get("projections", PROJECTIONS), bundle.trained.config.seed)
+    coords = _project(run, result.scores, queued.projections, bundle.trained.config.seed)
     summary = {
-        **metrics,
+        **result.metrics,
         "parent_id": parent.id,
-        "n_skipped": len(skipped),
-        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in skipped[:100]],
+        "n_skipped": len(result.skipped),
+        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in result.skipped[:100]],
     }
     store_results(
         run,
-        scored=scored.refs,
+        scored=result.scored.refs,
         scored_dataset=dataset.id,
         bank=bundle.bank.refs,
         bank_dataset=bank_dataset.id,
-        scores=scores,
+        scores=result.scores,
         coords=coords,
-        skipped=[(s.ref, s.reason) for s in skipped],
+        skipped=[(s.ref, s.reason) for s in result.skipped],
         bundle=None,
         summary=summary,
     )
+
+
+def _config(job: Job, kind: type[C]) -> C:
+    """The job's config as its kind's dataclass (db.job_configs), read in one place."""
+    config = jobs.read_job_config(job)
+    if not isinstance(config, kind):  # KINDS maps each kind to the function that expects its config
+        raise JobError(f"job {job.id} is a {job.kind} job, not the {kind.__name__} this kind runs")
+    return config
 
 
 def _project(run: JobRun, scores: ScoreResult, methods: Sequence[str], seed: int) -> dict[str, np.ndarray]:
