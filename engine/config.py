@@ -229,10 +229,18 @@ class ScoreConfig:
     """How anomaly scores are computed from the encoder's features (heads discarded)."""
 
     tta: int = field(
-        default=40,
+        default=2,
         metadata=_help(
-            "Test-time augmentations A: half on x, half on its context image (paper: 40). 1 = no TTA.",
+            "Test-time views A: half on x, half on its context image (paper: 40). 1 = x alone.",
             min=1,
+        ),
+    )
+    tta_augment: bool = field(
+        default=False,
+        metadata=_help(
+            "Draw each test-time view from the content augmentations T (the paper). Off (the default): x and its "
+            "context image, each once as they are, so A = 2 covers both and more views would only repeat them; "
+            "augmented views cost BreastMNIST 5 points and helped no task by more than 1 (docs/quality.md).",
         ),
     )
     tta_min_area: float = field(

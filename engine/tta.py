@@ -4,8 +4,9 @@ For each of A draws t_i of T (the same t_i for bank and queries): the first half
 against the training bank under t_i, the second half scores t_i(x^c) against the bank of the
 training images' context images under t_i (or the originals, `context_bank="original"`, Eq. 12
 read literally). The score is the mean over the A draws. With A = 1 there is no augmentation: the
-plain image against the plain bank. Only one bank is held at a time, so memory stays at one n×D
-matrix whatever A is.
+plain image against the plain bank. Without `tta_augment` (the CPU recipe) no view is drawn from T: x
+against the plain bank and x^c against the context bank, each once (A ≥ 2), or x alone (A = 1). Only one
+bank is held at a time, so memory stays at one n×D matrix whatever A is.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ ProgressCallback = Callable[[int, int], "bool | None"]
 def view_plan(config: ScoreConfig, context: str, method: str) -> list[tuple[str | None, str | None, int | None]]:
     """For each test-time augmentation: (context of the query, context of the bank, draw index).
 
-    SimCLR has no context cluster, so all of its A views are on x.
+    SimCLR has no context cluster, so all of its A views are on x. Without `tta_augment` every view is the
+    identity, so each distinct view is scored once: x, and x^c when A ≥ 2 (draw index None).
     """
-    if config.tta == 1:
+    bank_context = context if config.context_bank == "context" else None
+    if config.tta == 1 or (not config.tta_augment and method == "simclr"):
         return [(None, None, None)]
+    if not config.tta_augment:
+        return [(None, None, None), (context, bank_context, None)]
     on_context = 0 if method == "simclr" else config.tta // 2
     on_plain = config.tta - on_context
-    bank_context = context if config.context_bank == "context" else None
     return [(None, None, i) for i in range(on_plain)] + [
         (context, bank_context, on_plain + i) for i in range(on_context)
     ]

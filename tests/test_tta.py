@@ -25,15 +25,24 @@ def trained():
 
 
 def test_view_plan_halves_between_x_and_its_context_image():
-    plan = view_plan(ScoreConfig(tta=40), "invert", "con2")
+    plan = view_plan(ScoreConfig(tta=40, tta_augment=True), "invert", "con2")
     assert len(plan) == 40
     assert sum(q is None for q, _, _ in plan) == 20
     assert all(b == "invert" for q, b, _ in plan if q == "invert")  # the context half meets the context bank
     assert sorted(d for _, _, d in plan) == list(range(40))
-    literal = view_plan(ScoreConfig(tta=4, context_bank="original"), "flip", "con2")
+    literal = view_plan(ScoreConfig(tta=4, tta_augment=True, context_bank="original"), "flip", "con2")
     assert [(q, b) for q, b, _ in literal] == [(None, None), (None, None), ("flip", None), ("flip", None)]
-    assert view_plan(ScoreConfig(tta=6), "invert", "simclr") == [(None, None, i) for i in range(6)]
+    assert view_plan(ScoreConfig(tta=6, tta_augment=True), "invert", "simclr") == [(None, None, i) for i in range(6)]
     assert view_plan(ScoreConfig(tta=1), "invert", "con2") == [(None, None, None)]
+
+
+def test_without_augmentation_each_distinct_view_is_scored_once():
+    """The CPU recipe: x against the bank and x^c against the context bank, as they are; more views would repeat
+    them, so A beyond 2 adds nothing; SimCLR has no context image, so x alone."""
+    for tta in (2, 8, 40):
+        assert view_plan(ScoreConfig(tta=tta), "invert", "con2") == [(None, None, None), ("invert", "invert", None)]
+    assert view_plan(ScoreConfig(tta=8, context_bank="original"), "flip", "con2")[1] == ("flip", None, None)
+    assert view_plan(ScoreConfig(tta=8), "invert", "simclr") == [(None, None, None)]
 
 
 def one_view(trained, image: torch.Tensor, context: str | None, draw) -> np.ndarray:
@@ -49,12 +58,17 @@ def one_view(trained, image: torch.Tensor, context: str | None, draw) -> np.ndar
         return trained.model.features((x - 0.5) / 0.5).double().numpy()[0]
 
 
-def reference_scores(trained, bank, queries, tta: int, seed: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+def reference_scores(
+    trained, bank, queries, tta: int, seed: int, epsilon: float, augment: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 16 with loops: for each of A draws t_i, S_NND (minus the best cosine similarity, Eq. 12) and S_LH
     (−log N with Σ = S + εI, Eq. 13) of t_i(x) against the bank under t_i for the first half of the draws,
-    of t_i(x^c) against the bank's context images under t_i for the second; the scores are the means."""
+    of t_i(x^c) against the bank's context images under t_i for the second; the scores are the means.
+    Without augmentation: x against the bank and x^c against the bank's context images, once each."""
     if tta == 1:
         plan = [(None, None)]
+    elif not augment:
+        plan = [(None, None), (trained.config.context, None)]
     else:  # the draws, in the order the scorer takes them from a generator seeded with ScoreConfig.seed
         generator = torch.Generator().manual_seed(seed)
         draws = [ContentAugmentation(trained.image_size).sample(1, generator, "cpu") for _ in range(tta)]
@@ -72,13 +86,13 @@ def reference_scores(trained, bank, queries, tta: int, seed: int, epsilon: float
     return s_nnd, s_lh
 
 
-@pytest.mark.parametrize("tta", [1, 4])
-def test_scores_are_eq16_means_of_nearest_neighbour_and_gaussian_scores_over_the_views(trained, tta):
+@pytest.mark.parametrize("tta, augment", [(1, False), (2, False), (4, True)])
+def test_scores_are_eq16_means_of_nearest_neighbour_and_gaussian_scores_over_the_views(trained, tta, augment):
     model, pixels = trained
     bank, queries = pixels[:12], pixels[12:]
-    config = ScoreConfig(tta=tta, seed=5, features="pooled", lh_shrinkage="fixed", lh_epsilon=1e-2)
+    config = ScoreConfig(tta=tta, tta_augment=augment, seed=5, features="pooled", lh_shrinkage="fixed", lh_epsilon=1e-2)
     result = score_images(model, bank, queries, config)
-    s_nnd, s_lh = reference_scores(model, bank, queries, tta, seed=5, epsilon=1e-2)
+    s_nnd, s_lh = reference_scores(model, bank, queries, tta, seed=5, epsilon=1e-2, augment=augment)
     assert np.allclose(result.s_nnd, s_nnd, atol=1e-5)
     assert np.allclose(result.s_lh, s_lh, rtol=1e-4)
     assert not math.isclose(float(result.s_nnd.std()), 0.0)  # the queries are told apart, not all scored alike
@@ -94,7 +108,7 @@ def test_scores_are_eq16_means_of_nearest_neighbour_and_gaussian_scores_over_the
 def test_training_images_scored_leave_one_out_equal_a_bank_without_them(trained):
     model, pixels = trained
     # fixed shrinkage: with Ledoit–Wolf the leave-one-out keeps the full bank's ρ, a refit would re-estimate it
-    config = ScoreConfig(tta=4, seed=3, lh_shrinkage="fixed")
+    config = ScoreConfig(tta=4, tta_augment=True, seed=3, lh_shrinkage="fixed")
     inside = np.arange(4)  # queries 0..3 are bank rows 0..3
     loo = score_images(model, pixels, pixels[:4], config, query_in_bank=inside)
     for i in range(4):
@@ -117,13 +131,15 @@ def test_a_training_image_scored_without_leave_one_out_finds_itself(trained):
 
 def test_same_seed_same_scores_and_cancel_stops(trained):
     model, pixels = trained
-    a = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7))
-    b = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7))
+    a = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, tta_augment=True, seed=7))
+    b = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, tta_augment=True, seed=7))
     assert np.array_equal(a.s_nnd, b.s_nnd) and np.array_equal(a.s_lh, b.s_lh)
     from engine.train import TrainingCancelled
 
     with pytest.raises(TrainingCancelled):
-        score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4), on_progress=lambda done, total: False)
+        score_images(
+            model, pixels[:10], pixels[10:], ScoreConfig(tta=4, tta_augment=True), on_progress=lambda done, total: False
+        )
 
 
 def test_reference_distribution_is_a_seeded_subset_when_the_bank_is_large(trained):
@@ -137,8 +153,8 @@ def test_reference_distribution_is_a_seeded_subset_when_the_bank_is_large(traine
 
 def test_milder_test_time_crops_change_the_views_and_keep_scores_finite(trained):
     model, pixels = trained
-    default = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7))
-    mild = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, seed=7, tta_min_area=0.9))
+    default = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, tta_augment=True, seed=7))
+    mild = score_images(model, pixels[:10], pixels[10:], ScoreConfig(tta=4, tta_augment=True, seed=7, tta_min_area=0.9))
     assert not np.allclose(default.s_nnd, mild.s_nnd)
     assert np.isfinite(mild.s_nnd).all() and np.isfinite(mild.s_lh).all()
 
