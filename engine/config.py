@@ -105,7 +105,7 @@ class TrainConfig:
             "(epochs, encoder, context and the other training and TTA settings are ignored; images compared at "
             "≤ 32 px; they assume the images are aligned alike, so that the same pixel means the same place): "
             "pixels_knn = cosine distance of the raw pixels to the nearest training image; pixels_pca_knn = "
-            "the same on the PCA components that keep 95 % of the training images' variance (also assumes "
+            "the same on the PCA components that explain 0.95 of the training images' variance (also assumes "
             "normal images vary along few directions); pixels_iforest = scikit-learn's IsolationForest on the "
             "raw pixels, seeded (also assumes anomalies are few and isolated by single pixel values).",
             choices=METHODS,
