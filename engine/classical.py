@@ -228,14 +228,9 @@ def score_classical(
         raise ValueError(f"{train.method} needs at least 2 training images, got {n}")
     report("training", 0, 1)
     copies = copy_groups(bank)  # (n,) copy group of each training image: left out with it
-    bank_pixels, query_pixels = flat_pixels(bank), flat_pixels(queries)  # (n, D), (M, D)
-    context = context_pixels(queries, train.context)  # (M, D)
-    if train.method == "pixels_pca_knn":
-        pca = PCAProjection().fit(bank_pixels)
-        bank_feats, query_feats = pca.transform(bank_pixels), pca.transform(query_pixels)
-        context = pca.transform(context)
-    else:
-        bank_feats, query_feats = bank_pixels, query_pixels
+    bank_pixels = flat_pixels(bank)  # (n, D)
+    pca = PCAProjection().fit(bank_pixels) if train.method == "pixels_pca_knn" else None
+    bank_feats = bank_pixels if pca is None else pca.transform(bank_pixels)  # (n, D) or (n, K + 1)
     scorer: NNDScorer | IsolationForestScorer
     if train.method == "pixels_iforest":
         scorer = IsolationForestScorer(seed=train.seed).fit(bank_feats, copies)
@@ -245,6 +240,9 @@ def score_classical(
         raise ValueError(f"{train.method!r} is not a classical method")
     fit_s = time.perf_counter() - started
     report("training", 1, 1)
+    query_feats, context = flat_pixels(queries), context_pixels(queries, train.context)  # (M, D) each
+    if pca is not None:
+        query_feats, context = pca.transform(query_feats), pca.transform(context)
 
     exclude = torch.as_tensor(np.full(m, -1) if query_in_bank is None else query_in_bank, dtype=torch.long)
     reference = np.arange(n)

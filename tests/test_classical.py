@@ -142,3 +142,18 @@ def test_the_methods_are_values_of_the_method_field_and_unknown_ones_are_refused
     unknown = r"TrainConfig.method: unknown value 'pixels_svm'; choose one of .*pixels_knn"
     with pytest.raises(ConfigError, match=unknown):
         TrainConfig(method="pixels_svm")
+
+
+def test_the_progress_callback_can_cancel_a_classical_run():
+    from engine.train import TrainingCancelled
+
+    heard = []
+
+    def stop_when_scoring(phase, done, total):
+        heard.append(phase)
+        return phase != "scoring"
+
+    with pytest.raises(TrainingCancelled):
+        score_classical(blobs(10), blobs(3, seed=1), TrainConfig(method="pixels_knn"), ScoreConfig(),
+                        on_progress=stop_when_scoring)  # fmt: skip
+    assert heard == ["training", "training", "scoring"]
