@@ -7,6 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.config import CLASSICAL_METHODS
+
+CONTEXT_FREE = ("simclr", *CLASSICAL_METHODS)  # methods whose config's context is a default, not a setting
+
 
 def number(value: Any, digits: int = 3) -> str:
     """A metric for display: '0.987', or '–' when missing."""
@@ -16,10 +20,11 @@ def number(value: Any, digits: int = 3) -> str:
 
 
 def method_label(method: str | None, context: str | None) -> str:
-    """A run's method as its labels say it: "con2/invert", but "simclr" alone (SimCLR has no context)."""
+    """A run's method as its labels say it: "con2/invert", but "simclr" and the classical references alone
+    (no context trained)."""
     if not method:
         return ""
-    if method == "simclr" or not context:
+    if method in CONTEXT_FREE or not context:
         return str(method)
     return f"{method}/{context}"
 

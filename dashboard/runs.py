@@ -13,18 +13,23 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import connection
-from dashboard.formatting import duration, method_label
+from dashboard.formatting import CONTEXT_FREE, duration, method_label
 from db import datasets as db_datasets
 from db import jobs as db_jobs
 from db.models import Job
+from engine.config import CLASSICAL_METHODS
 
 RUN_COLUMNS = [
     "id", "kind", "name", "dataset", "status", "method", "context", "encoder", "image_size", "epochs", "tta",
-    "normal", "device", "duration_s", "auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored", "created",
+    "normal", "device", "duration_s", "train_s", "auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored",
+    "created",
 ]  # fmt: skip
 RUN_COLUMN_CONFIG = {
     "id": st.column_config.NumberColumn("run", format="#%d"),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
+    "train_s": st.column_config.NumberColumn(
+        "train (s)", format="%.1f", help="Seconds training took; for a classical reference, fitting it."
+    ),
     "auroc_nnd": st.column_config.NumberColumn("AUROC S_NND", format="%.3f"),
     "auroc_lh": st.column_config.NumberColumn("AUROC S_LH", format="%.3f"),
     "auroc_pixels": st.column_config.NumberColumn(
@@ -53,7 +58,8 @@ def listing(
 ) -> pd.DataFrame:
     """Training runs and scoring jobs, newest first, with settings, timing, device and metrics.
 
-    Columns: RUN_COLUMNS, plus title (for pickers), parent_id and dataset_id.
+    Columns: RUN_COLUMNS, plus title (for pickers), parent_id, dataset_id and has_model (False for a classical
+    reference, which trains no model to score other datasets with).
     """
     with connection.session() as session:
         found = [j for j in db_jobs.list_jobs(session=session, status=status, dataset_id=dataset_id) if j.kind in kinds]
@@ -67,6 +73,7 @@ def listing(
             ended = job.finished_at
             started = job.started_at
             method = _config_value(job, parents, "train", "method")
+            classical = method in CLASSICAL_METHODS  # trains nothing: no encoder, epochs or TTA of its own
             rows.append(
                 {
                     "id": job.id,
@@ -77,24 +84,26 @@ def listing(
                     "parent_id": job.parent_id,
                     "status": job.status,
                     "method": method,
-                    # SimCLR has no context: its config's default is not shown as one
-                    "context": None if method == "simclr" else _config_value(job, parents, "train", "context"),
-                    "encoder": _config_value(job, parents, "train", "encoder"),
+                    # SimCLR and the classical references have no context: the config's default is not shown as one
+                    "context": None if method in CONTEXT_FREE else _config_value(job, parents, "train", "context"),
+                    "encoder": None if classical else _config_value(job, parents, "train", "encoder"),
                     "image_size": _config_value(job, parents, "data", "image_size"),
-                    "epochs": _config_value(job, parents, "train", "epochs"),
-                    "tta": ((config.get("score") or {}).get("tta")),
+                    "epochs": 0 if classical else _config_value(job, parents, "train", "epochs"),
+                    "tta": None if classical else ((config.get("score") or {}).get("tta")),
                     "normal": normal if normal is not None else ("(all)" if job.kind == "train" else ""),
                     "device": job.device,
                     "duration_s": (ended - started).total_seconds() if ended and started else None,
+                    "train_s": summary.get("train_s"),
                     "auroc_nnd": summary.get("auroc_nnd"),
                     "auroc_lh": summary.get("auroc_lh"),
                     "auroc_pixels": summary.get("auroc_pixels"),
                     "silhouette": summary.get("silhouette"),
                     "n_scored": summary.get("n_scored"),
                     "created": job.created_at,
+                    "has_model": not classical,
                 }
             )
-    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "dataset_id", "parent_id"])
+    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "dataset_id", "parent_id", "has_model"])
     if labelled_only:
         frame = frame[frame["auroc_nnd"].notna()]
     frame["title"] = [_title(r) for r in frame.itertuples()]
@@ -137,7 +146,13 @@ def compare_runs(job_ids: Sequence[int]) -> dict[str, pd.DataFrame]:
                 for section in ("data", "train", "score")
                 for k, v in (source.get(section) or {}).items()
             }
-            flat.update({"duration": duration(frame.loc[job_id, "duration_s"]), "device": frame.loc[job_id, "device"]})
+            flat.update(
+                {
+                    "duration": duration(frame.loc[job_id, "duration_s"]),
+                    "train time": duration(frame.loc[job_id, "train_s"]),
+                    "device": frame.loc[job_id, "device"],
+                }
+            )
             configs[f"#{job_id}"] = {k: "" if v is None else str(v) for k, v in flat.items()}
     table = pd.DataFrame(configs)
     differs = table.nunique(axis=1) > 1

@@ -20,7 +20,7 @@ import streamlit as st
 
 from dashboard.gallery import display
 from db.session import DatabaseError
-from engine.config import SECTIONS, ConfigError, DataConfig, RunConfig, build
+from engine.config import CLASSICAL_METHODS, SECTIONS, ConfigError, DataConfig, RunConfig, build
 
 # Characters that can open Markdown, HTML, LaTeX or Streamlit syntax anywhere in a line (links, images, tags,
 # emphasis, code, tables, strikethrough, math, `:color[...]` directives, entities); CommonMark lets a backslash
@@ -159,6 +159,10 @@ def train_form(
                 "Scored split", splits, current("data", "score_split"), EVERY_SPLIT, help_score, f"{key}_score_split"
             )
         st.markdown("**Model and schedule**")
+        st.caption(
+            "The classical references (" + ", ".join(CLASSICAL_METHODS) + ") train nothing: epochs, encoder, "
+            "context and the other training and test-time settings are ignored for them (see the Method's help)."
+        )
         columns = st.columns(4)
         for i, (section, name) in enumerate(ESSENTIAL):
             with columns[i % 4]:

@@ -135,13 +135,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_run(config, on_progress=progress, checkpoints=DirectoryCheckpoints(out / "checkpoints"))
     finally:
         progress.close()
-    Bundle(result.trained, result.bank, config.data).save(out / MODEL_FILE)
+    files = ["scores.csv", "features.npz", "skipped.csv", "summary.json"]
+    if result.trained is not None:  # a classical reference (engine.classical) has no model to save
+        Bundle(result.trained, result.bank, config.data).save(out / MODEL_FILE)
+        files.insert(0, MODEL_FILE)
     summary = _summary(result.metrics, config, len(result.skipped))
-    summary["history"] = result.trained.history
+    summary["history"] = [] if result.trained is None else result.trained.history
     write_results(out, result.scored, result.scores, result.skipped, summary)
     _report_skipped(result.skipped)
     print(json.dumps(result.metrics, indent=2))
-    print(f"wrote {out}/: {MODEL_FILE}, scores.csv, features.npz, skipped.csv, summary.json", file=sys.stderr)
+    print(f"wrote {out}/: {', '.join(files)}", file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CONTEXTS = ("invert", "flip", "equalize")
-METHODS = ("con2", "context_only", "content_only", "simclr")
+# Classical references (engine/classical.py): scikit-learn on raw pixels, no training; the floor a learned method
+# must clear. Each is a value of TrainConfig.method like the learned ones.
+CLASSICAL_METHODS = ("pixels_knn", "pixels_pca_knn", "pixels_iforest")
+METHODS = ("con2", "context_only", "content_only", "simclr", *CLASSICAL_METHODS)
 ENCODERS = ("resnet18", "resnet_small")
 CONTEXT_BANKS = ("context", "original")
 LH_SHRINKAGE = ("ledoit_wolf", "fixed")
@@ -98,7 +101,13 @@ class TrainConfig:
         default="con2",
         metadata=_help(
             "con2 = context contrasting + α·content alignment; context_only and content_only are the "
-            "paper's ablations; simclr is the baseline without a context.",
+            "paper's ablations; simclr is the baseline without a context. Classical references, no training "
+            "(epochs, encoder, context and the other training and TTA settings are ignored; images compared at "
+            "≤ 32 px; they assume the images are aligned alike, so that the same pixel means the same place): "
+            "pixels_knn = cosine distance of the raw pixels to the nearest training image; pixels_pca_knn = "
+            "the same on the PCA components that explain 0.95 of the training images' variance (also assumes "
+            "normal images vary along few directions); pixels_iforest = scikit-learn's IsolationForest on the "
+            "raw pixels, seeded (also assumes anomalies are few and isolated by single pixel values).",
             choices=METHODS,
         ),
     )

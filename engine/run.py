@@ -17,7 +17,8 @@ import numpy as np
 
 from engine.baseline import pixel_nnd
 from engine.checkpoint import CheckpointStore
-from engine.config import DataConfig, RunConfig, ScoreConfig
+from engine.classical import score_classical
+from engine.config import CLASSICAL_METHODS, DataConfig, RunConfig, ScoreConfig
 from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
 from engine.loading import LoadedData, load_data, load_images
@@ -44,7 +45,7 @@ class RunResult:
     """Everything a run produced; `engine.artifacts` writes it to disk, the worker to the database."""
 
     config: RunConfig
-    trained: TrainedModel
+    trained: TrainedModel | None  # None for a classical reference (engine.classical): nothing was trained
     bank: ImageSet  # the training images (uint8), kept so the model can score new images later
     scored: ImageSet
     scores: ScoreResult
@@ -75,8 +76,10 @@ def evaluate(
     *,
     bank: ImageSet | None = None,
     query_in_bank: np.ndarray | None = None,
+    clusters: bool = True,
 ) -> dict[str, float | int | str | None]:
-    """AUROC of both scores where labels allow it, and the context clusters' silhouette.
+    """AUROC of both scores where labels allow it, and the context clusters' silhouette (None without
+    `clusters`: a classical reference has no trained context clusters).
 
     With the training `bank`, also `auroc_pixels`: the raw-pixel 1-NN reference (engine.baseline) on the
     same images, the floor a trained encoder has to beat for training to have paid off.
@@ -92,7 +95,8 @@ def evaluate(
     if targets is not None and bank is not None:
         pixel_scores = pixel_nnd(bank.pixels, scored.pixels, query_in_bank)
         metrics["auroc_pixels"] = None if pixel_scores is None else auroc(targets, pixel_scores)
-    metrics["silhouette"] = context_silhouette(scores.features, scores.context_features) if len(scored) >= 2 else None
+    has_clusters = clusters and len(scored) >= 2
+    metrics["silhouette"] = context_silhouette(scores.features, scores.context_features) if has_clusters else None
     return metrics
 
 
@@ -112,6 +116,8 @@ def train_run(
     started = time.perf_counter()
     if loaded is None:
         loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
+    if config.train.method in CLASSICAL_METHODS:
+        return _classical_run(config, loaded, on_progress, started)
     trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)
     scores = score_images(
         trained,
@@ -134,6 +140,41 @@ def train_run(
         images_per_s=trained.images_per_s,
     )
     return RunResult(config, trained, loaded.train, loaded.score, scores, loaded.skipped, metrics)
+
+
+def _classical_run(
+    config: RunConfig, loaded: LoadedData, on_progress: ProgressCallback | None, started: float
+) -> RunResult:
+    """A classical reference (engine.classical): fit on the training images (its "training": no epochs, no
+    model, no checkpoint), score, evaluate like a learned run."""
+    relay = None if on_progress is None else (lambda phase, done, total: on_progress(Phase(phase, done, total)))
+    scores, fit_s = score_classical(
+        loaded.train.pixels,
+        loaded.score.pixels,
+        config.train,
+        config.score,
+        query_in_bank=loaded.score_in_train,
+        on_progress=relay,
+    )
+    metrics = evaluate(
+        loaded.score,
+        scores,
+        config.data.normal_label,
+        bank=loaded.train,
+        query_in_bank=loaded.score_in_train,
+        clusters=False,
+    )
+    metrics.update(
+        n_train=len(loaded.train),
+        n_skipped=len(loaded.skipped),
+        device="cpu",
+        epochs_trained=0,
+        train_s=fit_s,
+        score_s=scores.wall_s,
+        wall_s=time.perf_counter() - started,
+        images_per_s=None,
+    )
+    return RunResult(config, None, loaded.train, loaded.score, scores, loaded.skipped, metrics)
 
 
 def score_run(

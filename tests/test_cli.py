@@ -238,3 +238,15 @@ def test_a_rerun_with_another_config_is_refused_in_one_line(digits_run):
     assert result.returncode == 2, result.stderr
     assert "error: the saved checkpoint was made with a different config" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_classical_method_trains_nothing_and_writes_no_model(tmp_path):
+    """Issue 13: `--method pixels_pca_knn` is accepted; scores and summary are written, history empty, no model.pt."""
+    con2("train", "--data", "digits", "--normal-label", "1", "--method", "pixels_pca_knn", "--out", str(tmp_path),
+         "--image-size", "12", "--quiet")  # fmt: skip
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["history"] == [] and summary["metrics"]["epochs_trained"] == 0
+    assert summary["metrics"]["auroc_nnd"] > 0.9 and summary["config"]["train"]["method"] == "pixels_pca_knn"
+    assert len(read_scores(tmp_path / "scores.csv")) == summary["metrics"]["n_scored"]
+    assert not (tmp_path / "model.pt").exists()
+    assert "pixels_iforest" in con2("train", "--help").stdout

@@ -169,6 +169,22 @@ def test_train_form_has_every_config_field_with_its_help_and_queues_a_run(seeded
         assert job.config["data"]["train_split"] == "train" and job.config["score"]["tta"] == 8
 
 
+def test_train_form_offers_the_classical_references_and_queues_one(seeded):
+    """Issue 13: a classical method is a value of the form's Method field, its help says what it assumes."""
+    _, url, _ = seeded
+    at = app("train")
+    method = next(w for w in at.selectbox if w.label == widgets.field_label("train", "method"))
+    assert {"pixels_knn", "pixels_pca_knn", "pixels_iforest"} <= set(method.options)
+    assert "aligned alike" in method.help
+    method.set_value("pixels_iforest")
+    next(b for b in at.button if b.label == "Queue training run").click().run()
+    assert not at.exception
+    assert "Queued run #3" in texts(at.success)[0]
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        assert session.get(Job, 3).config["train"]["method"] == "pixels_iforest"
+
+
 def test_presets_match_their_promise():
     from dashboard.presets import preset_config
 

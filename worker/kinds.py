@@ -21,7 +21,7 @@ from db.job_configs import RegisterJobConfig, ScoreJobConfig, TrainJobConfig
 from db.jobs import JobError
 from db.models import Dataset, Job
 from engine.artifacts import Bundle
-from engine.config import RunConfig, ScoreConfig, build
+from engine.config import CLASSICAL_METHODS, RunConfig, ScoreConfig, build
 from engine.data import SampleRef
 from engine.device import resolve_device
 from engine.images import UnreadableImage, decode
@@ -145,10 +145,11 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     run.flush(force=True)
     run.check()
     coords = _project(run, result.scores, queued.projections, config.train.seed)
-    bundle = Bundle(result.trained, result.bank, config.data).to_bytes()
+    # a classical reference (engine.classical) trained no model: nothing to keep for scoring other datasets
+    bundle = None if result.trained is None else Bundle(result.trained, result.bank, config.data).to_bytes()
     summary = {
         **result.metrics,
-        "history": result.trained.history,
+        "history": [] if result.trained is None else result.trained.history,
         "resumed_from_epoch": resumed,
         "n_skipped": len(result.skipped),
         "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in result.skipped[:100]],
@@ -177,7 +178,9 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
         bank_dataset = datasets.get_dataset(session=session, dataset_id=parent.dataset_id)
         blob = artifacts.load_artifact(session=session, job_id=parent.id, name="bundle")
     if blob is None:
-        raise JobError(f"run {parent.id} has no stored model to score with")
+        method = (parent.config.get("train") or {}).get("method")
+        why = f" ({method} is a classical reference: it trains no model)" if method in CLASSICAL_METHODS else ""
+        raise JobError(f"run {parent.id} has no stored model to score with{why}")
     bundle = Bundle.from_bytes(blob, device="auto")
     run.device = str(bundle.trained.device)
     score = build(ScoreConfig, queued.score)

@@ -52,7 +52,10 @@ same = succeeded[succeeded["dataset_id"] == evaluation["dataset_id"]]  # the pag
 others = [int(i) for i in same["id"] if int(i) != job_id]
 titles = dict(zip((int(i) for i in same["id"]), same["title"], strict=True))
 if not others:
-    st.caption("No other labelled run on this dataset: train an ablation (context_only, content_only) or SimCLR.")
+    st.caption(
+        "No other labelled run on this dataset: train an ablation (context_only, content_only), SimCLR, or a "
+        "classical reference (pixels_knn, pixels_pca_knn, pixels_iforest)."
+    )
 else:
     picked = st.multiselect("Runs", others, default=others[:3], format_func=titles.get, key="evaluate_compare")
     compare_score = st.radio(

@@ -49,10 +49,11 @@ if picked:
 
 st.subheader("Score another dataset with a finished model")
 st.caption("No retraining: the run's encoder and its training images score the new batch.")
-finished = listed[(listed["kind"] == "train") & (listed["status"] == "succeeded")]
+# a classical reference trains no model: it has nothing to score another dataset with
+finished = listed[(listed["kind"] == "train") & (listed["status"] == "succeeded") & listed["has_model"]]
 registered = datasets.listing(registered_only=True)
 if finished.empty or registered.empty:
-    st.caption("Needs a succeeded training run and a registered dataset.")
+    st.caption("Needs a succeeded training run (not a classical reference: it has no model) and a registered dataset.")
 else:
     with st.form("runs_score"):
         model_ids = [int(i) for i in finished["id"]]

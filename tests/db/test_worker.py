@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 from db import artifacts, datasets, jobs, results, reviews
 from db.models import Dataset, Job, Review, Sample, Score
 from db.session import open_database
+from engine.config import DataConfig, RunConfig, TrainConfig
 from engine.metrics import anomaly_targets, auroc
 from worker.cli import con2
 from worker.live import failure_reason
@@ -347,3 +348,42 @@ def test_con2_runs_the_worker_itself_and_hands_every_other_command_to_the_engine
         con2(["inspect", "--help"])
     assert exited.value.code == 0
     assert "--data" in capsys.readouterr().out  # the engine's own subcommand
+
+
+def test_a_classical_reference_runs_as_a_train_job_and_is_stored_like_a_learned_run(tmp_path, monkeypatch):
+    """Issue 13: pixels_iforest through the queue, in process: scores, the leave-one-out reference, features and
+    a projection land in the database; no epochs, no bundle; a score job asked of it fails saying why."""
+    monkeypatch.setenv("CON2_DATA_DIR", str(tmp_path))  # the local worker's lock file
+    url = f"sqlite:///{tmp_path / 'con2.db'}"
+    sessions = open_database(url)
+    config = RunConfig(
+        DataConfig(source="digits", normal_label="0", image_size=16), TrainConfig(method="pixels_iforest")
+    )
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits", name="digits")
+        train = jobs.submit_train(session=session, dataset_id=dataset.id, config=config.to_dict(), projections=["pca"])
+    assert run_worker(url, once=True) == 1
+    with sessions.begin() as session:
+        job = jobs.get_job(session=session, job_id=train.id)
+        assert job.status == "succeeded", f"{job.error}\n{job.traceback}"
+        scored = results.read_scores(session=session, job_id=train.id)
+        reference = results.read_scores(session=session, job_id=train.id, role="reference")
+        embeddings = results.read_embeddings(session=session, job_id=train.id)
+        pca = results.read_projection(session=session, job_id=train.id, method="pca")
+        table = results.read_run_table(session=session, job_id=train.id, method="pca")
+        epochs = results.read_metrics(session=session, job_id=train.id, kind="epoch")
+        assert artifacts.load_artifact(session=session, job_id=train.id, name="bundle") is None
+        score = jobs.submit_score(session=session, parent_id=train.id, dataset_id=dataset.id, split="test")
+    summary = job.summary
+    assert summary["history"] == [] and summary["epochs_trained"] == 0 and len(epochs["epoch"]) == 0
+    assert summary["auroc_nnd"] >= 0.95 and summary["silhouette"] is None
+    assert len(scored["sample_id"]) == summary["n_scored"] == 539 and len(reference["sample_id"]) == 122
+    assert np.isfinite(scored["s_nnd"]).all() and np.isfinite(scored["s_lh"]).all()
+    assert np.isfinite(table["pct_nnd"]).all()  # percentiles against the leave-one-out reference
+    assert embeddings.features.shape == (539, 256)  # the 16 × 16 pixels: the features the forest splits
+    assert np.isfinite(pca["x"]).all()
+    assert run_worker(url, once=True) == 1
+    with sessions() as session:
+        failed = jobs.get_job(session=session, job_id=score.id)
+    assert failed.status == "failed" and "classical reference" in failed.error
+    sessions.kw["bind"].dispose()
