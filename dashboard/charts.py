@@ -6,6 +6,9 @@ WebGL (`Scattergl`) and pass numpy arrays, which Plotly ships to the browser as 
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -168,15 +171,42 @@ def projection_scatter(
     return figure
 
 
-def training_curves(metrics: pd.DataFrame) -> go.Figure:
+def content_chance(train: dict[str, Any]) -> float | None:
+    """L_content (SimCLR: its one loss) of a head that tells no image apart: every view equally like the anchor,
+    so −log(1 / (V − 1)) with V views in a batch: 2 contexts × views_per_context × batch_size for Con2, 2 ×
+    batch_size for SimCLR. None for methods without a contrastive loss (the classical references)."""
+    method, batch = train.get("method", "con2"), int(train.get("batch_size", 64))
+    if method == "simclr":
+        views = 2 * batch
+    elif method in ("con2", "content_only"):
+        views = 2 * int(train.get("views_per_context", 1)) * batch
+    else:
+        return None
+    return math.log(views - 1) if views > 1 else None
+
+
+def training_curves(metrics: pd.DataFrame, chance: float | None = None) -> go.Figure:
     """Context, content and total loss (left axis) and α (right axis) over optimisation steps.
 
-    metrics: columns step, loss, loss_context, loss_content, alpha (one row per recorded step).
+    metrics: columns step, loss, loss_context, loss_content, alpha (one row per recorded step). chance: the
+    content loss of a head that has learnt nothing (`content_chance`), drawn as a dashed line so the content
+    loss can be seen leaving it.
     """
     if metrics.empty:
         return _empty("No training steps recorded yet.")
     metrics = metrics.sort_values("step")
     figure = make_subplots(specs=[[{"secondary_y": True}]])
+    if chance is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[metrics["step"].min(), metrics["step"].max()],
+                y=[chance, chance],
+                name=f"L_content at chance (log {math.exp(chance):.0f})",
+                mode="lines",
+                line=dict(color=CONTEXT_COLORS["original"], dash="dash", width=1),
+            ),
+            secondary_y=False,
+        )
     for column, name, color in (
         ("loss", "total loss", "#111111"),
         ("loss_context", "context loss (L_context)", CONTEXT_COLORS["context"]),

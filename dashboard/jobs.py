@@ -132,8 +132,9 @@ def job_status(job_id: int) -> dict[str, Any]:
         job = db_jobs.get_job(session=session, job_id=job_id)
         if job is None:
             return {"status": "gone", "phase": None, "eta": None, "device": None, "progress": 0.0, "message": None,
-                    "error": None, "finished": True, "active": False, "summary_line": ""}  # fmt: skip
+                    "error": None, "finished": True, "active": False, "summary_line": "", "train": {}}  # fmt: skip
         summary = job.summary or {}
+        train = dict(db_jobs.read_job_config(job).train) if job.kind == "train" else {}
         line = job.message or ""
         if summary.get("auroc_nnd") is not None:
             line = f"{line} · AUROC S_LH {number(summary.get('auroc_lh'))}"
@@ -148,6 +149,7 @@ def job_status(job_id: int) -> dict[str, Any]:
             "finished": db_jobs.is_finished(job.status),
             "active": job.status in ("queued", "running"),
             "summary_line": f"Run #{job.id} finished: {line}",
+            "train": train,  # the run's TrainConfig fields as queued (the chart's chance level, the α caption)
         }
 
 

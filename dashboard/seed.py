@@ -70,7 +70,7 @@ def seed_run(
     config = RunConfig(
         DataConfig(source="synthetic", normal_label=NORMAL, image_size=16),
         TrainConfig(epochs=60, batch_size=32),
-        ScoreConfig(tta=8),
+        ScoreConfig(),
     )
     anomalous = rng.random(samples) < anomaly_share
     labels = np.where(anomalous, rng.integers(1, 10, samples).astype(str), NORMAL)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,6 +127,17 @@ def test_training_curves_show_three_losses_and_alpha_on_its_own_axis():
     simclr = charts.training_curves(steps.assign(loss_context=None))  # SimCLR has no context loss
     assert len(simclr.data) == 3
     assert charts.training_curves(steps.iloc[:0]).layout.annotations
+
+
+def test_the_content_loss_chance_level_is_log_of_the_other_views_in_a_batch():
+    # Con2: 2 contexts × k views × N originals; the chance loss is −log(1 / (V − 1))
+    assert charts.content_chance({"method": "con2", "batch_size": 32, "views_per_context": 1}) == math.log(63)
+    assert charts.content_chance({"method": "con2", "batch_size": 32, "views_per_context": 2}) == math.log(127)
+    assert charts.content_chance({"method": "simclr", "batch_size": 64}) == math.log(127)
+    assert charts.content_chance({"method": "pixels_knn"}) is None
+    steps = pd.DataFrame({"step": [1, 5], "loss": [4.0, 3.0], "loss_content": [4.1, 3.9], "alpha": [1.0, 1.0]})
+    line = charts.training_curves(steps, chance=math.log(63)).data[0]
+    assert list(line.x) == [1, 5] and list(line.y) == [math.log(63)] * 2 and "chance" in line.name
 
 
 def test_histograms_and_threshold_line():

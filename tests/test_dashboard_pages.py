@@ -166,7 +166,7 @@ def test_train_form_has_every_config_field_with_its_help_and_queues_a_run(seeded
         job = session.get(Job, 3)
         assert job.kind == "train" and job.status == "queued"
         assert job.config["train"]["epochs"] == 3 and job.config["data"]["normal_label"] == "0"
-        assert job.config["data"]["train_split"] == "train" and job.config["score"]["tta"] == 8
+        assert job.config["data"]["train_split"] == "train" and job.config["score"]["tta"] == 2
 
 
 def test_train_form_offers_the_classical_references_and_queues_one(seeded):

@@ -7,6 +7,13 @@ import streamlit as st
 
 from dashboard import charts, datasets, jobs, presets, runs, settings, widgets
 
+ALPHA_CAPTIONS = {
+    "constant": "α weights the content-alignment loss; it is 1 from the first step (the CPU recipe: with α near 0 "
+    "the context loss collapses the features first, docs/quality.md).",
+    "linear": "α weights the content-alignment loss and rises from 0 to 1 (the paper): early steps only separate "
+    "the two contexts, so the content loss does not pull everything together before the clusters exist.",
+}
+
 st.title("Train")
 st.caption(
     "The worker trains in the background: leave this page or close the browser, and come back later. "
@@ -96,11 +103,16 @@ def live(watching: bool) -> None:
     st.progress(status["progress"], text=status["message"] or "")
     if status["error"]:
         st.error(status["error"], icon=":material/error:")
-    st.plotly_chart(charts.training_curves(jobs.step_metrics(job_id)), key="train_curves", width="stretch")
-    st.caption(
-        "α weights the content-alignment loss and rises from 0 to 1: early steps only separate the two "
-        "contexts, so the content loss does not pull everything together before the clusters exist."
+    chance = charts.content_chance(status["train"])
+    st.plotly_chart(
+        charts.training_curves(jobs.step_metrics(job_id), chance=chance), key="train_curves", width="stretch"
     )
+    st.caption(ALPHA_CAPTIONS.get(status["train"].get("alpha_schedule", "constant"), ""))
+    if chance is not None:
+        st.caption(
+            "Dashed: the content loss of a head that tells no image apart. The content loss leaves it once the "
+            "encoder tells this run's images apart; on one-class data that takes a while: every image looks alike."
+        )
     if status["finished"] and status["status"] == "succeeded":
         st.success(status["summary_line"], icon=":material/check_circle:")
         st.page_link("dashboard/pages/review.py", label="Review the ranked list", icon=":material/fact_check:")
