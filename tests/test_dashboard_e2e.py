@@ -146,10 +146,10 @@ def test_first_time_user_from_nothing_to_an_exported_review(tmp_path):
         settle(page)
         screenshot(page, "1-data")
 
-        # Train: a tiny run (2 epochs, 2 test-time augmentations) from the form, then watch it live
+        # Train: a tiny run (2 epochs, 2 test-time views) from the form, then watch it live
         open_page(page, url, "train")
         page.get_by_role("spinbutton", name="Epochs").fill("2")
-        page.get_by_role("spinbutton", name="Test-time augmentations (A)").fill("2")
+        page.get_by_role("spinbutton", name="Test-time views (A)").fill("2")
         page.get_by_role("button", name="Queue training run").click()
         page.get_by_text("Queued run #").wait_for(timeout=30_000)
         page.get_by_text("running", exact=True).first.wait_for(timeout=60_000)
