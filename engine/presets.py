@@ -15,9 +15,9 @@ CPU, GPU, PAPER = "CPU (quick)", "GPU (closer to the paper)", "Paper (as publish
 NAMES = {"cpu": CPU, "gpu": GPU, "paper": PAPER}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The engine's defaults are the CPU recipe (α = 1 throughout, one view per context, grid features, test-time
-    # views without augmentation; docs/quality.md says how each was chosen); this preset keeps first runs short
-    # (batch 32) and spells out the scoring it shares with the engine.
+    # The engine's defaults are the CPU recipe (α = 1 throughout, λ = 0.3, one view per context, grid features,
+    # test-time views without augmentation; docs/quality.md says how each was chosen); this preset keeps first
+    # runs short (batch 32) and spells out the scoring it shares with the engine.
     CPU: {
         "data": {"image_size": 32},
         "train": {"encoder": "resnet_small", "epochs": 60, "batch_size": 32, "device": "auto", "amp": True},
@@ -32,6 +32,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "epochs": 200,
             "batch_size": 128,
             "alpha_schedule": "linear",
+            "context_weight": 1.0,
             "views_per_context": 2,
             "device": "auto",
             "amp": True,
