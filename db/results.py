@@ -23,6 +23,9 @@ from db.session import dialect_insert
 
 CHUNK = 10_000  # rows per INSERT batch
 METRIC_FIELDS = ("loss", "loss_context", "loss_content", "alpha", "lr", "images_per_s", "elapsed_s")
+# the dtypes of the columns the readers return, in their selects' order (`_columns`)
+_SCORE_COLUMNS = {"s_nnd": np.float64, "s_lh": np.float64, "rank_nnd": np.int64, "rank_lh": np.int64}
+_COORD_COLUMNS = dict.fromkeys(("x", "y", "cx", "cy"), np.float64)  # NaN where a sample has no projection
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,16 @@ def _chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
 
 def _ids(sample_ids: Sequence[int] | np.ndarray) -> list[int]:
     return np.asarray(sample_ids, dtype=np.int64).tolist()
+
+
+def _columns(rows: Sequence[Any], dtypes: dict[str, Any]) -> dict[str, Any]:
+    """A select's rows as one value a column, named by `dtypes` in the select's order: a numpy array of that
+    dtype (a None float is NaN), or a plain list where the dtype is `list`."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(dtypes)
+    return {
+        name: list(values) if dtype is list else np.array(values, dtype=dtype)
+        for (name, dtype), values in zip(dtypes.items(), columns, strict=True)
+    }
 
 
 def refresh_statistics(*, session: Session) -> None:
@@ -90,14 +103,9 @@ def read_metrics(*, session: Session, job_id: int, kind: str = "epoch") -> dict[
         .where(Metric.job_id == job_id, Metric.kind == kind)
         .order_by(Metric.step)
     ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * (3 + len(METRIC_FIELDS))
-    out = {
-        name: np.array(values, dtype=np.int64)
-        for name, values in zip(("step", "epoch", "attempt"), columns[:3], strict=True)
-    }
-    for name, values in zip(METRIC_FIELDS, columns[3:], strict=True):
-        out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    return out
+    return _columns(
+        rows, {"step": np.int64, "epoch": np.int64, "attempt": np.int64} | dict.fromkeys(METRIC_FIELDS, np.float64)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- scores
@@ -156,14 +164,7 @@ def read_scores(*, session: Session, job_id: int, role: str = "scored") -> dict[
         .where(Score.job_id == job_id, Score.role == role)
         .order_by(Score.rank_nnd)
     ).all()
-    ids, nnd, lh, rank_nnd, rank_lh = list(zip(*rows, strict=True)) if rows else [()] * 5
-    return {
-        "sample_id": np.array(ids, dtype=np.int64),
-        "s_nnd": np.array(nnd, dtype=np.float64),
-        "s_lh": np.array(lh, dtype=np.float64),
-        "rank_nnd": np.array(rank_nnd, dtype=np.int64),
-        "rank_lh": np.array(rank_lh, dtype=np.int64),
-    }
+    return _columns(rows, {"sample_id": np.int64} | _SCORE_COLUMNS)
 
 
 def read_neighbours(*, session: Session, job_id: int, sample_id: int) -> list[tuple[int, float]]:
@@ -265,12 +266,7 @@ def read_projection(*, session: Session, job_id: int, method: str = "umap") -> d
         .where(Projection.job_id == job_id, Projection.method == method)
         .order_by(Projection.sample_id)
     ).all()
-    ids, x, y, cx, cy = list(zip(*rows, strict=True)) if rows else [()] * 5
-    out = {"sample_id": np.array(ids, dtype=np.int64)}
-    out.update(
-        {name: np.array(v, dtype=np.float64) for name, v in zip(("x", "y", "cx", "cy"), (x, y, cx, cy), strict=True)}
-    )
-    return out
+    return _columns(rows, {"sample_id": np.int64} | _COORD_COLUMNS)
 
 
 def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> dict[str, Any]:
@@ -305,21 +301,13 @@ def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> di
         .where(Score.job_id == job_id, Score.role == "scored")
         .order_by(Score.rank_nnd)
     ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 12
-    ids, keys, labels, splits, nnd, lh, rank_nnd, rank_lh, x, y, cx, cy = columns
+    columns = _columns(
+        rows, {"sample_id": np.int64, "key": list, "label": list, "split": list} | _SCORE_COLUMNS | _COORD_COLUMNS
+    )
     reference = read_scores(session=session, job_id=job_id, role="reference")
-    out: dict[str, Any] = {
-        "sample_id": np.array(ids, dtype=np.int64),
-        "key": list(keys),
-        "label": list(labels),
-        "split": list(splits),
-        "s_nnd": np.array(nnd, dtype=np.float64),
-        "s_lh": np.array(lh, dtype=np.float64),
-        "rank_nnd": np.array(rank_nnd, dtype=np.int64),
-        "rank_lh": np.array(rank_lh, dtype=np.int64),
+    percentiles = {
+        "pct_nnd": percentile(columns["s_nnd"], reference["s_nnd"]),
+        "pct_lh": percentile(columns["s_lh"], reference["s_lh"]),
     }
-    out["pct_nnd"] = percentile(out["s_nnd"], reference["s_nnd"])
-    out["pct_lh"] = percentile(out["s_lh"], reference["s_lh"])
-    for name, values in zip(("x", "y", "cx", "cy"), (x, y, cx, cy), strict=True):
-        out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    return out
+    coords = {name: columns.pop(name) for name in _COORD_COLUMNS}
+    return columns | percentiles | coords
