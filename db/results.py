@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select, text
+from sqlalchemy import Select, delete, select, text
 from sqlalchemy.orm import Session
 
 from db.models import SCORE_ROLES, Embedding, Metric, Projection, Sample, Score
@@ -41,13 +41,20 @@ def _chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
     return [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
 
 
+def _insert(session: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Execute an INSERT (or upsert) for `rows`, CHUNK rows a statement."""
+    for chunk in _chunks(rows):
+        session.execute(statement, list(chunk))
+
+
 def _ids(sample_ids: Sequence[int] | np.ndarray) -> list[int]:
     return np.asarray(sample_ids, dtype=np.int64).tolist()
 
 
-def _columns(rows: Sequence[Any], dtypes: dict[str, Any]) -> dict[str, Any]:
-    """A select's rows as one value a column, named by `dtypes` in the select's order: a numpy array of that
+def _columns(session: Session, query: Select[Any], dtypes: dict[str, Any]) -> dict[str, Any]:
+    """The query's rows as one value a column, named by `dtypes` in the select's order: a numpy array of that
     dtype (a None float is NaN), or a plain list where the dtype is `list`."""
+    rows = session.execute(query).all()
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(dtypes)
     return {
         name: list(values) if dtype is list else np.array(values, dtype=dtype)
@@ -86,8 +93,7 @@ def write_metrics(*, session: Session, job_id: int, attempt: int, rows: Sequence
         index_elements=["job_id", "kind", "step"],
         set_={name: statement.excluded[name] for name in ("attempt", "epoch", *METRIC_FIELDS)},
     )
-    for chunk in _chunks(records):
-        session.execute(statement, list(chunk))
+    _insert(session, statement, records)
 
 
 def delete_metrics_after(*, session: Session, job_id: int, epoch: int) -> int:
@@ -98,13 +104,12 @@ def delete_metrics_after(*, session: Session, job_id: int, epoch: int) -> int:
 
 def read_metrics(*, session: Session, job_id: int, kind: str = "epoch") -> dict[str, np.ndarray]:
     """Training curves in step order: step, epoch, attempt (int64) and METRIC_FIELDS (float64, NaN = none)."""
-    rows = session.execute(
+    return _columns(
+        session,
         select(Metric.step, Metric.epoch, Metric.attempt, *(getattr(Metric, n) for n in METRIC_FIELDS))
         .where(Metric.job_id == job_id, Metric.kind == kind)
-        .order_by(Metric.step)
-    ).all()
-    return _columns(
-        rows, {"step": np.int64, "epoch": np.int64, "attempt": np.int64} | dict.fromkeys(METRIC_FIELDS, np.float64)
+        .order_by(Metric.step),
+        {"step": np.int64, "epoch": np.int64, "attempt": np.int64} | dict.fromkeys(METRIC_FIELDS, np.float64),
     )
 
 
@@ -153,18 +158,18 @@ def write_scores(
             ids, s_nnd.tolist(), s_lh.tolist(), rank_nnd.tolist(), rank_lh.tolist(), near, strict=True
         )
     ]  # fmt: skip
-    for chunk in _chunks(rows):
-        session.execute(Score.__table__.insert(), list(chunk))
+    _insert(session, Score.__table__.insert(), rows)
 
 
 def read_scores(*, session: Session, job_id: int, role: str = "scored") -> dict[str, np.ndarray]:
     """One role's scores, most anomalous (by S_NND) first: sample_id, rank_nnd, rank_lh (int64), s_nnd, s_lh."""
-    rows = session.execute(
+    return _columns(
+        session,
         select(Score.sample_id, Score.s_nnd, Score.s_lh, Score.rank_nnd, Score.rank_lh)
         .where(Score.job_id == job_id, Score.role == role)
-        .order_by(Score.rank_nnd)
-    ).all()
-    return _columns(rows, {"sample_id": np.int64} | _SCORE_COLUMNS)
+        .order_by(Score.rank_nnd),
+        {"sample_id": np.int64} | _SCORE_COLUMNS,
+    )
 
 
 def read_neighbours(*, session: Session, job_id: int, sample_id: int) -> list[tuple[int, float]]:
@@ -255,18 +260,18 @@ def write_projection(
         {"job_id": job_id, "method": method, "sample_id": ids[i], "x": x, "y": y, "cx": cx, "cy": cy}
         for i, (x, y, cx, cy) in enumerate(coords.tolist())
     ]
-    for chunk in _chunks(rows):
-        session.execute(Projection.__table__.insert(), list(chunk))
+    _insert(session, Projection.__table__.insert(), rows)
 
 
 def read_projection(*, session: Session, job_id: int, method: str = "umap") -> dict[str, np.ndarray]:
     """A job's 2-D projection by sample id order: sample_id (int64), x, y, cx, cy (float64)."""
-    rows = session.execute(
+    return _columns(
+        session,
         select(Projection.sample_id, Projection.x, Projection.y, Projection.cx, Projection.cy)
         .where(Projection.job_id == job_id, Projection.method == method)
-        .order_by(Projection.sample_id)
-    ).all()
-    return _columns(rows, {"sample_id": np.int64} | _COORD_COLUMNS)
+        .order_by(Projection.sample_id),
+        {"sample_id": np.int64} | _COORD_COLUMNS,
+    )
 
 
 def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> dict[str, Any]:
@@ -276,7 +281,8 @@ def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> di
     pct_nnd, pct_lh (% of the training images' leave-one-out scores below this one; NaN without a
     reference); x, y, cx, cy of `method` (NaN when the job has no such projection).
     """
-    rows = session.execute(
+    columns = _columns(
+        session,
         select(
             Score.sample_id,
             Sample.key,
@@ -299,10 +305,8 @@ def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> di
             & (Projection.method == method),
         )
         .where(Score.job_id == job_id, Score.role == "scored")
-        .order_by(Score.rank_nnd)
-    ).all()
-    columns = _columns(
-        rows, {"sample_id": np.int64, "key": list, "label": list, "split": list} | _SCORE_COLUMNS | _COORD_COLUMNS
+        .order_by(Score.rank_nnd),
+        {"sample_id": np.int64, "key": list, "label": list, "split": list} | _SCORE_COLUMNS | _COORD_COLUMNS,
     )
     reference = read_scores(session=session, job_id=job_id, role="reference")
     percentiles = {
