@@ -220,6 +220,17 @@ def main() -> None:
         cold_explore = measure(data_dir, args.samples, args.repeats, first="explore")
         cold_review = measure(data_dir, args.samples, 0, first="review")
     median = statistics.median
+
+    def page_times(page: str, cold: dict, warm: dict) -> dict:
+        """One page's seconds: its cold load (from `cold`, the pass that opened it first) and, from `warm`,
+        its load from the sidebar and its warm loads."""
+        return {
+            "cold_s": cold[f"{page}_cold_s"],
+            "from_sidebar_median_s": median(warm[f"sidebar_{page}_s"]),
+            "warm_median_s": median(warm[f"{page}_warm_s"]),
+            "warm_s": warm[f"{page}_warm_s"],
+        }
+
     result = {
         "benchmark": "dashboard_interactive",
         "samples": args.samples,
@@ -228,17 +239,11 @@ def main() -> None:
         "seed_s": seed_s,
         "new_tab_light_page_s": median(cold_explore["shell_s"]),
         "explore": {
-            "cold_s": cold_explore["explore_cold_s"],
-            "from_sidebar_median_s": median(cold_explore["sidebar_explore_s"]),
-            "warm_median_s": median(cold_explore["explore_warm_s"]),
-            "warm_s": cold_explore["explore_warm_s"],
+            **page_times("explore", cold_explore, cold_explore),
             "alignment_lines_on_s": median(cold_explore["explore_lines_warm_s"]),
         },
         "review": {
-            "cold_s": cold_review["review_cold_s"],
-            "from_sidebar_median_s": median(cold_explore["sidebar_review_s"]),
-            "warm_median_s": median(cold_explore["review_warm_s"]),
-            "warm_s": cold_explore["review_warm_s"],
+            **page_times("review", cold_review, cold_explore),
             "verdict_saved_s": median(cold_explore["review_verdict_warm_s"]),
         },
         "definition": "seconds from navigation (a new tab on the page's URL, or a click in the sidebar) or a click "

@@ -21,17 +21,16 @@ import time
 
 import torch
 import torch.nn.functional as F
+from probe import tta_aurocs, under_both_batchnorms  # benchmarks/probe.py, beside this script
 
-from engine import batchnorm
 from engine.augment import normalize, to_float
 from engine.baseline import pixel_nnd_scores
-from engine.config import DataConfig, ScoreConfig, TrainConfig, build
+from engine.config import DataConfig, TrainConfig, build
 from engine.loading import load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.model import GRID, Con2Model
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import train
-from engine.tta import score_images
 
 
 @torch.no_grad()
@@ -64,12 +63,9 @@ def feats(model, pixels):
 
 
 def probe(model, loaded, targets):
-    model.eval()
     ex = torch.as_tensor(loaded.score_in_train)
     res = {}
-    for tag, stats in (("tr", None), ("bn", batchnorm.estimate(model.encoder, loaded.train.pixels))):
-        with batchnorm.using(model.encoder, stats):
-            b, q = feats(model, loaded.train.pixels), feats(model, loaded.score.pixels)
+    for tag, b, q in under_both_batchnorms(model, loaded, feats, tags=("tr", "bn")):
         for k in b:
             s = NNDScorer(1).fit(b[k]).anomaly_scores(q[k], ex).numpy()
             res[f"{tag}_{k}"] = round(100 * auroc(targets, s), 1)
@@ -106,15 +102,6 @@ tr = train(loaded.train.pixels, cfg)
 out["train_s"] = round(time.time() - t, 1)
 out["trained"] = probe(tr.model, loaded, targets)
 for f in json.loads(a.tta):
-    r = score_images(
-        tr,
-        loaded.train.pixels,
-        loaded.score.pixels,
-        build(ScoreConfig, f),
-        query_in_bank=loaded.score_in_train,
-        score_train=False,
-    )
-    out.setdefault("tta", []).append(
-        {**f, "nnd": round(100 * auroc(targets, r.s_nnd), 1), "lh": round(100 * auroc(targets, r.s_lh), 1)}
-    )
+    nnd, lh = tta_aurocs(tr, loaded, targets, f)
+    out.setdefault("tta", []).append({**f, "nnd": nnd, "lh": lh})
 print(json.dumps(out), flush=True)

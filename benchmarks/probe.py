@@ -24,6 +24,7 @@ import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT)
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -64,14 +65,33 @@ def effective_rank(features: torch.Tensor) -> float:
     return float(torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum()))
 
 
-def probe(model: Con2Model, loaded: LoadedData, targets) -> dict[str, float]:
+Features = Callable[[Con2Model, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def under_both_batchnorms(
+    model: Con2Model, loaded: LoadedData, features: Features, tags: tuple[str, str] = ("", "bn_")
+) -> Iterator[tuple[str, dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """(tag, training-image features, scored-image features), first with the training batch-norm statistics,
+    then with statistics re-estimated on the plain training images; `features` maps a name to (N, D)."""
     model.eval()
+    for tag, stats in ((tags[0], None), (tags[1], batchnorm.estimate(model.encoder, loaded.train.pixels))):
+        with batchnorm.using(model.encoder, stats):
+            bank, queries = features(model, loaded.train.pixels), features(model, loaded.score.pixels)
+        yield tag, bank, queries
+
+
+def tta_aurocs(trained, loaded: LoadedData, targets, fields: dict[str, Any]) -> tuple[float, float]:
+    """S_NND and S_LH AUROC (%) of the trained model scored with these ScoreConfig fields (no training scores)."""
+    result = score_images(trained, loaded.train.pixels, loaded.score.pixels, build(ScoreConfig, fields),
+                          query_in_bank=loaded.score_in_train, score_train=False)  # fmt: skip
+    return round(100 * auroc(targets, result.s_nnd), 1), round(100 * auroc(targets, result.s_lh), 1)
+
+
+def probe(model: Con2Model, loaded: LoadedData, targets) -> dict[str, float]:
     exclude = torch.as_tensor(loaded.score_in_train)
     result: dict[str, float] = {}
     own = None
-    for tag, stats in (("", None), ("bn_", batchnorm.estimate(model.encoder, loaded.train.pixels))):
-        with batchnorm.using(model.encoder, stats):
-            bank, queries = pooled_layers(model, loaded.train.pixels), pooled_layers(model, loaded.score.pixels)
+    for tag, bank, queries in under_both_batchnorms(model, loaded, pooled_layers):
         for name in bank:
             scores = NNDScorer(1).fit(bank[name]).anomaly_scores(queries[name], exclude).numpy()
             result[f"{tag}{name}"] = round(100 * auroc(targets, scores), 1)
@@ -128,10 +148,8 @@ def main() -> None:
     out["train_s"] = round(trained.wall_s, 1)
     out["scores"] = []
     for fields in json.loads(args.score):
-        result = score_images(trained, loaded.train.pixels, loaded.score.pixels, build(ScoreConfig, fields),
-                              query_in_bank=loaded.score_in_train, score_train=False)  # fmt: skip
-        out["scores"].append({**fields, "s_nnd": round(100 * auroc(targets, result.s_nnd), 1),
-                              "s_lh": round(100 * auroc(targets, result.s_lh), 1)})  # fmt: skip
+        nnd, lh = tta_aurocs(trained, loaded, targets, fields)
+        out["scores"].append({**fields, "s_nnd": nnd, "s_lh": lh})
     print(json.dumps(out))
 
 

@@ -335,25 +335,18 @@ def threshold_histogram(scored: np.ndarray, reference: np.ndarray, threshold: fl
     edges = np.histogram_bin_edges(both, bins=50)
     bins = dict(start=edges[0], end=edges[-1], size=max(edges[1] - edges[0], 1e-12))
     figure = go.Figure()
-    figure.add_trace(
-        go.Histogram(
-            x=scored,
-            name=f"scored ({scored.size})",
-            histnorm="percent",
-            xbins=bins,
-            opacity=0.6,
-            marker_color=CONTEXT_COLORS["context"],
-        )
-    )
+    traces = [(scored, "scored", "context")]
     if reference.size:
+        traces.append((reference, "training normals, leave-one-out", "original"))
+    for values, name, color in traces:
         figure.add_trace(
             go.Histogram(
-                x=reference,
-                name=f"training normals, leave-one-out ({reference.size})",
+                x=values,
+                name=f"{name} ({values.size})",
                 histnorm="percent",
                 xbins=bins,
                 opacity=0.6,
-                marker_color=CONTEXT_COLORS["original"],
+                marker_color=CONTEXT_COLORS[color],
             )
         )
     if threshold is not None and np.isfinite(threshold):

@@ -20,11 +20,11 @@ from db.roots import DATA_ROOTS_ENV, OutsideRoots, resolve_within_roots
 from engine.archives import (
     IMAGE_EXTENSIONS,
     ExpansionLimits,
+    ZipImages,
     expansion_problem,
-    image_member,
     is_image_name,
     unsafe_member,
-    wrapping_folder,
+    zip_images,
 )
 
 UPLOAD_LIMIT_ENV = "CON2_MAX_UPLOAD_MB"
@@ -132,9 +132,9 @@ def _safe_name(name: str) -> str:
     return base
 
 
-def _check_zip(data: Path, limit: int) -> dict[str, zipfile.ZipInfo]:
-    """The image members of a zip by the path a dataset lists them under (`engine.archives.image_member`:
-    no folders, hidden files or macOS resource forks), after refusing unsafe names and oversized expansion."""
+def _check_zip(data: Path, limit: int) -> ZipImages:
+    """The image members of a zip as a dataset lists them (`engine.archives.zip_images`: no folders, hidden
+    files or macOS resource forks), after refusing unsafe names (of any member) and oversized expansion."""
     try:
         with zipfile.ZipFile(data) as archive:
             infos = archive.infolist()
@@ -147,11 +147,11 @@ def _check_zip(data: Path, limit: int) -> dict[str, zipfile.ZipInfo]:
                 f"The zip holds {problem} ({info.filename!r}), which could write outside its folder; "
                 "nothing was stored. Re-create the zip from inside the dataset's folder."
             )
-    images = {name: info for info in infos if (name := image_member(info)) is not None}
+    images = zip_images(infos)  # nothing unsafe is left: it refuses only a second member under one path
     expansion = expansion_problem(infos, ExpansionLimits(max_total_bytes=EXPANSION_LIMIT * limit))
     if expansion:
         raise IntakeError(f"The zip {expansion}; register its folder by path instead.")
-    if not images:
+    if not images.members:
         raise IntakeError(f"The zip holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     return images
 
@@ -192,10 +192,10 @@ def store_upload(files: Sequence[tuple[str, bytes]], data_dir: Path, *, limit_by
         if zips:
             archive_path = staging / names[0]
             archive_path.write_bytes(files[0][1])
-            members = _check_zip(archive_path, limit)
-            wrapper = wrapping_folder(list(members))
+            images = _check_zip(archive_path, limit)
+            wrapper = images.prefix
             with zipfile.ZipFile(archive_path) as archive:
-                for name, info in members.items():
+                for name, info in images.members.items():
                     destination = (staging / "files" / name).resolve()
                     if not destination.is_relative_to(staging / "files"):  # belt and braces after _check_zip
                         raise IntakeError(f"Zip member {info.filename!r} would leave its folder; nothing was stored.")

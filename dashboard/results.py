@@ -113,7 +113,7 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
     with connection.session() as session:
         job = db_jobs.get_job(session=session, job_id=job_id)
         parent = db_jobs.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
-        context = ((parent or job).config.get("train") or {}).get("context", "invert") if job else "invert"
+        context = run_list.settings(job, parent).get("train", {}).get("context", "invert") if job else "invert"
         near = db_results.read_neighbours(session=session, job_id=job_id, sample_id=sample_id)
         samples = db_datasets.get_samples(session=session, sample_ids=[n for n, _ in near])
         latest = db_reviews.latest_reviews(session=session, sample_ids=[sample_id]).get(sample_id)

@@ -16,6 +16,7 @@ from dashboard import connection
 from dashboard.formatting import CONTEXT_FREE, duration, method_label
 from db import datasets as db_datasets
 from db import jobs as db_jobs
+from db.job_configs import JobConfig, JobConfigError, ScoreJobConfig, TrainJobConfig
 from db.models import Job
 from engine.config import CLASSICAL_METHODS
 
@@ -42,11 +43,24 @@ RUN_COLUMN_CONFIG = {
 }
 
 
-def _config_value(job: Job, parents: dict[int, Job], section: str, name: str) -> Any:
-    config = job.config or {}
-    if job.kind == "score" and job.parent_id in parents:
-        config = parents[job.parent_id].config or {}
-    return (config.get(section) or {}).get(name)
+def _config(job: Job) -> JobConfig | None:
+    """The job's typed config (`db.jobs.read_job_config`); None for one stored in a shape it refuses, whose
+    settings the pages then leave blank rather than fail to show the job at all."""
+    try:
+        return db_jobs.read_job_config(job)
+    except JobConfigError:
+        return None
+
+
+def settings(job: Job, parent: Job | None = None) -> dict[str, dict[str, Any]]:
+    """The run config's sections a job's run used (data, train, score: `RunConfig.to_dict()`'s), for display:
+    a training run's own; a scoring job's parent run's when the parent is given, else only its score section."""
+    config = _config(parent if job.kind == "score" and parent is not None else job)
+    if isinstance(config, TrainJobConfig):
+        return {name: getattr(config, name) for name in config.sections()}
+    if isinstance(config, ScoreJobConfig):
+        return {"score": config.score}
+    return {}
 
 
 def listing(
@@ -68,11 +82,11 @@ def listing(
         rows = []
         for job in found:
             summary = job.summary or {}
-            config = job.config or {}
+            run = settings(job, parents.get(job.parent_id))
             normal = normal_label(job)
             ended = job.finished_at
             started = job.started_at
-            method = _config_value(job, parents, "train", "method")
+            method = run.get("train", {}).get("method")
             classical = method in CLASSICAL_METHODS  # trains nothing: no encoder, epochs or TTA of its own
             rows.append(
                 {
@@ -85,11 +99,11 @@ def listing(
                     "status": job.status,
                     "method": method,
                     # SimCLR and the classical references have no context: the config's default is not shown as one
-                    "context": None if method in CONTEXT_FREE else _config_value(job, parents, "train", "context"),
-                    "encoder": None if classical else _config_value(job, parents, "train", "encoder"),
-                    "image_size": _config_value(job, parents, "data", "image_size"),
-                    "epochs": 0 if classical else _config_value(job, parents, "train", "epochs"),
-                    "tta": None if classical else ((config.get("score") or {}).get("tta")),
+                    "context": None if method in CONTEXT_FREE else run.get("train", {}).get("context"),
+                    "encoder": None if classical else run.get("train", {}).get("encoder"),
+                    "image_size": run.get("data", {}).get("image_size"),
+                    "epochs": 0 if classical else run.get("train", {}).get("epochs"),
+                    "tta": None if classical else settings(job).get("score", {}).get("tta"),  # a scoring job's own
                     "normal": normal if normal is not None else ("(all)" if job.kind == "train" else ""),
                     "device": job.device,
                     "duration_s": (ended - started).total_seconds() if ended and started else None,
@@ -140,12 +154,8 @@ def compare_runs(job_ids: Sequence[int]) -> dict[str, pd.DataFrame]:
         for job_id in job_ids:
             job = db_jobs.get_job(session=session, job_id=job_id)
             parent = db_jobs.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
-            source = (parent or job).config if job else {}
-            flat = {
-                f"{section}.{k}": v
-                for section in ("data", "train", "score")
-                for k, v in (source.get(section) or {}).items()
-            }
+            run = settings(job, parent) if job else {}
+            flat = {f"{section}.{k}": v for section, values in run.items() for k, v in values.items()}
             flat.update(
                 {
                     "duration": duration(frame.loc[job_id, "duration_s"]),
@@ -162,5 +172,7 @@ def compare_runs(job_ids: Sequence[int]) -> dict[str, pd.DataFrame]:
 
 def normal_label(job: Job) -> str | None:
     """The label a run (or its scoring job) treats as normal; None when every image is normal."""
-    config = job.config or {}
-    return config.get("normal_label") if job.kind == "score" else (config.get("data") or {}).get("normal_label")
+    config = _config(job)
+    if isinstance(config, ScoreJobConfig):
+        return config.normal_label
+    return config.data.get("normal_label") if isinstance(config, TrainJobConfig) else None

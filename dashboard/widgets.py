@@ -96,24 +96,15 @@ def _widget(section: str, f: dataclasses.Field, value: Any, key: str) -> Any:
         return st.selectbox(
             label, choices, index=choices.index(value) if value in choices else 0, help=help_text, key=key
         )
-    if isinstance(f.default, int):
+    if isinstance(f.default, int | float):
+        number = type(f.default)  # the value, range and step follow the field's type: whole steps for an int
         return st.number_input(
             label,
-            value=int(value),
-            min_value=int(meta["min"]) if "min" in meta else None,
-            max_value=int(meta["max"]) if "max" in meta else None,
-            step=1,
-            help=help_text,
-            key=key,
-        )
-    if isinstance(f.default, float):
-        return st.number_input(
-            label,
-            value=float(value),
-            min_value=float(meta["min"]) if "min" in meta else None,
-            max_value=float(meta["max"]) if "max" in meta else None,
-            step=None,
-            format="%g",
+            value=number(value),
+            min_value=number(meta["min"]) if "min" in meta else None,
+            max_value=number(meta["max"]) if "max" in meta else None,
+            step=1 if number is int else None,
+            format=None if number is int else "%g",
             help=help_text,
             key=key,
         )

@@ -1,8 +1,8 @@
 """What a queued job carries: one frozen dataclass per job kind, stored as JSON in `jobs.config`.
 
-`db.jobs.submit_register`, `submit_train` and `submit_score` build them; the worker (`worker.kinds`) reads them
-back with `db.jobs.read_job_config`. (The dashboard's run listing and comparison still read the stored JSON's
-`data`/`train`/`score` sections directly, for display only.)
+`db.jobs.submit_register`, `submit_train` and `submit_score` build them; the worker (`worker.kinds`) and the
+dashboard (`dashboard.runs.settings`, for the run listing, comparison and case view) read them back with
+`db.jobs.read_job_config`.
 
 Why here, in db/, and plain Python: the queue (`db/jobs.py`) writes these and the worker reads them, and
 `tests/test_architecture.py` lets db/ import neither the engine nor the worker, while the worker may import db/.

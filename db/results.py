@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select, text
+from sqlalchemy import Select, delete, select, text
 from sqlalchemy.orm import Session
 
 from db.models import SCORE_ROLES, Embedding, Metric, Projection, Sample, Score
@@ -23,6 +23,9 @@ from db.session import dialect_insert
 
 CHUNK = 10_000  # rows per INSERT batch
 METRIC_FIELDS = ("loss", "loss_context", "loss_content", "alpha", "lr", "images_per_s", "elapsed_s")
+# the dtypes of the columns the readers return, in their selects' order (`_columns`)
+_SCORE_COLUMNS = {"s_nnd": np.float64, "s_lh": np.float64, "rank_nnd": np.int64, "rank_lh": np.int64}
+_COORD_COLUMNS = dict.fromkeys(("x", "y", "cx", "cy"), np.float64)  # NaN where a sample has no projection
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,25 @@ def _chunks(rows: Sequence[Any]) -> list[Sequence[Any]]:
     return [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
 
 
+def _insert(session: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Execute an INSERT (or upsert) for `rows`, CHUNK rows a statement."""
+    for chunk in _chunks(rows):
+        session.execute(statement, list(chunk))
+
+
 def _ids(sample_ids: Sequence[int] | np.ndarray) -> list[int]:
     return np.asarray(sample_ids, dtype=np.int64).tolist()
+
+
+def _columns(session: Session, query: Select[Any], dtypes: dict[str, Any]) -> dict[str, Any]:
+    """The query's rows as one value a column, named by `dtypes` in the select's order: a numpy array of that
+    dtype (a None float is NaN), or a plain list where the dtype is `list`."""
+    rows = session.execute(query).all()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(dtypes)
+    return {
+        name: list(values) if dtype is list else np.array(values, dtype=dtype)
+        for (name, dtype), values in zip(dtypes.items(), columns, strict=True)
+    }
 
 
 def refresh_statistics(*, session: Session) -> None:
@@ -73,8 +93,7 @@ def write_metrics(*, session: Session, job_id: int, attempt: int, rows: Sequence
         index_elements=["job_id", "kind", "step"],
         set_={name: statement.excluded[name] for name in ("attempt", "epoch", *METRIC_FIELDS)},
     )
-    for chunk in _chunks(records):
-        session.execute(statement, list(chunk))
+    _insert(session, statement, records)
 
 
 def delete_metrics_after(*, session: Session, job_id: int, epoch: int) -> int:
@@ -85,19 +104,13 @@ def delete_metrics_after(*, session: Session, job_id: int, epoch: int) -> int:
 
 def read_metrics(*, session: Session, job_id: int, kind: str = "epoch") -> dict[str, np.ndarray]:
     """Training curves in step order: step, epoch, attempt (int64) and METRIC_FIELDS (float64, NaN = none)."""
-    rows = session.execute(
+    return _columns(
+        session,
         select(Metric.step, Metric.epoch, Metric.attempt, *(getattr(Metric, n) for n in METRIC_FIELDS))
         .where(Metric.job_id == job_id, Metric.kind == kind)
-        .order_by(Metric.step)
-    ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * (3 + len(METRIC_FIELDS))
-    out = {
-        name: np.array(values, dtype=np.int64)
-        for name, values in zip(("step", "epoch", "attempt"), columns[:3], strict=True)
-    }
-    for name, values in zip(METRIC_FIELDS, columns[3:], strict=True):
-        out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    return out
+        .order_by(Metric.step),
+        {"step": np.int64, "epoch": np.int64, "attempt": np.int64} | dict.fromkeys(METRIC_FIELDS, np.float64),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- scores
@@ -145,25 +158,18 @@ def write_scores(
             ids, s_nnd.tolist(), s_lh.tolist(), rank_nnd.tolist(), rank_lh.tolist(), near, strict=True
         )
     ]  # fmt: skip
-    for chunk in _chunks(rows):
-        session.execute(Score.__table__.insert(), list(chunk))
+    _insert(session, Score.__table__.insert(), rows)
 
 
 def read_scores(*, session: Session, job_id: int, role: str = "scored") -> dict[str, np.ndarray]:
     """One role's scores, most anomalous (by S_NND) first: sample_id, rank_nnd, rank_lh (int64), s_nnd, s_lh."""
-    rows = session.execute(
+    return _columns(
+        session,
         select(Score.sample_id, Score.s_nnd, Score.s_lh, Score.rank_nnd, Score.rank_lh)
         .where(Score.job_id == job_id, Score.role == role)
-        .order_by(Score.rank_nnd)
-    ).all()
-    ids, nnd, lh, rank_nnd, rank_lh = list(zip(*rows, strict=True)) if rows else [()] * 5
-    return {
-        "sample_id": np.array(ids, dtype=np.int64),
-        "s_nnd": np.array(nnd, dtype=np.float64),
-        "s_lh": np.array(lh, dtype=np.float64),
-        "rank_nnd": np.array(rank_nnd, dtype=np.int64),
-        "rank_lh": np.array(rank_lh, dtype=np.int64),
-    }
+        .order_by(Score.rank_nnd),
+        {"sample_id": np.int64} | _SCORE_COLUMNS,
+    )
 
 
 def read_neighbours(*, session: Session, job_id: int, sample_id: int) -> list[tuple[int, float]]:
@@ -254,23 +260,18 @@ def write_projection(
         {"job_id": job_id, "method": method, "sample_id": ids[i], "x": x, "y": y, "cx": cx, "cy": cy}
         for i, (x, y, cx, cy) in enumerate(coords.tolist())
     ]
-    for chunk in _chunks(rows):
-        session.execute(Projection.__table__.insert(), list(chunk))
+    _insert(session, Projection.__table__.insert(), rows)
 
 
 def read_projection(*, session: Session, job_id: int, method: str = "umap") -> dict[str, np.ndarray]:
     """A job's 2-D projection by sample id order: sample_id (int64), x, y, cx, cy (float64)."""
-    rows = session.execute(
+    return _columns(
+        session,
         select(Projection.sample_id, Projection.x, Projection.y, Projection.cx, Projection.cy)
         .where(Projection.job_id == job_id, Projection.method == method)
-        .order_by(Projection.sample_id)
-    ).all()
-    ids, x, y, cx, cy = list(zip(*rows, strict=True)) if rows else [()] * 5
-    out = {"sample_id": np.array(ids, dtype=np.int64)}
-    out.update(
-        {name: np.array(v, dtype=np.float64) for name, v in zip(("x", "y", "cx", "cy"), (x, y, cx, cy), strict=True)}
+        .order_by(Projection.sample_id),
+        {"sample_id": np.int64} | _COORD_COLUMNS,
     )
-    return out
 
 
 def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> dict[str, Any]:
@@ -280,7 +281,8 @@ def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> di
     pct_nnd, pct_lh (% of the training images' leave-one-out scores below this one; NaN without a
     reference); x, y, cx, cy of `method` (NaN when the job has no such projection).
     """
-    rows = session.execute(
+    columns = _columns(
+        session,
         select(
             Score.sample_id,
             Sample.key,
@@ -303,23 +305,13 @@ def read_run_table(*, session: Session, job_id: int, method: str = "umap") -> di
             & (Projection.method == method),
         )
         .where(Score.job_id == job_id, Score.role == "scored")
-        .order_by(Score.rank_nnd)
-    ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 12
-    ids, keys, labels, splits, nnd, lh, rank_nnd, rank_lh, x, y, cx, cy = columns
+        .order_by(Score.rank_nnd),
+        {"sample_id": np.int64, "key": list, "label": list, "split": list} | _SCORE_COLUMNS | _COORD_COLUMNS,
+    )
     reference = read_scores(session=session, job_id=job_id, role="reference")
-    out: dict[str, Any] = {
-        "sample_id": np.array(ids, dtype=np.int64),
-        "key": list(keys),
-        "label": list(labels),
-        "split": list(splits),
-        "s_nnd": np.array(nnd, dtype=np.float64),
-        "s_lh": np.array(lh, dtype=np.float64),
-        "rank_nnd": np.array(rank_nnd, dtype=np.int64),
-        "rank_lh": np.array(rank_lh, dtype=np.int64),
+    percentiles = {
+        "pct_nnd": percentile(columns["s_nnd"], reference["s_nnd"]),
+        "pct_lh": percentile(columns["s_lh"], reference["s_lh"]),
     }
-    out["pct_nnd"] = percentile(out["s_nnd"], reference["s_nnd"])
-    out["pct_lh"] = percentile(out["s_lh"], reference["s_lh"])
-    for name, values in zip(("x", "y", "cx", "cy"), (x, y, cx, cy), strict=True):
-        out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    return out
+    coords = {name: columns.pop(name) for name in _COORD_COLUMNS}
+    return columns | percentiles | coords

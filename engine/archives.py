@@ -1,9 +1,10 @@
 """The rules every zip must pass before any member is read, and which files a dataset lists: the one owner.
 
 What counts as an image file (`IMAGE_EXTENSIONS`, `is_image_name`), which folder names are splits
-(`SPLIT_NAMES`), which zip members a dataset lists (`image_member`) and when a lone top folder is looked
-through (`wrapping_folder`) are defined here once: the engine's sources read by them and the dashboard's
-upload checks apply the same rules (this module imports nothing heavy).
+(`SPLIT_NAMES`), which zip members a dataset lists (`image_member`, and all of them at once with the
+members it refuses, `zip_images`) and when a lone top folder is looked through (`wrapping_folder`) are
+defined here once: the engine's sources read by them and the dashboard's upload checks apply the same rules
+(this module imports nothing heavy).
 
 A dataset .zip, an .npz (numpy's zip of arrays) and a browser upload are all zips. Each is checked from
 its central directory, the index at the end of the file, so a zip bomb is refused before a byte of it
@@ -90,6 +91,32 @@ def wrapping_folder(names: Sequence[str]) -> str:
     if all(name.count("/") >= 2 for name in names):
         return next(iter(first)) + "/"
     return ""
+
+
+@dataclass(frozen=True)
+class ZipImages:
+    """The images a dataset lists from a zip's members (`zip_images`)."""
+
+    members: dict[str, zipfile.ZipInfo]  # by the path a dataset lists (`image_member`); the first of each path
+    refused: list[tuple[zipfile.ZipInfo, str]]  # image members never listed, with why ("zip member with ...")
+    prefix: str  # the wrapping folder the paths are read through (`wrapping_folder`); '' for none
+
+
+def zip_images(infos: Sequence[zipfile.ZipInfo]) -> ZipImages:
+    """The image members a dataset lists, in the zip's order: an unsafe one (`unsafe_member`) and a second
+    member under a path already listed are refused, with the reason; other files are passed over."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    refused: list[tuple[zipfile.ZipInfo, str]] = []
+    for info in infos:
+        name = image_member(info)
+        if name is None:
+            continue  # folders, other files, hidden files and macOS resource forks
+        problem = unsafe_member(info)
+        if problem or name in members:
+            refused.append((info, f"zip member with {problem}" if problem else "duplicate member name in zip"))
+            continue
+        members[name] = info
+    return ZipImages(members, refused, wrapping_folder(list(members)))
 
 
 def expansion_problem(infos: Sequence[zipfile.ZipInfo], limits: ExpansionLimits = DEFAULT_LIMITS) -> str | None:

@@ -25,10 +25,8 @@ from engine.archives import (
     SPLIT_NAMES,
     ExpansionLimits,
     expansion_problem,
-    image_member,
     is_image_name,
-    unsafe_member,
-    wrapping_folder,
+    zip_images,
 )
 from engine.data import DataError, SampleRef, Skipped
 from engine.images import UnreadableImage, open_image
@@ -151,24 +149,12 @@ class ZipSource(Source):
     def __init__(self, path: Path, limits: ExpansionLimits = DEFAULT_LIMITS) -> None:
         self._zip = _open_zip(path, limits)
         self._lock = threading.Lock()  # one file handle shared by reader threads
-        rejected: list[Skipped] = []
-        members: dict[str, str] = {}  # normalised name -> name inside the archive
-        for info in self._zip.infolist():
-            name = image_member(info)
-            if name is None:
-                continue  # folders, other files, hidden files and macOS resource forks
-            problem = unsafe_member(info)
-            if problem or name in members:
-                reason = f"zip member with {problem}" if problem else "duplicate member name in zip"
-                ref = SampleRef(info.filename, f"{path}:{info.filename}")
-                rejected.append(Skipped(ref, f"{reason}: {info.filename!r}"))
-                continue
-            members[name] = info.filename
-        if not members:
+        found = zip_images(self._zip.infolist())
+        if not found.members:
             self._zip.close()
             raise DataError(f"no images in {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))} members)")
-        prefix = wrapping_folder(list(members))
-        self._members = {name[len(prefix) :]: member for name, member in members.items()}
+        # the path below the wrapping folder -> the member's name inside the archive
+        self._members = {name[len(found.prefix) :]: info.filename for name, info in found.members.items()}
         layout = Layout(list(self._members))
         super().__init__(
             str(path),
@@ -176,7 +162,10 @@ class ZipSource(Source):
             layout.label_origin,
             layout.split_origin,
         )
-        self.rejected = rejected
+        self.rejected = [
+            Skipped(SampleRef(info.filename, f"{path}:{info.filename}"), f"{reason}: {info.filename!r}")
+            for info, reason in found.refused
+        ]
 
     def read_bytes(self, ref: SampleRef) -> bytes:
         member = self._members.get(ref.sample_id)

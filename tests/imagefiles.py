@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -38,6 +39,18 @@ def huge_png(width: int, height: int) -> bytes:
     row = b"\0" * (1 + (width + 7) // 8)
     data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def labelled_folder(root: Path, per_label: int, shape: tuple[int, int], copy: str) -> Path:
+    """`root/no/` and `root/yes/`, each with `per_label` seeded greyscale noise PNGs (`shape`: rows, columns)
+    named 0.png, 1.png, ..., and an exact copy of no/0.png as `yes/<copy>`."""
+    rng = np.random.default_rng(0)
+    for label in ("no", "yes"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_label):
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(root / label / f"{i}.png")
+    shutil.copy(root / "no" / "0.png", root / "yes" / copy)
+    return root
 
 
 def messy_folder(root: Path) -> Path:

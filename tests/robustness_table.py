@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,15 @@ class RobustnessTable:
         body = "\n".join(sections[name] for name in sorted(sections))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{TITLE}\n\n{PREAMBLE}\n\n{body}")
+
+
+def section_table(section: str, intro: str, cases: int) -> Iterator[RobustnessTable]:
+    """A module's table for its module-scoped fixture (`yield from`): the cases add their rows, and once all
+    `cases` did (a full run, not a selection) the section is rewritten."""
+    table = RobustnessTable(section, intro)
+    yield table
+    if len(table.rows) == cases:  # only a full run rewrites the section
+        table.write()
 
 
 def _sections(text: str) -> dict[str, str]:

@@ -2,6 +2,10 @@
 
 The database holds a synthetic finished run written through `db/` (dashboard.seed) and a second run that
 is "running"; no worker runs (CON2_WORKER=off), so nothing changes under the tests' feet.
+
+One module of about 460 lines on purpose: every page is tested the same way, against the one seeded database
+and AppTest harness defined here (`seeded`, `app`), in one section a page; a module a page would repeat or
+move that harness to serve sections of a few dozen lines each.
 """
 
 from __future__ import annotations

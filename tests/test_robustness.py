@@ -6,6 +6,10 @@ Each case states what it builds and what answer it expects; every run must end w
 a traceback, and no input file may change or disappear. The answers become the CLI section of
 docs/robustness.md (see tests/robustness_table.py). Per-file cases share one training run on one messy
 folder, so 72 cases (over fifty classes) cost 43 subprocesses, run two at a time.
+
+One module of about 680 lines on purpose: it is one table, `CASES`, each row a class of bad input with the
+builder of that input and the answer it expects side by side, and the builders and checkers above it exist
+for those rows; split, a reader would follow each row across two files.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import torch
 from PIL import Image
 
 from tests.imagefiles import huge_png, save
-from tests.robustness_table import RobustnessTable
+from tests.robustness_table import section_table
 
 pytestmark = pytest.mark.slow  # 43 subprocesses, two at a time: about 4 CPU-minutes
 
@@ -655,14 +659,12 @@ def corpus(tmp_path_factory) -> tuple[Inputs, dict[int, Outcome], dict[str, str]
 
 @pytest.fixture(scope="module")
 def table():
-    table = RobustnessTable(
+    yield from section_table(
         "Command line (con2)",
         "`tests/test_robustness.py`: `python -m engine inspect`, `train` (image size 8, one epoch, `--tta 1`) or "
         "`score` on each input; the files of one messy folder train together in one run.",
+        len(CASES),
     )
-    yield table
-    if len(table.rows) == len(CASES):  # only a full run rewrites the section
-        table.write()
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c.cls}: {c.given}" for c in CASES])

@@ -9,6 +9,10 @@ unreadable with its reason, or leaves it out (not an image type, hidden, outside
 dataset with a run and verdicts, and a good folder registered in the same worker run, are unchanged
 afterwards, and no input file changes. The answers become the Data page section of docs/robustness.md.
 60 cases (55 classes) cost about 45 page runs, one worker process and one tiny training job that fails at once.
+
+One module of about 530 lines on purpose: it is one table, `CASES_PAGE`, each row with the input it types
+and the answer it expects, and the module-scoped `corpus` that runs every row through one worker process;
+the builders and checkers here exist for those rows, so a split would leave each row read across two files.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from db.roots import refusal
 from db.session import open_database
 from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
 from tests.imagefiles import save
-from tests.robustness_table import RobustnessTable
+from tests.robustness_table import section_table
 from tests.test_robustness import CASES, Inputs, noise, plain_folder, snapshot
 
 pytestmark = pytest.mark.slow  # about 30 s: page runs, one worker process
@@ -489,15 +493,13 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table():
-    table = RobustnessTable(
+    yield from section_table(
         "Data page (register by path)",
         "`tests/test_robustness_data_page.py`: each input's path typed into the Data page's Register form "
         "(Streamlit AppTest, SQLite database), one `python -m worker --once` over all registrations, "
         "then the dataset selected on the page; the messy folder's files register together as one dataset.",
+        len(CASES_PAGE),
     )
-    yield table
-    if len(table.rows) == len(CASES_PAGE):  # only a full run rewrites the section
-        table.write()
 
 
 @pytest.mark.parametrize("index", range(len(CASES_PAGE)), ids=[f"{c.cls}: {c.given}" for c in CASES_PAGE])

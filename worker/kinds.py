@@ -22,12 +22,12 @@ from db.jobs import JobError
 from db.models import Dataset, Job
 from engine.artifacts import Bundle
 from engine.config import CLASSICAL_METHODS, RunConfig, ScoreConfig, build
-from engine.data import SampleRef
+from engine.data import ImageSet, SampleRef
 from engine.device import resolve_device
 from engine.images import UnreadableImage, decode
 from engine.inventory import inventory
 from engine.projection import project
-from engine.run import score_run, train_run
+from engine.run import RunResult, ScoreRunResult, score_run, train_run
 from engine.sources import open_source
 from engine.tta import ScoreResult
 from worker.checkpoints import DatabaseCheckpoints
@@ -147,25 +147,9 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     coords = _project(run, result.scores, queued.projections, config.train.seed)
     # a classical reference (engine.classical) trained no model: nothing to keep for scoring other datasets
     bundle = None if result.trained is None else Bundle(result.trained, result.bank, config.data).to_bytes()
-    summary = {
-        **result.metrics,
-        "history": [] if result.trained is None else result.trained.history,
-        "resumed_from_epoch": resumed,
-        "n_skipped": len(result.skipped),
-        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in result.skipped[:100]],
-    }
-    store_results(
-        run,
-        scored=result.scored.refs,
-        scored_dataset=dataset.id,
-        bank=result.bank.refs,
-        bank_dataset=dataset.id,
-        scores=result.scores,
-        coords=coords,
-        skipped=[(s.ref, s.reason) for s in result.skipped],
-        bundle=bundle,
-        summary=summary,
-    )
+    history = [] if result.trained is None else result.trained.history
+    summary = {"history": history, "resumed_from_epoch": resumed}
+    _store(run, result, dataset, bank=result.bank, bank_dataset=dataset, coords=coords, bundle=bundle, summary=summary)
 
 
 def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
@@ -206,23 +190,41 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     run.flush(force=True)
     run.check()
     coords = _project(run, result.scores, queued.projections, bundle.trained.config.seed)
-    summary = {
-        **result.metrics,
-        "parent_id": parent.id,
-        "n_skipped": len(result.skipped),
-        "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in result.skipped[:100]],
-    }
+    summary = {"parent_id": parent.id}
+    _store(
+        run, result, dataset, bank=bundle.bank, bank_dataset=bank_dataset, coords=coords, bundle=None, summary=summary
+    )
+
+
+def _store(
+    run: JobRun,
+    result: RunResult | ScoreRunResult,
+    dataset: Dataset,
+    *,
+    bank: ImageSet,
+    bank_dataset: Dataset,
+    coords: dict[str, np.ndarray],
+    bundle: bytes | None,
+    summary: dict[str, Any],
+) -> None:
+    """Store a train or score run's results; the summary gets the run's metrics first and its skipped images
+    last (the first 100 named)."""
     store_results(
         run,
         scored=result.scored.refs,
         scored_dataset=dataset.id,
-        bank=bundle.bank.refs,
+        bank=bank.refs,
         bank_dataset=bank_dataset.id,
         scores=result.scores,
         coords=coords,
         skipped=[(s.ref, s.reason) for s in result.skipped],
-        bundle=None,
-        summary=summary,
+        bundle=bundle,
+        summary={
+            **result.metrics,
+            **summary,
+            "n_skipped": len(result.skipped),
+            "skipped": [{"key": s.ref.sample_id, "reason": s.reason} for s in result.skipped[:100]],
+        },
     )
 
 

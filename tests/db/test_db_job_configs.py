@@ -6,14 +6,7 @@ import json
 import pytest
 
 from db import datasets, jobs
-from db.job_configs import (
-    JobConfigError,
-    RegisterJobConfig,
-    ScoreJobConfig,
-    TrainJobConfig,
-    read_config,
-    to_json,
-)
+from db.job_configs import JobConfigError, RegisterJobConfig, ScoreJobConfig, TrainJobConfig, read_config, to_json
 from db.jobs import JobError
 from db.models import Job, utcnow
 from engine.config import RunConfig, ScoreConfig

@@ -20,6 +20,7 @@ from db.models import Dataset, Job, Review, Sample, Score
 from db.session import open_database
 from engine.config import DataConfig, RunConfig, TrainConfig
 from engine.metrics import anomaly_targets, auroc
+from tests.imagefiles import labelled_folder
 from worker.cli import con2
 from worker.live import failure_reason
 from worker.loop import run_worker
@@ -227,12 +228,7 @@ def test_runs_and_reviews_survive_a_restart_of_everything(trained):
 
 def _folder(root: Path) -> Path:
     """A small labelled folder: 6 readable PNGs, one exact duplicate, one truncated file."""
-    rng = np.random.default_rng(0)
-    for label in ("no", "yes"):
-        (root / label).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (20, 24), dtype=np.uint8)).save(root / label / f"{i}.png")
-    shutil.copy(root / "no" / "0.png", root / "yes" / "copy.png")
+    labelled_folder(root, 3, (20, 24), "copy.png")
     (root / "yes" / "broken.png").write_bytes((root / "no" / "1.png").read_bytes()[:40])
     return root
 

@@ -26,6 +26,11 @@ def job_row(sessions, job_id):
         return jobs.get_job(session=session, job_id=job_id)
 
 
+def submit_training(session, dataset_id, config) -> int:
+    """Queue a training run of `config` (a RunConfig) with a PCA projection; its job id."""
+    return jobs.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), projections=["pca"]).id
+
+
 def metric_rows(sessions, job_id):
     with sessions() as session:
         rows = session.execute(
@@ -43,9 +48,7 @@ def test_a_killed_worker_s_job_is_recovered_and_resumed_from_its_checkpoint(
     sessions, url, dataset_id = queue
     epochs = 40
     with sessions.begin() as session:
-        job_id = jobs.submit_train(
-            session=session, dataset_id=dataset_id, config=tiny_config(epochs=epochs).to_dict(), projections=["pca"]
-        ).id
+        job_id = submit_training(session, dataset_id, tiny_config(epochs=epochs))
     first = workers.start(url, name="doomed")
 
     def checkpointed_mid_training():
@@ -105,8 +108,7 @@ def test_a_killed_worker_s_job_is_recovered_and_resumed_from_its_checkpoint(
 def test_a_running_job_is_cancelled_within_seconds(queue, workers, wait_for, tiny_config):
     sessions, url, dataset_id = queue
     with sessions.begin() as session:
-        config = tiny_config(epochs=500).to_dict()
-        job_id = jobs.submit_train(session=session, dataset_id=dataset_id, config=config, projections=["pca"]).id
+        job_id = submit_training(session, dataset_id, tiny_config(epochs=500))
         after = jobs.submit_register(session=session, dataset_id=dataset_id).id
     worker = workers.start(url)
     wait_for(lambda: (j := job_row(sessions, job_id)).phase == "training" and j.progress > 0.06, 300, "training")
@@ -129,8 +131,7 @@ def test_a_running_job_is_cancelled_within_seconds(queue, workers, wait_for, tin
 def test_a_stopped_worker_puts_its_job_back_in_the_queue(queue, workers, wait_for, tiny_config):
     sessions, url, dataset_id = queue
     with sessions.begin() as session:
-        config = tiny_config(epochs=500).to_dict()
-        job_id = jobs.submit_train(session=session, dataset_id=dataset_id, config=config, projections=["pca"]).id
+        job_id = submit_training(session, dataset_id, tiny_config(epochs=500))
     worker = workers.start(url)
     wait_for(lambda: job_row(sessions, job_id).phase == "training", 300, "training")
     worker.send_signal(signal.SIGTERM)

@@ -1,27 +1,19 @@
 """Several workers on one PostgreSQL server: every queued job runs exactly once."""
 
 import collections
-import shutil
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from db import datasets, jobs, results
 from db.session import open_database
+from tests.imagefiles import labelled_folder
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_three_workers_run_thirty_queued_jobs_exactly_once(postgres_url, workers, wait_progress, tiny_config, tmp_path):
-    folder = tmp_path / "scans"
-    rng = np.random.default_rng(0)
-    for label in ("no", "yes"):
-        (folder / label).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / label / f"{i}.png")
-    shutil.copy(folder / "no" / "0.png", folder / "yes" / "dup.png")
+    folder = labelled_folder(tmp_path / "scans", 4, (16, 16), "dup.png")
 
     sessions = open_database(postgres_url)
     pool = [workers.start(postgres_url, name=f"pg{i}") for i in range(3)]
