@@ -194,8 +194,15 @@ def test_presets_match_their_promise():
 
     cpu = preset_config("CPU (quick)", max_side=8)
     gpu = preset_config("GPU (closer to the paper)", max_side=512)
-    assert (cpu.data.image_size, cpu.train.encoder, cpu.score.tta) == (16, "resnet_small", 8)
-    assert (gpu.train.encoder, gpu.score.tta, gpu.train.amp) == ("resnet18", 40, True)
+    # the CPU recipe scores x and x^c as they are; the GPU preset is the paper's 40 augmented views
+    assert (cpu.data.image_size, cpu.train.encoder, cpu.score.tta, cpu.score.tta_augment) == (
+        16,
+        "resnet_small",
+        2,
+        False,
+    )
+    assert (gpu.train.encoder, gpu.score.tta, gpu.score.tta_augment, gpu.train.amp) == ("resnet18", 40, True, True)
+    assert (cpu.train.context_weight, gpu.train.context_weight) == (0.3, 1.0)
     assert gpu.data.image_size > cpu.data.image_size and gpu.train.epochs > cpu.train.epochs
     assert preset_config("CPU (quick)", normal_label=None).data.normal_label is None
     assert TrainConfig().method == cpu.train.method and DataConfig().seed == cpu.data.seed
@@ -203,6 +210,7 @@ def test_presets_match_their_promise():
     paper = preset_config("Paper (as published)", normal_label="1")  # App. C–D, kept beside the CPU recipe
     assert (paper.data.image_size, paper.data.crop_fraction, paper.train.encoder) == (224, 0.875, "resnet18")
     assert (paper.train.epochs, paper.train.alpha_schedule, paper.train.context_weight) == (2048, "linear", 1.0)
+    assert (paper.score.tta, paper.score.tta_augment) == (40, True)
     assert (paper.score.tta, paper.train.temperature, paper.train.lr) == (40, 0.2, 1e-3)
     # the CPU recipe's departures (docs/quality.md) are the defaults; the paper preset undoes every one
     assert (cpu.train.alpha_schedule, cpu.train.views_per_context, cpu.score.features) == ("constant", 1, "grid")
