@@ -46,7 +46,8 @@ def test_every_method_trains_and_reports_each_step(pixels, method):
 
 def test_con2_objective_is_context_plus_alpha_content_with_alpha_annealed(pixels):
     reports = []
-    train(pixels, tiny(epochs=3, alpha_schedule="linear"), on_step=reports.append)  # the paper's schedule
+    # the paper's schedule and weights: L = L_context + α·L_content, α from 0 to 1
+    train(pixels, tiny(epochs=3, alpha_schedule="linear", context_weight=1.0), on_step=reports.append)
     assert reports[0].alpha == 0.0 and reports[-1].alpha == 1.0
     alphas = [r.alpha for r in reports]
     assert alphas == sorted(alphas)
@@ -55,11 +56,13 @@ def test_con2_objective_is_context_plus_alpha_content_with_alpha_annealed(pixels
 
 
 def test_the_default_recipe_weighs_content_fully_from_the_first_step(pixels):
+    """The CPU recipe: α = 1 from the first step and λ = 0.3, L = λ·L_context + L_content."""
     reports = []
-    train(pixels, tiny(epochs=2), on_step=reports.append)
-    assert {r.alpha for r in reports} == {1.0}
+    config = tiny(epochs=2)
+    train(pixels, config, on_step=reports.append)
+    assert {r.alpha for r in reports} == {1.0} and config.context_weight == 0.3
     for r in reports:
-        assert r.loss == pytest.approx(r.loss_context + r.loss_content, rel=1e-4)
+        assert r.loss == pytest.approx(0.3 * r.loss_context + r.loss_content, rel=1e-4)
 
 
 def test_learning_rate_follows_a_cosine_to_zero(pixels):
