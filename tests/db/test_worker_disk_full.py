@@ -83,7 +83,7 @@ def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
         job_id = jobs.submit_train(session=session, dataset_id=dataset_id, config=config, projections=["pca"]).id
     worker = workers.start(url)
     try:
-        wait_for(lambda: (j := job(job_id)).phase == "training" and j.progress > 0.06, 900, "training")  # a busy machine
+        wait_for(lambda: (j := job(job_id)).phase == "training" and j.progress > 0.06, 900, "training")
         empty_wal(url)
         filled = fill(small_disk)
         print(f"disk filled with {filled / 1e6:.1f} MB")
