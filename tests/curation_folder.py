@@ -17,7 +17,7 @@ UNREADABLE = {
     "bad/empty.png": "empty file",
     "bad/text.png": "not an image",
 }
-EXACT = {"copies/three-again.png": "digits/3.png"}  # copy -> the original it duplicates
+EXACT = {"twins/three-again.png": "digits/3.png"}  # copy -> the original it duplicates
 NEAR = {"near/five-reencoded.jpg": "digits/5.png", "near/seven-cropped.png": "digits/7.png"}  # -> original
 
 
@@ -49,11 +49,11 @@ def jpeg(image: Image.Image, quality: int = 70) -> bytes:
 
 def curation_folder(root: Path) -> Path:
     """root/digits/0..9.png (unrelated), plus every planted file of UNREADABLE, EXACT and NEAR."""
-    for folder in ("digits", "bad", "copies", "near"):
+    for folder in ("digits", "bad", "twins", "near"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for index in range(10):
         digit(index).save(root / "digits" / f"{index}.png")
-    (root / "copies" / "three-again.png").write_bytes((root / "digits" / "3.png").read_bytes())
+    (root / "twins" / "three-again.png").write_bytes((root / "digits" / "3.png").read_bytes())
     (root / "near" / "five-reencoded.jpg").write_bytes(jpeg(digit(5)))
     centre_crop(digit(7)).save(root / "near" / "seven-cropped.png")
     (root / "bad" / "truncated.jpg").write_bytes(jpeg(digit(1))[:300])
