@@ -39,9 +39,12 @@ def show(outbox: Outbox, reviewer: str) -> None:
     controls = st.columns([3, 2])
     dataset_id = controls[0].selectbox("Dataset", ids, format_func=lambda i: titles[i], key="review_curation_dataset")
     with controls[1]:
-        verdicts = widgets.verdict_set(
-            key="review_curation_verdicts", default=settings.default_verdicts() or "remove,keep,relabel"
-        )
+        # curating: remove / keep / relabel first (after CON2_VERDICTS' own set, where one is given)
+        own = tuple(v.strip() for v in (settings.default_verdicts() or "").split(",") if v.strip())
+        sets = {CURATION_VERDICTS: widgets.VERDICT_SETS[CURATION_VERDICTS], **widgets.VERDICT_SETS}
+        if own and own not in sets.values():
+            sets = {" / ".join(own): own, **sets}
+        verdicts = list(sets[st.selectbox("Verdicts", list(sets), key="review_curation_verdicts")])
     items = curation.review_items(dataset_id)
     if items.empty:
         st.info("The curation list of this dataset is empty: on the Data page, select flagged files and add them.")

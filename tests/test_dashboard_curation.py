@@ -65,6 +65,9 @@ def test_every_planted_file_is_listed_with_its_reason_reachable_in_review_and_in
     shown = " ".join(m.value for m in review.markdown).replace("\\", "")  # markdown escapes dropped
     assert all(f"**{key}**" in shown and reason in shown for key, reason in PLANTED.items()), shown
     removed = "near/five-reencoded.jpg"
+    assert f"review_curation_verdict_{ids[removed]}_remove" in [b.key for b in review.button], [
+        (b.key, b.label) for b in review.button
+    ]
     review.button(key=f"review_curation_verdict_{ids[removed]}_remove").click().run()
     assert not review.exception
     with sessions() as session:
