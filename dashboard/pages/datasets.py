@@ -117,7 +117,7 @@ if flags.empty:
 else:
     st.caption(
         "Every unreadable file, exact duplicate and near duplicate (it looks like another file: a re-encode, a "
-        "slight crop), with its reason. Select rows to send them to the Review page's curation list."
+        "slight crop), with its reason. Pick rows to send them to the Review page's curation list."
     )
     picked = st.dataframe(
         flags.drop(columns=["sample_id"]),
