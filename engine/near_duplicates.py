@@ -28,11 +28,16 @@ from PIL import Image
 
 PHASH_DISTANCE = 12  # bits of 64: at most this many differ between a near duplicate's phash and its original's
 DHASH_DISTANCE = 12  # bits of 64, for the dhash check every phash match must also pass
+FLAT_STD = 2.0  # grey levels: images flatter than this get no perceptual hash
 BLOCK, TILE = 256, 2048  # distinct hashes compared at once: (BLOCK, TILE) uint64 buffers, 4 MB
 
 
-def perceptual_hashes(pixels: np.ndarray) -> tuple[str, str]:
-    """(phash, dhash) of one decoded (C, S, S) uint8 image, each 16 hex digits (64 bits)."""
+def perceptual_hashes(pixels: np.ndarray) -> tuple[str, str] | tuple[None, None]:
+    """(phash, dhash) of one decoded (C, S, S) uint8 image, each 16 hex digits (64 bits); (None, None) for a
+    flat image (standard deviation under FLAT_STD grey levels), whose hashes are noise or all zeros: every
+    blank image would be a near duplicate of every other."""
+    if float(pixels.std()) < FLAT_STD:
+        return None, None
     image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
     return str(imagehash.phash(image)), str(imagehash.dhash(image))
 
