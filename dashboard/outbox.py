@@ -34,7 +34,7 @@ class ReviewWrite:
     """One click: a verdict (with the note as it stands) or a note alone (`verdict=None`)."""
 
     sample_id: int
-    job_id: int
+    job_id: int | None  # the run it was seen in; None on the curation list
     verdict: str | None
     note: str | None
     reviewer: str

@@ -31,6 +31,8 @@ SAMPLE_FIELDS = (
     "sha256",
     "readable",
     "reason",
+    "phash",
+    "dhash",
 )
 GONE = "no longer in the source"
 
@@ -179,6 +181,22 @@ def mark_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Seque
         session.execute(statement.values(duplicate_of=bindparam("b_first")), rows)
 
 
+def mark_near_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Sequence[str]]) -> None:
+    """Flag near duplicates (`engine.near_duplicates`): every sample of a group but its first points at the
+    first one; a new registration's groups replace the old ones."""
+    ids = sample_ids(session=session, dataset_id=dataset_id)
+    session.execute(update(Sample).where(Sample.dataset_id == dataset_id).values(near_duplicate_of=None))
+    rows = [
+        {"b_id": ids[key], "b_first": ids[group[0]]}
+        for group in groups
+        for key in group[1:]
+        if key in ids and group[0] in ids
+    ]
+    if rows:
+        statement = update(Sample.__table__).where(Sample.__table__.c.id == bindparam("b_id"))
+        session.execute(statement.values(near_duplicate_of=bindparam("b_first")), rows)
+
+
 def exact_copies(*, session: Session, sample_id: int) -> list[str]:
     """Keys of the sample's exact duplicates (`mark_duplicates`: the same file bytes), in key order: the
     copies a leave-one-out score leaves out with it."""
@@ -212,8 +230,8 @@ def mark_missing(*, session: Session, dataset_id: int, present: Iterable[str]) -
 
 def read_samples(*, session: Session, dataset_id: int) -> dict[str, Any]:
     """Every sample of a dataset as columns, in the source's order: id (int64 array), key, location,
-    label, split, mode, sha256, reason (lists), width, height (int64, −1 unknown), readable (bool, None
-    counted readable), duplicate_of (int64, −1 none)."""
+    label, split, mode, sha256, reason, phash, dhash (lists), width, height (int64, −1 unknown), readable
+    (bool, None counted readable), duplicate_of, near_duplicate_of (int64, −1 none)."""
     rows = session.execute(
         select(
             Sample.id,
@@ -228,12 +246,16 @@ def read_samples(*, session: Session, dataset_id: int) -> dict[str, Any]:
             Sample.readable,
             Sample.reason,
             Sample.duplicate_of,
+            Sample.phash,
+            Sample.dhash,
+            Sample.near_duplicate_of,
         )
         .where(Sample.dataset_id == dataset_id)
         .order_by(Sample.position.is_(None), Sample.position, Sample.id)
     ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 12
-    (ids, keys, locations, labels, splits, widths, heights, modes, hashes, readable, reasons, dups) = columns
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 15
+    (ids, keys, locations, labels, splits, widths, heights, modes, hashes, readable, reasons, dups) = columns[:12]
+    phashes, dhashes, near = columns[12:]
     return {
         "id": np.array(ids, dtype=np.int64),
         "key": list(keys),
@@ -247,6 +269,9 @@ def read_samples(*, session: Session, dataset_id: int) -> dict[str, Any]:
         "readable": np.array([r is not False for r in readable], dtype=bool),
         "reason": list(reasons),
         "duplicate_of": np.array([-1 if d is None else d for d in dups], dtype=np.int64),
+        "phash": list(phashes),
+        "dhash": list(dhashes),
+        "near_duplicate_of": np.array([-1 if d is None else d for d in near], dtype=np.int64),
     }
 
 

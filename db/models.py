@@ -1,7 +1,8 @@
 """The schema, as typed SQLAlchemy 2.0 models: datasets and samples, jobs, and what jobs produce.
 
     Dataset ─< Sample ─ Thumbnail                     what was registered, with quality flags
-       │         │ └──< Review                          verdicts, append-only
+       │         │ ├──< Review                          verdicts, append-only
+       │         │ └─ CurationItem                      on the Review page's curation list
        └──< Job ─┼──< Score, Embedding, Projection     per (job, sample) results
              │   └──< Metric, JobEvent, Artifact ─< ArtifactPart
 
@@ -121,6 +122,11 @@ class Sample(Base):
     readable: Mapped[bool | None]  # None = not inventoried yet (seen only as a run's sample)
     reason: Mapped[str | None] = mapped_column(Text)  # why not readable
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("samples.id", ondelete="SET NULL"))
+    phash: Mapped[str | None] = mapped_column(String(16))  # perceptual hashes, 16 hex digits (engine.near_duplicates)
+    dhash: Mapped[str | None] = mapped_column(String(16))
+    # the id of the first sample of its near-duplicate group (looks the same, other bytes); None for that first
+    # one. No foreign key: migration 0003 says why; each registration rewrites it.
+    near_duplicate_of: Mapped[int | None]
 
 
 class Thumbnail(Base):
@@ -131,6 +137,18 @@ class Thumbnail(Base):
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
     size: Mapped[int]  # side in pixels
     png: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CurationItem(Base):
+    """A sample the curator sent from the Data page to the Review page's curation list (unreadable, a
+    duplicate, a near duplicate, or any other); its verdicts are ordinary reviews."""
+
+    __tablename__ = "curation_items"
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    added_by: Mapped[str] = mapped_column(String(200))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Job(Base):

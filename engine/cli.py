@@ -219,6 +219,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "unreadable": [{"sample_id": s.ref.sample_id, "reason": s.reason} for s in inv.unreadable],
         "rejected": [{"entry": s.ref.sample_id, "reason": s.reason} for s in inv.rejected],
         "duplicates": inv.duplicates,
+        "near_duplicates": inv.near_duplicates,
     }
     print(json.dumps(report, indent=2, default=str))
     return 0

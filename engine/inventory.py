@@ -1,8 +1,8 @@
 """What a source holds, without training anything: per-sample checks, duplicates and counts.
 
 Backs the CLI's `inspect` command and the per-sample quality flags stored later: a content hash, the
-image's size and mode from its header, whether it decodes (and why not), exact-duplicate groups, and
-counts by label and split.
+image's size and mode from its header, whether it decodes (and why not), its perceptual hashes,
+exact-duplicate groups, near-duplicate groups (`engine.near_duplicates`), and counts by label and split.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.data import SampleRef, Skipped
-from engine.images import UnreadableImage, decode, load_pixels, open_image
+from engine.images import UnreadableImage, decode, open_image
+from engine.near_duplicates import near_duplicate_groups, perceptual_hashes
 from engine.sources import Source
 
-VERIFY_SIDE = 64  # pixels: JPEGs are verified at a reduced DCT scale at least this large (much faster)
+VERIFY_SIDE = 64  # pixels: images are verified (JPEGs at a reduced DCT scale, much faster) and hashed at this side
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class SampleInfo:
     mode: str | None  # PIL mode as stored ("L", "RGB", "I;16", "P", ...)
     readable: bool
     reason: str | None  # why not readable, as in `Skipped.reason`
+    phash: str | None = None  # perceptual hashes (16 hex digits) of a readable image, `engine.near_duplicates`
+    dhash: str | None = None
 
 
 @dataclass
@@ -47,6 +50,9 @@ class Inventory:
     split_origin: str
     samples: list[SampleInfo]  # in the source's ref order
     duplicates: list[list[str]]  # groups of sample_ids with byte-identical content, each group sorted
+    # groups of readable sample_ids that look alike (perceptual hashes) but differ in content: one sample per
+    # exact-duplicate group takes part (its first), each group in the source's order
+    near_duplicates: list[list[str]]
     by_label: dict[str | None, int]
     by_split: dict[str | None, int]
     by_split_label: dict[tuple[str | None, str | None], int]
@@ -79,6 +85,11 @@ def inventory(
         if info.sha256 is not None:
             groups[info.sha256].append(info.ref.sample_id)
     duplicates = sorted(sorted(ids) for ids in groups.values() if len(ids) > 1)
+    copies = {key for group in duplicates for key in group[1:]}  # an exact copy is already flagged as one
+    hashed = [s for s in samples if s.phash is not None and s.dhash is not None and s.ref.sample_id not in copies]
+    near = near_duplicate_groups(
+        [s.ref.sample_id for s in hashed], [s.phash for s in hashed], [s.dhash for s in hashed]
+    )
     return Inventory(
         kind=source.kind,
         location=source.location,
@@ -86,6 +97,7 @@ def inventory(
         split_origin=source.split_origin,
         samples=samples,
         duplicates=duplicates,
+        near_duplicates=near,
         by_label=dict(Counter(r.label for r in refs)),
         by_split=dict(Counter(r.split for r in refs)),
         by_split_label=dict(Counter((r.split, r.label) for r in refs)),
@@ -103,17 +115,17 @@ def _check(source: Source, ref: SampleRef, max_pixels: int) -> SampleInfo:
         mode = "RGB" if array.ndim == 3 and array.shape[2] == 3 else "L"
         digest = hashlib.sha256(array.tobytes()).hexdigest()
         width, height = (array.shape[1], array.shape[0]) if array.ndim >= 2 else (None, None)
-        try:  # the same checks a run makes (all NaN, not numbers); one output pixel keeps it cheap
-            decode(array, 1, max_pixels=max_pixels)
+        try:  # the same checks a run makes (all NaN, not numbers)
+            pixels = decode(array, VERIFY_SIDE, max_pixels=max_pixels)
         except UnreadableImage as error:
             return SampleInfo(ref, digest, array.nbytes, width, height, mode, False, error.reason)
-        return SampleInfo(ref, digest, array.nbytes, width, height, mode, True, None)
+        return SampleInfo(ref, digest, array.nbytes, width, height, mode, True, None, *perceptual_hashes(pixels))
     digest = hashlib.sha256(data).hexdigest()
     width = height = mode = None
     try:
         image = open_image(data)
         width, height, mode = image.width, image.height, image.mode
-        load_pixels(image, max_pixels=max_pixels, min_side=VERIFY_SIDE)
+        pixels = decode(image, VERIFY_SIDE, max_pixels=max_pixels)  # (C, 64, 64) uint8, as a run decodes it
     except UnreadableImage as error:
         return SampleInfo(ref, digest, len(data), width, height, mode, False, error.reason)
-    return SampleInfo(ref, digest, len(data), width, height, mode, True, None)
+    return SampleInfo(ref, digest, len(data), width, height, mode, True, None, *perceptual_hashes(pixels))

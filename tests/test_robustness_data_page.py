@@ -151,7 +151,10 @@ def assert_registered(shown: Shown) -> None:
 def flag_of(shown: Shown, key: str) -> str | None:
     if shown.flags is None or shown.flags.empty:
         return None
-    problems = shown.flags[shown.flags["sample"] == key]["problem"].tolist()
+    flags = shown.flags
+    if "kind" in flags.columns:  # readability is the question here; the folder's files show alike pictures
+        flags = flags[flags["kind"] != "near duplicate"]
+    problems = flags[flags["sample"] == key]["problem"].tolist()
     return problems[0] if problems else None
 
 

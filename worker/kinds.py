@@ -41,7 +41,7 @@ log = logging.getLogger("con2.worker")
 
 
 def register_job(run: JobRun, job: Job, dataset: Dataset) -> None:
-    """Inventory the source (hashes, sizes, readability, duplicates) and make thumbnails."""
+    """Inventory the source (hashes, sizes, readability, duplicates, near duplicates) and make thumbnails."""
     config = _config(job, RegisterJobConfig)
     size, max_pixels = config.thumbnail_size, config.max_pixels
     source = open_source(dataset.location)
@@ -65,6 +65,8 @@ def register_job(run: JobRun, job: Job, dataset: Dataset) -> None:
             "sha256": info.sha256,
             "readable": info.readable,
             "reason": info.reason,
+            "phash": info.phash,
+            "dhash": info.dhash,
         }
         for position, info in enumerate(inv.samples)
     ]
@@ -80,6 +82,7 @@ def register_job(run: JobRun, job: Job, dataset: Dataset) -> None:
         ids = datasets.upsert_samples(session=session, dataset_id=dataset.id, samples=rows)
         missing = datasets.mark_missing(session=session, dataset_id=dataset.id, present=ids)
         datasets.mark_duplicates(session=session, dataset_id=dataset.id, groups=inv.duplicates)
+        datasets.mark_near_duplicates(session=session, dataset_id=dataset.id, groups=inv.near_duplicates)
         results.refresh_statistics(session=session)
     readable = [info.ref for info in inv.samples if info.readable]
     made = 0
@@ -106,6 +109,8 @@ def register_job(run: JobRun, job: Job, dataset: Dataset) -> None:
         "unreadable": len(inv.unreadable),
         "duplicate_groups": len(inv.duplicates),
         "duplicates": sum(len(group) - 1 for group in inv.duplicates),
+        "near_duplicate_groups": len(inv.near_duplicates),
+        "near_duplicates": sum(len(group) - 1 for group in inv.near_duplicates),
         "thumbnails": made,
         "missing_since_last_registration": missing,
         "rejected": [{"entry": s.ref.sample_id, "reason": s.reason} for s in inv.rejected[:100]],

@@ -1,12 +1,14 @@
-"""Data: register an image set, see what it holds and what could not be read, and judge the context
-augmentations (distinctiveness, alignment) on a few of its samples before training."""
+"""Data: register an image set, see what it holds; its unreadable files, duplicates and near duplicates with
+reasons, sent to the Review page's curation list; the cleaned list as CSV; and the context augmentations
+(distinctiveness, alignment) on a few of its samples before training."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import datasets, settings, widgets
+from dashboard import auth, curation, datasets, settings, widgets
+from dashboard.gallery import display
 
 st.title("Data")
 st.caption(
@@ -89,12 +91,18 @@ st.caption(
     f"{widgets.plain(overview['location'])} · {overview['kind'] or 'not yet inspected'} · "
     f"labels from {overview['label_origin']}"
 )
-counts = st.columns(5)
+flags: pd.DataFrame = curation.flags(dataset_id)
+counts = st.columns(6)
 counts[0].metric("Images", f"{overview['samples']:,}")
 counts[1].metric("Labels", len([label for label in overview["by_label"] if label is not None]))
 counts[2].metric("Splits", len([split for split in overview["by_split"] if split is not None]))
 counts[3].metric("Unreadable", overview["unreadable"], help="Files that could not be decoded; they never train.")
 counts[4].metric("Duplicates", overview["duplicates"], help="Byte-identical copies of another sample.")
+counts[5].metric(
+    "Near duplicates",
+    int((flags["kind"] == "near duplicate").sum()),
+    help="Files that look like another one (perceptual hashes within 12 bits): a re-encode, a resize, a slight crop.",
+)
 
 st.subheader("Counts by label and split")
 table: pd.DataFrame = overview["table"]
@@ -104,11 +112,75 @@ else:
     st.dataframe(table, width="stretch")
 
 st.subheader("Quality flags")
-flags: pd.DataFrame = datasets.quality_flags(dataset_id)
 if flags.empty:
-    st.caption("Every image could be read and none is a duplicate.")
+    st.caption("Every image could be read, and none is a duplicate or a near duplicate of another.")
 else:
-    st.dataframe(flags, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(flags)))
+    st.caption(
+        "Every unreadable file, exact duplicate and near duplicate (it looks like another file: a re-encode, a "
+        "slight crop), with its reason. Pick rows to send them to the Review page's curation list."
+    )
+    picked = st.dataframe(
+        flags.drop(columns=["sample_id"]),
+        hide_index=True,
+        width="stretch",
+        height=min(400, 38 + 35 * len(flags)),
+        on_select="rerun",
+        selection_mode="multi-row",
+        key="data_flags",
+    )
+    chosen = flags.iloc[list(picked.selection.rows)]["sample_id"].tolist() if picked else []
+    actions = st.columns(2)
+    if actions[0].button(f"Add the {len(chosen)} selected to review", disabled=not chosen, key="data_flags_add"):
+        st.toast(curation.add_to_review(chosen, auth.current_user()))
+    if actions[1].button(f"Add all {len(flags)} to review", key="data_flags_add_all"):
+        st.toast(curation.add_to_review(flags["sample_id"].tolist(), auth.current_user()))
+
+for kind, title in (("exact duplicate", "Exact duplicates"), ("near duplicate", "Near duplicates")):
+    groups = curation.duplicate_groups(dataset_id, kind)
+    if not groups:
+        continue
+    st.subheader(f"{title} ({len(groups)} group{'s' if len(groups) != 1 else ''})")
+    shown = 20
+    for group in groups[:shown]:
+        pngs = datasets.thumbnails([m["sample_id"] for m in group])
+        with st.container(border=True):
+            for cell, member in zip(st.columns(max(len(group), 4)), group, strict=False):
+                if member["sample_id"] in pngs:
+                    cell.image(display(pngs[member["sample_id"]]), width=96)
+                cell.caption(widgets.plain(member["caption"]))
+    if len(groups) > shown:
+        st.caption(f"The first {shown} groups; every file of every group is in the table above and the export.")
+
+st.subheader("Export a cleaned list")
+options, default = curation.leave_out_choices(dataset_id)
+leave_out = st.multiselect(
+    "Leave out files whose verdict is",
+    options,
+    default=default,
+    key="data_export_leave_out",
+    help="Unreadable files are always left out, and of each exact-duplicate group one file is kept (one marked "
+    "keep, else the first). Near duplicates stay unless a verdict leaves them out.",
+)
+exports = st.columns(2)
+exports[0].download_button(
+    "Kept files (CSV)",
+    data=lambda: curation.kept_csv(dataset_id, leave_out),
+    file_name=f"dataset-{dataset_id}-kept.csv",
+    mime="text/csv",
+    on_click="ignore",
+    icon=":material/download:",
+    key="data_export_kept",
+    help="path, label, split, key of each kept file: a manifest the Data page and --data read back.",
+)
+exports[1].download_button(
+    "Flagged files with reasons (CSV)",
+    data=lambda: curation.flagged_csv(dataset_id, leave_out),
+    file_name=f"dataset-{dataset_id}-flagged.csv",
+    mime="text/csv",
+    on_click="ignore",
+    icon=":material/download:",
+    key="data_export_flagged",
+)
 
 st.subheader("Thumbnails")
 labels = overview["labels"]

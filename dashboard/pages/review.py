@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import (
     auth,
     charts,
+    curation_list,
     datasets,
     formatting,
     gallery,
@@ -62,6 +63,15 @@ def save_status(waiting: bool) -> None:
 
 
 save_status(bool(outbox.pending()))
+
+queue = st.segmented_control(
+    "Queue", ["Ranked run", "Curation list"], default="Ranked run", key="review_queue",
+    help="Ranked run: a run's scored images, most anomalous first. Curation list: the unreadable files, duplicates "
+    "and near duplicates sent here from the Data page.",
+)  # fmt: skip
+if queue == "Curation list":
+    curation_list.show(outbox, auth.current_user())
+    st.stop()
 
 succeeded = widgets.require_runs(runs.listing(status="succeeded"))
 

@@ -80,10 +80,14 @@ def test_upgrading_from_0001_keeps_reviews_append_only_and_allows_a_note_alone(u
     engine = make_engine(url)
     upgrade(engine, to="0001")
     sessions = sessionmaker(engine)
-    with sessions.begin() as session:  # these tables are the same at 0001 and at head
-        dataset = datasets.create_dataset(session=session, location="digits")
-        sample = datasets.upsert_samples(session=session, dataset_id=dataset.id, samples=[{"key": "a"}])["a"]
-        reviews.add_review(session=session, sample_id=sample, verdict="keep", reviewer="ana")
+    with sessions.begin() as session:  # SQL: the models are head's, and 0003 added columns to samples
+        session.execute(text("INSERT INTO datasets (name, location, created_at) VALUES ('d', 'digits', '2026-01-01')"))
+        session.execute(text("INSERT INTO samples (dataset_id, key) SELECT id, 'a' FROM datasets"))
+        sample = session.scalar(text("SELECT id FROM samples"))
+        session.execute(
+            text("INSERT INTO reviews (sample_id, verdict, reviewer, created_at) VALUES (:s, 'keep', 'ana', :t)"),
+            {"s": sample, "t": "2026-01-01 00:00:00"},
+        )
     with sessions.begin() as session, pytest.raises(DBAPIError):  # 0001: a verdict was required
         session.execute(text("UPDATE reviews SET verdict = NULL"))
     upgrade(engine)

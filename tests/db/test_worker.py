@@ -383,3 +383,27 @@ def test_a_classical_reference_runs_as_a_train_job_and_is_stored_like_a_learned_
         failed = jobs.get_job(session=session, job_id=score.id)
     assert failed.status == "failed" and "classical reference" in failed.error
     sessions.kw["bind"].dispose()
+
+
+def test_registering_a_planted_folder_stores_near_duplicate_groups_and_hashes(sessions, tmp_path):
+    from tests.curation_folder import EXACT, NEAR, UNREADABLE, curation_folder
+
+    folder = curation_folder(tmp_path / "planted")
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location=str(folder))
+        job = jobs.submit_register(session=session, dataset_id=dataset.id, thumbnail_size=32)
+    assert run_worker(sessions.kw["bind"].url, once=True) == 1
+    with sessions() as session:
+        finished = jobs.get_job(session=session, job_id=job.id)
+        assert finished.status == "succeeded", finished.traceback
+        table = datasets.read_samples(session=session, dataset_id=dataset.id)
+    key = dict(zip(table["id"].tolist(), table["key"], strict=True))
+    row = {k: i for i, k in enumerate(table["key"])}
+    for copy, original in NEAR.items():
+        assert key[int(table["near_duplicate_of"][row[copy]])] == original
+    assert sum(table["near_duplicate_of"] >= 0) == len(NEAR)
+    for copy, original in EXACT.items():
+        assert key[int(table["duplicate_of"][row[copy]])] == original
+    assert all(table["phash"][row[k]] is None and not table["readable"][row[k]] for k in UNREADABLE)
+    assert all(len(table["phash"][row[k]]) == 16 for k in NEAR)
+    assert finished.summary["near_duplicate_groups"] == len(NEAR) and finished.summary["near_duplicates"] == len(NEAR)
