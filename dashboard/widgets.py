@@ -216,14 +216,16 @@ def verdict_buttons(
     key: str,
     on_pick: Callable[..., None],
     args: Sequence[Any] = (),
+    shortcuts: bool = False,
 ) -> None:
     """One button per verdict; the current verdict is highlighted; a click calls `on_pick(verdict, *args)`.
 
     `on_pick` runs as the button's callback, before the rerun: it must write without calling Streamlit first
-    (see dashboard/outbox.py), and gets everything it needs through `args`.
+    (see dashboard/outbox.py), and gets everything it needs through `args`. `shortcuts`: the keys 1, 2, 3, ...
+    press the buttons in order (one set of such buttons on a page: a key presses every button bound to it).
     """
     columns = st.columns(len(verdicts))
-    for column, verdict in zip(columns, verdicts, strict=True):
+    for number, (column, verdict) in enumerate(zip(columns, verdicts, strict=True), start=1):
         column.button(
             plain(verdict),
             key=f"{key}_{verdict}",
@@ -231,7 +233,15 @@ def verdict_buttons(
             on_click=on_pick,
             args=(verdict, *args),
             width="stretch",
+            shortcut=verdict_key(number) if shortcuts else None,
         )
+
+
+def verdict_key(number: int) -> str:
+    """The key that gives the `number`-th verdict of a set (1-based): 1 … 9."""
+    if not 1 <= number <= 9:
+        raise ValueError(f"no key for verdict {number}; a set holds at most 9")
+    return str(number)
 
 
 VERDICT_SETS = {
