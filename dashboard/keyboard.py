@@ -50,14 +50,11 @@ class Cursor:
 
 
 def next_after(ids: Sequence[int], sample_id: int) -> int | None:
-    """The sample after `sample_id` in `ids`, else the one before it (the end of the queue), else None."""
+    """The sample after `sample_id` in `ids`; None at the end of the queue or when it is not in it."""
     ids = list(ids)
-    if sample_id not in ids:
+    if sample_id not in ids or ids.index(sample_id) + 1 == len(ids):
         return None
-    here = ids.index(sample_id)
-    if here + 1 < len(ids):
-        return int(ids[here + 1])
-    return int(ids[here - 1]) if here > 0 else None
+    return int(ids[ids.index(sample_id) + 1])
 
 
 NEXT, PREVIOUS, NOTE = "j", "k", "n"

@@ -26,21 +26,13 @@ from dashboard import (
 from dashboard.keyboard import Cursor
 from dashboard.outbox import Outbox, ReviewWrite
 
-
-def review_outbox() -> Outbox:
-    """This browser session's pending verdicts and notes; kept across reruns until each is stored."""
-    if "review_outbox" not in st.session_state:
-        st.session_state["review_outbox"] = Outbox(reviews.write_review)
-    return st.session_state["review_outbox"]
-
-
 st.title("Review")
 st.caption(
     "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
     "its field, each with your name and the time; earlier ones stay in the history. If the database is busy, "
     'what you clicked waits here, marked "saving…", and is saved as soon as it can be. ' + triage.SCORE_MEANING
 )
-outbox = review_outbox()
+outbox = reviews.outbox()
 outbox.flush()  # every rerun is a retry of what is still waiting
 
 
@@ -78,7 +70,15 @@ score = controls[1].radio(
     help="S_NND: distance to the nearest training image. S_LH: unlikeliness under a Gaussian of the training features.",
 )  # fmt: skip
 with controls[2]:
-    verdicts = widgets.verdict_set(key="review_verdicts", default=settings.default_verdicts())
+    if st.session_state.get("review_verdicts_run") != job_id:  # another run: show the set its dataset keeps
+        st.session_state.pop("review_verdicts", None)
+        st.session_state["review_verdicts_run"] = job_id
+    verdicts = widgets.verdict_set(
+        key="review_verdicts",
+        default=settings.default_verdicts(),
+        stored=reviews.stored_verdict_set(job_id),
+        on_change=lambda chosen: reviews.store_verdict_set(job_id, chosen),
+    )
 
 with widgets.database_errors("read this run's scores"):
     table = review_list.review_table(job_id, score)
@@ -210,18 +210,26 @@ def save_note(sample_id: int, field: str, stored: str, job_id: int, reviewer: st
     # The note alone: a new row without a verdict, so the verdict (if any) stays as it was. Skipped when
     # the note is what was sent already (a verdict clicked in the same rerun carried it).
     note = (st.session_state.to_dict().get(field) or "").strip()
-    if note != box.note(sample_id, stored):
+    if note != stored and note != box.note(sample_id, stored):
         box.add(ReviewWrite(sample_id, job_id, None, note, reviewer))
+
+
+def note_input(field: str, stored: str, placeholder: str, args: tuple) -> None:
+    """A note field that shows the note as stored: when the stored note changed since the field was drawn (the
+    case's note field, another tab), the field takes it, so it never holds an older note that a stray change
+    event could send back and clear the newer one with."""
+    drawn = f"{field}_drawn"
+    if st.session_state.get(drawn) != stored:
+        st.session_state[field] = stored
+        st.session_state[drawn] = stored
+    st.text_input(
+        "Note", key=field, placeholder=placeholder, label_visibility="collapsed", on_change=save_note, args=args
+    )
 
 
 @st.dialog("Case", width="large")
 def open_case(sample_id: int) -> None:
     widgets.case_view(results.sample_case(job_id, sample_id))
-
-
-def pending_verdicts() -> dict[int, str]:
-    """Sample id -> its newest verdict still on its way to the database."""
-    return {item.sample_id: item.verdict for item in outbox.pending() if item.verdict is not None}
 
 
 def verdict_caption(sample_id: int, current: str | None, review: Any, waiting: dict) -> None:
@@ -265,18 +273,28 @@ def triage_case(row: pd.Series, ids: list[int], review: Any, waiting: dict) -> N
             shortcuts=True,
         )
         with st.container(key="review_triage_note"):
-            st.text_input(
-                "Note",
-                value=stored_note,
-                key=field,
-                placeholder=f"Note ({keyboard.NOTE} to type here; Enter or Esc saves it)",
-                label_visibility="collapsed",
-                on_change=save_note,
-                args=(sample_id, field, stored_note, job_id, reviewer, outbox),
+            note_input(
+                field,
+                stored_note,
+                f"Note ({keyboard.NOTE} to type here; Enter or Esc saves it)",
+                (sample_id, field, stored_note, job_id, reviewer, outbox),
             )
         verdict_caption(sample_id, current, review, waiting)
         st.caption("Keys: " + keyboard.keys_help(verdicts))
         widgets.case_view(case)
+        if st.toggle(
+            "Full resolution", key="review_triage_full",
+            help="The original file at its own size: drag a box or scroll to zoom, double-click to see it whole.",
+        ):  # fmt: skip
+            full = results.full_image(sample_id)
+            if isinstance(full, str):
+                st.info(full)
+            else:
+                st.caption(f"{full.shape[1]:,} × {full.shape[0]:,} pixels")
+                st.plotly_chart(
+                    charts.zoomable_image(full), key="review_triage_full_image",
+                    config={"scrollZoom": True, "displaylogo": False},
+                )  # fmt: skip
 
 
 # The queue is a fragment: a click or key in it reruns only the queue. Streamlit queues such reruns behind the
@@ -296,7 +314,7 @@ def queue(view: pd.DataFrame, polling: bool) -> None:
     shown = [int(i) for i in rows["sample_id"]]
     standing = reviews.current_reviews(shown)  # fresh on every rerun of the queue: each click shows at once
     pngs = datasets.thumbnails(shown)
-    waiting = pending_verdicts()
+    waiting = outbox.pending_verdicts()  # sample id -> its verdict on its way to the database
     triage_case(view.iloc[position], ids, standing.get(here), waiting)
     pager = st.columns([4, 1, 1], vertical_alignment="center")
     pager[0].caption(f"Samples {start + 1:,}–{start + len(rows):,} of {len(ids):,}")
@@ -308,10 +326,13 @@ def queue(view: pd.DataFrame, polling: bool) -> None:
         "Next 20", key="review_page_next", on_click=cursor.step, args=(ids, page_size),
         disabled=start + page_size >= len(ids), width="stretch",
     )  # fmt: skip
+    # The page's rows in a container of their own, keyed by the page: a page drawn anew, never the previous
+    # page's note fields reused for other samples (a reused field sent its old sample an empty note).
+    page = st.container(key=f"review_rows_{start}")
     for row in rows.itertuples():
         sample_id = int(row.sample_id)
         review = standing.get(sample_id)
-        with st.container(border=True, key=f"review_row_{sample_id}"):
+        with page, st.container(border=True, key=f"review_row_{sample_id}"):
             cells = st.columns([1, 4, 4])
             if sample_id in pngs:
                 cells[0].image(gallery.display(pngs[sample_id]), width=80)
@@ -339,14 +360,11 @@ def queue(view: pd.DataFrame, polling: bool) -> None:
                     on_pick=save_verdict,
                     args=(sample_id, field, stored_note, job_id, reviewer, outbox),
                 )
-                st.text_input(
-                    "Note",
-                    value=stored_note,
-                    key=field,
-                    placeholder="Note (saved when you press Enter or leave the field)",
-                    label_visibility="collapsed",
-                    on_change=save_note,
-                    args=(sample_id, field, stored_note, job_id, reviewer, outbox),
+                note_input(
+                    field,
+                    stored_note,
+                    "Note (saved when you press Enter or leave the field)",
+                    (sample_id, field, stored_note, job_id, reviewer, outbox),
                 )
                 verdict_caption(sample_id, current, review, waiting)
     if outbox.pending() and not polling:
