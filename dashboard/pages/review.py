@@ -30,7 +30,8 @@ st.title("Review")
 st.caption(
     "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
     "its field, each with your name and the time; earlier ones stay in the history. If the database is busy, "
-    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. ' + triage.SCORE_MEANING
+    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. Keys: j / k next / '
+    "previous case, 1, 2, 3 … its verdict (then the next case), n its note. " + triage.SCORE_MEANING
 )
 outbox = reviews.outbox()
 outbox.flush()  # every rerun is a retry of what is still waiting
@@ -176,7 +177,7 @@ cursor = review_cursor()
 st.html(keyboard.NOTE_KEYS_SCRIPT, unsafe_allow_javascript=True, width="content")
 
 
-# The two callbacks below run before the rerun a click starts. They call no Streamlit function before the
+# The callbacks below run before the rerun a click or key starts. They call no Streamlit function before the
 # write is queued: Streamlit cuts a callback off at its first `st.*` call or session-state read when a newer
 # click has arrived, and the older click would be lost. `st.session_state.to_dict()` is the one read that
 # is not such a point; everything else comes in through the widgets' args.
