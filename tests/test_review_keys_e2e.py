@@ -158,14 +158,19 @@ def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_p
 
         right = pixel(cut, 0)[0]
         left, top, bottom = area["left"] + 2, area["top"] + 2, area["top"] + area["height"] - 2
-        page.locator(".modebar-btn[data-title='Lasso Select']").first.click()
+        page.mouse.move(left + 10, top + 10)  # the toolbar shows on hover
+        page.locator(".modebar-btn[data-title='Lasso Select']").first.click(force=True)
         page.mouse.move(left, top)
         page.mouse.down()
         for x, y in ((right, top), (right, bottom), (left, bottom), (left, top + 1)):  # a lasso round the left
             page.mouse.move(x, y, steps=12)
         page.mouse.up()
-        page.get_by_text(f"{LASSOED} selected").wait_for(timeout=120_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "explore-lasso-drawn.png"))
+        heading = page.locator("[data-testid=stMain] h3").filter(has_text="selected")
+        heading.first.wait_for(timeout=120_000)
         settle(page)
+        assert heading.first.inner_text().startswith(f"{LASSOED} selected"), heading.first.inner_text()
         page.locator(".st-key-explore_bulk_verdict_unsure button").click()  # the one action
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(reviews(database)) < LASSOED:
