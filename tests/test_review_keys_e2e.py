@@ -143,12 +143,12 @@ def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_p
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     database = f"sqlite:///{data_dir / 'con2.db'}"
-    seeded = seed_run(database, samples=SAMPLES)
+    seeded = seed_run(database, samples=SAMPLES, seed=7)  # seed 7: its 30 leftmost samples stand ~3 px apart
     markers = projection(database, seeded.run_id)
     # 30 samples, or the nearest count above it whose cut has room on either side: a lasso drawn on a line a
     # fraction of a pixel from a point may leave it out
     span = max(m[1] for m in markers) - min(m[1] for m in markers)
-    count, cut, _ = next(c for c in cuts(markers) if c[0] >= LASSOED and c[2] > span / 150)
+    count, cut, _ = next(c for c in cuts(markers) if c[0] >= LASSOED and c[2] > span / 500)
     chosen = {m[0] for m in markers if m[1] < cut}
     assert len(chosen) == count
     with streamlit_app(data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e") as url:
