@@ -14,11 +14,13 @@ import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT)
 
 # isort: split
 import argparse
+import dataclasses
 import json
 import sys
 import time
 
-from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import RunConfig
+from engine.presets import preset_config
 from engine.run import train_run
 
 PAPER_EPOCHS = 2048
@@ -30,11 +32,13 @@ def main() -> None:
     parser.add_argument("--time-budget-s", type=float, default=300)
     parser.add_argument("--tta", type=int, default=40)
     args = parser.parse_args()
-    data = DataConfig(source=args.data, normal_label="1", image_size=224, crop_fraction=0.875)
+    # the Paper preset (engine/presets.py): its method, not the CPU recipe's defaults (λ, views, scoring)
+    paper = preset_config("paper", normal_label="1")
+    data = dataclasses.replace(paper.data, source=args.data)
 
     def config(epochs: int, tta: int) -> RunConfig:
-        train = TrainConfig(encoder="resnet18", epochs=epochs, batch_size=64, checkpoint_every=10_000)
-        return RunConfig(data, train, ScoreConfig(tta=tta))
+        train = dataclasses.replace(paper.train, epochs=epochs, checkpoint_every=10_000)
+        return RunConfig(data, train, dataclasses.replace(paper.score, tta=tta))
 
     started = time.perf_counter()
     probe = train_run(config(1, 1))  # compiles kernels, measures an epoch and a plain scoring pass
