@@ -108,9 +108,9 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_s
     assert row["paper_s_nnd"] == "81.7 ± 1.4"
     capsys.readouterr()
 
-    # a cell stored before a config field existed (here alpha_schedule) counts as made with its default
+    # a cell stored before a config field existed (here crop_max_area) counts as made with its default
     older = json.loads((cell / "result.json").read_text())
-    del older["config"]["train"]["alpha_schedule"]
+    del older["config"]["train"]["crop_max_area"]
     (cell / "result.json").write_text(json.dumps(older))
     assert run(tiny) == 0
     summary = json.loads(capsys.readouterr().out)
