@@ -166,10 +166,11 @@ def shared_content(*, session: Session, dataset_id: int, other_dataset_id: int) 
     )
 
 
-def mark_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Sequence[str]]) -> None:
-    """Flag exact duplicates: every sample of a group but its first points at the first one."""
+def _point_at_first(session: Session, dataset_id: int, groups: Sequence[Sequence[str]], column: str) -> None:
+    """Every sample of a group but its first points at the first one (in `column`); the groups of a new
+    registration replace the old ones."""
     ids = sample_ids(session=session, dataset_id=dataset_id)
-    session.execute(update(Sample).where(Sample.dataset_id == dataset_id).values(duplicate_of=None))
+    session.execute(update(Sample).where(Sample.dataset_id == dataset_id).values({column: None}))
     rows = [
         {"b_id": ids[key], "b_first": ids[group[0]]}
         for group in groups
@@ -178,23 +179,18 @@ def mark_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Seque
     ]
     if rows:
         statement = update(Sample.__table__).where(Sample.__table__.c.id == bindparam("b_id"))
-        session.execute(statement.values(duplicate_of=bindparam("b_first")), rows)
+        session.execute(statement.values({column: bindparam("b_first")}), rows)
+
+
+def mark_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Sequence[str]]) -> None:
+    """Flag exact duplicates: every sample of a group but its first points at the first one."""
+    _point_at_first(session, dataset_id, groups, "duplicate_of")
 
 
 def mark_near_duplicates(*, session: Session, dataset_id: int, groups: Sequence[Sequence[str]]) -> None:
     """Flag near duplicates (`engine.near_duplicates`): every sample of a group but its first points at the
     first one; a new registration's groups replace the old ones."""
-    ids = sample_ids(session=session, dataset_id=dataset_id)
-    session.execute(update(Sample).where(Sample.dataset_id == dataset_id).values(near_duplicate_of=None))
-    rows = [
-        {"b_id": ids[key], "b_first": ids[group[0]]}
-        for group in groups
-        for key in group[1:]
-        if key in ids and group[0] in ids
-    ]
-    if rows:
-        statement = update(Sample.__table__).where(Sample.__table__.c.id == bindparam("b_id"))
-        session.execute(statement.values(near_duplicate_of=bindparam("b_first")), rows)
+    _point_at_first(session, dataset_id, groups, "near_duplicate_of")
 
 
 def exact_copies(*, session: Session, sample_id: int) -> list[str]:
