@@ -10,22 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import curation, datasets, formatting, gallery, reviews, settings, widgets
-from dashboard.outbox import Outbox, ReviewWrite
+from dashboard.outbox import Outbox
 
 PAGE_SIZE = 20
 CURATION_VERDICTS = "remove / keep / relabel"  # a name of widgets.VERDICT_SETS
-
-
-def _save_verdict(verdict: str, sample_id: int, reviewer: str, box: Outbox) -> None:
-    # a widget callback: no Streamlit call before the write is queued (dashboard/pages/review.py says why)
-    note = (st.session_state.to_dict().get(f"review_curation_note_{sample_id}") or "").strip()
-    box.add(ReviewWrite(sample_id, None, verdict, note, reviewer))
-
-
-def _save_note(sample_id: int, stored: str, reviewer: str, box: Outbox) -> None:
-    note = (st.session_state.to_dict().get(f"review_curation_note_{sample_id}") or "").strip()
-    if note != box.note(sample_id, stored):
-        box.add(ReviewWrite(sample_id, None, None, note, reviewer))
 
 
 def show(outbox: Outbox, reviewer: str) -> None:
@@ -69,7 +57,7 @@ def show(outbox: Outbox, reviewer: str) -> None:
     rows = items.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     pngs = datasets.thumbnails(rows["sample_id"].tolist())
     standing = reviews.current_reviews(rows["sample_id"].tolist())
-    waiting = {item.sample_id: item.verdict for item in outbox.pending() if item.verdict is not None}
+    waiting = outbox.waiting_verdicts()
     for row in rows.itertuples():
         sample_id = int(row.sample_id)
         review = standing.get(sample_id)
@@ -83,14 +71,14 @@ def show(outbox: Outbox, reviewer: str) -> None:
             with cells[2]:
                 current = waiting.get(sample_id, review.verdict if review else None)
                 widgets.verdict_buttons(
-                    verdicts, current, key=f"review_curation_verdict_{sample_id}", on_pick=_save_verdict,
-                    args=(sample_id, reviewer, outbox),
+                    verdicts, current, key=f"review_curation_verdict_{sample_id}", on_pick=reviews.queue_verdict,
+                    args=(sample_id, None, reviewer, outbox, f"review_curation_note_{sample_id}"),
                 )  # fmt: skip
                 stored_note = (review.note if review else None) or ""
                 st.text_input(
                     "Note", value=stored_note, key=f"review_curation_note_{sample_id}", label_visibility="collapsed",
-                    placeholder="Note (saved when you press Enter or leave the field)", on_change=_save_note,
-                    args=(sample_id, stored_note, reviewer, outbox),
+                    placeholder="Note (saved when you press Enter or leave the field)", on_change=reviews.queue_note,
+                    args=(sample_id, stored_note, None, reviewer, outbox, f"review_curation_note_{sample_id}"),
                 )  # fmt: skip
                 if sample_id in waiting:
                     st.caption(f"{widgets.plain(current)} · saving…")

@@ -110,6 +110,10 @@ class Outbox:
         with self._lock:
             return list(self._queue)
 
+    def waiting_verdicts(self) -> dict[int, str]:
+        """Sample id → its newest verdict still on its way to the database."""
+        return {item.sample_id: item.verdict for item in self.pending() if item.verdict is not None}
+
     def take_messages(self) -> list[str]:
         """Confirmations and refusals since the last call (each shown once)."""
         with self._lock:

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import connection
-from dashboard.outbox import ReviewWrite
+from dashboard.outbox import Outbox, ReviewWrite
 from db import datasets as db_datasets
 from db import reviews as db_reviews
 
@@ -98,3 +98,24 @@ def write_review(item: ReviewWrite) -> str:
         )
         key = db_datasets.sample_key(session=session, sample_id=item.sample_id)
     return _saved(key, item.verdict, item.note)
+
+
+# Widget callbacks of every list that takes verdicts (the ranked queue, the curation list). They run before the
+# rerun a click starts and call no Streamlit function before the write is queued: Streamlit cuts a callback off
+# at its first `st.*` call or session-state read when a newer click has arrived, and the older click would be
+# lost. `st.session_state.to_dict()` is the one read that is not such a point; everything else comes in through
+# the widgets' args. `note_key`: the row's note field, whose text goes with a verdict. job_id None: a verdict on
+# a file, not on a run's score.
+
+
+def queue_verdict(verdict: str, sample_id: int, job_id: int | None, reviewer: str, box: Outbox, note_key: str) -> None:
+    note = (st.session_state.to_dict().get(note_key) or "").strip()
+    box.add(ReviewWrite(sample_id, job_id, verdict, note, reviewer))
+
+
+def queue_note(sample_id: int, stored: str, job_id: int | None, reviewer: str, box: Outbox, note_key: str) -> None:
+    # The note alone: a new row without a verdict, so the verdict (if any) stays as it was. Skipped when
+    # the note is what was sent already (a verdict clicked in the same rerun carried it).
+    note = (st.session_state.to_dict().get(note_key) or "").strip()
+    if note != box.note(sample_id, stored):
+        box.add(ReviewWrite(sample_id, job_id, None, note, reviewer))

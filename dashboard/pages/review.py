@@ -21,7 +21,7 @@ from dashboard import (
     triage,
     widgets,
 )
-from dashboard.outbox import Outbox, ReviewWrite
+from dashboard.outbox import Outbox
 
 
 def review_outbox() -> Outbox:
@@ -170,25 +170,6 @@ page = head[3].number_input(f"Page (of {pages})", min_value=1, max_value=pages, 
 rows = view.iloc[(page - 1) * page_size : page * page_size]
 
 
-# The two callbacks below run before the rerun a click starts. They call no Streamlit function before the
-# write is queued: Streamlit cuts a callback off at its first `st.*` call or session-state read when a newer
-# click has arrived, and the older click would be lost. `st.session_state.to_dict()` is the one read that
-# is not such a point; everything else comes in through the widgets' args.
-
-
-def save_verdict(verdict: str, sample_id: int, job_id: int, reviewer: str, box: Outbox) -> None:
-    note = (st.session_state.to_dict().get(f"review_note_{sample_id}") or "").strip()
-    box.add(ReviewWrite(sample_id, job_id, verdict, note, reviewer))
-
-
-def save_note(sample_id: int, stored: str, job_id: int, reviewer: str, box: Outbox) -> None:
-    # The note alone: a new row without a verdict, so the verdict (if any) stays as it was. Skipped when
-    # the note is what was sent already (a verdict clicked in the same rerun carried it).
-    note = (st.session_state.to_dict().get(f"review_note_{sample_id}") or "").strip()
-    if note != box.note(sample_id, stored):
-        box.add(ReviewWrite(sample_id, job_id, None, note, reviewer))
-
-
 @st.dialog("Case", width="large")
 def open_case(sample_id: int) -> None:
     widgets.case_view(results.sample_case(job_id, sample_id))
@@ -203,10 +184,7 @@ def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
     ids = [int(i) for i in rows["sample_id"]]
     standing = reviews.current_reviews(ids)  # fresh on every rerun of the rows: each click shows at once
     pngs = datasets.thumbnails(ids)
-    waiting = {}  # sample id -> its newest verdict still on its way to the database
-    for item in outbox.pending():
-        if item.verdict is not None:
-            waiting[item.sample_id] = item.verdict
+    waiting = outbox.waiting_verdicts()
     for row in rows.itertuples():
         sample_id = int(row.sample_id)
         review = standing.get(sample_id)
@@ -230,8 +208,8 @@ def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
                     verdicts,
                     current,
                     key=f"review_verdict_{sample_id}",
-                    on_pick=save_verdict,
-                    args=(sample_id, job_id, reviewer, outbox),
+                    on_pick=reviews.queue_verdict,
+                    args=(sample_id, job_id, reviewer, outbox, f"review_note_{sample_id}"),
                 )
                 stored_note = (review.note if review else None) or ""
                 st.text_input(
@@ -240,8 +218,8 @@ def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
                     key=f"review_note_{sample_id}",
                     placeholder="Note (saved when you press Enter or leave the field)",
                     label_visibility="collapsed",
-                    on_change=save_note,
-                    args=(sample_id, stored_note, job_id, reviewer, outbox),
+                    on_change=reviews.queue_note,
+                    args=(sample_id, stored_note, job_id, reviewer, outbox, f"review_note_{sample_id}"),
                 )
                 if sample_id in waiting:
                     st.caption(f"{widgets.plain(current)} · saving…")
