@@ -3,6 +3,7 @@ neither) and one draw of T."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -45,8 +46,17 @@ def embed(
     return torch.cat(out)
 
 
-def _views(model, pixels, context, quarter_turns, params, augmentation, batch_size):
-    """Batches of the view the module docstring names, normalised, on the model's device."""
+def _views(
+    model: Con2Model,
+    pixels: torch.Tensor,
+    context: str | None,
+    quarter_turns: int,
+    params: ContentParams | None,
+    augmentation: ContentAugmentation | None,
+    batch_size: int,
+) -> Iterator[torch.Tensor]:
+    """Batches (B, 3, S, S) of one view of the images, normalised, on the model's device: the context or the
+    rotation first, then the draw of T."""
     device = next(model.parameters()).device
     if params is not None and augmentation is None:
         raise ValueError("params need the augmentation that drew them")

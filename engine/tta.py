@@ -192,10 +192,10 @@ def score_images(
             raise TrainingCancelled(f"cancelled while scoring ({done} of {total} views)")
 
     views = len(plan)
-    if method in ROTATION_METHODS:
-        s_nnd = _own_scores(method, own_queries) * views  # the division below is the mean of the other scores
-        if has_reference:
-            t_nnd = _own_scores(method, own_reference) * views
+    s_nnd, t_nnd = s_nnd / views, t_nnd / views  # S_NND, like S_LH, is the mean over the views
+    if method in ROTATION_METHODS:  # the method's own score in S_NND's slot instead
+        s_nnd = _own_scores(method, own_queries)
+        t_nnd = _own_scores(method, own_reference) if has_reference else t_nnd
     if plain_bank is None:
         plain_bank = view(bank, None, None)
         plain = query_features(plain_bank if any_inside else None, None, None)
@@ -210,14 +210,14 @@ def score_images(
     if on_progress is not None:
         on_progress(total, total)
     return ScoreResult(
-        s_nnd=(s_nnd / views).float().cpu().numpy(),
+        s_nnd=s_nnd.float().cpu().numpy(),
         s_lh=(s_lh / views).float().cpu().numpy(),
         features=shown.cpu().numpy(),
         context_features=context_plain.cpu().numpy(),
         neighbours=rows.cpu().numpy(),
         neighbour_similarity=sims.cpu().numpy(),
         reference_rows=reference if has_reference else None,
-        train_s_nnd=(t_nnd / views).float().cpu().numpy() if has_reference else None,
+        train_s_nnd=t_nnd.float().cpu().numpy() if has_reference else None,
         train_s_lh=(t_lh / views).float().cpu().numpy() if has_reference else None,
         wall_s=time.perf_counter() - started,
     )
