@@ -174,10 +174,16 @@ def projection_scatter(
 def content_chance(train: dict[str, Any]) -> float | None:
     """L_content (SimCLR: its one loss) of a head that tells no image apart: every view equally like the anchor,
     so −log(1 / (V − 1)) with V views in a batch: 2 contexts × views_per_context × batch_size for Con2, 2 ×
-    batch_size for SimCLR. None for methods without a contrastive loss (the classical references)."""
+    batch_size for SimCLR, 2 views × 4 rotations × batch_size for CSI, 2 × 2 rotations × batch_size for self-OECL
+    (its NT-Xent; its outliers are not in it). None for methods without a contrastive loss (the classical
+    references)."""
     method, batch = train.get("method", "con2"), int(train.get("batch_size", 64))
     if method == "simclr":
         views = 2 * batch
+    elif method == "csi":
+        views = 8 * batch
+    elif method == "self_oecl":
+        views = 4 * batch
     elif method in ("con2", "content_only"):
         views = 2 * int(train.get("views_per_context", 1)) * batch
     else:
@@ -185,12 +191,19 @@ def content_chance(train: dict[str, Any]) -> float | None:
     return math.log(views - 1) if views > 1 else None
 
 
-def training_curves(metrics: pd.DataFrame, chance: float | None = None) -> go.Figure:
+# What the two loss columns hold for the methods whose losses are not Con2's (engine/train.py `_objective`)
+LOSS_NAMES = {
+    "csi": ("rotation loss (L_cls-SI)", "contrastive loss (L_con-SI)"),
+    "self_oecl": ("norm penalty (‖f‖ of the 180°/270° images)", "contrastive loss (NT-Xent)"),
+}
+
+
+def training_curves(metrics: pd.DataFrame, chance: float | None = None, method: str | None = None) -> go.Figure:
     """Context, content and total loss (left axis) and α (right axis) over optimisation steps.
 
     metrics: columns step, loss, loss_context, loss_content, alpha (one row per recorded step). chance: the
     content loss of a head that has learnt nothing (`content_chance`), drawn as a dashed line so the content
-    loss can be seen leaving it.
+    loss can be seen leaving it. method: the run's, for what the two loss columns are called (LOSS_NAMES).
     """
     if metrics.empty:
         return _empty("No training steps recorded yet.")
@@ -207,10 +220,11 @@ def training_curves(metrics: pd.DataFrame, chance: float | None = None) -> go.Fi
             ),
             secondary_y=False,
         )
+    context_name, content_name = LOSS_NAMES.get(method, ("context loss (L_context)", "content loss (L_content)"))
     for column, name, color in (
         ("loss", "total loss", "#111111"),
-        ("loss_context", "context loss (L_context)", CONTEXT_COLORS["context"]),
-        ("loss_content", "content loss (L_content)", CONTEXT_COLORS["original"]),
+        ("loss_context", context_name, CONTEXT_COLORS["context"]),
+        ("loss_content", content_name, CONTEXT_COLORS["original"]),
     ):
         if column in metrics and metrics[column].notna().any():
             figure.add_trace(

@@ -21,7 +21,7 @@ import engine.checkpoint as checkpoint  # a module name: Bundle has methods of t
 from engine.config import DataConfig, TrainConfig
 from engine.data import ImageSet, SampleRef, Skipped
 from engine.device import resolve_device
-from engine.model import Con2Model
+from engine.model import Con2Model, shift_classes
 from engine.train import TrainedModel
 from engine.tta import ScoreResult
 
@@ -58,7 +58,8 @@ class Bundle:
         saved = checkpoint.from_bytes(blob, what)
         try:
             config = TrainConfig(**saved["train_config"])
-            model = Con2Model(config.encoder, saved["image_size"], config.projection_dim)
+            # a CSI model's rotation head is part of its state dict, so the model must be built with it
+            model = Con2Model(config.encoder, saved["image_size"], config.projection_dim, shift_classes(config.method))
             model.load_state_dict(saved["state_dict"])
             bank = ImageSet(saved["bank_pixels"], [SampleRef(*r) for r in saved["bank_refs"]])
             data = DataConfig(**saved["data_config"])

@@ -16,7 +16,10 @@ CONTEXTS = ("invert", "flip", "equalize")
 # Classical references (engine/classical.py): scikit-learn on raw pixels, no training; the floor a learned method
 # must clear. Each is a value of TrainConfig.method like the learned ones.
 CLASSICAL_METHODS = ("pixels_knn", "pixels_pca_knn", "pixels_iforest")
-METHODS = ("con2", "context_only", "content_only", "simclr", *CLASSICAL_METHODS)
+# Peer methods that shift normal images by rotation (engine/rotations.py) and treat the rotated ones as outliers:
+# CSI (engine/csi.py) and self-OECL (engine/oecl.py). They have no context augmentation.
+ROTATION_METHODS = ("csi", "self_oecl")
+METHODS = ("con2", "context_only", "content_only", "simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
 ENCODERS = ("resnet18", "resnet_small")
 CONTEXT_BANKS = ("context", "original")
 LH_SHRINKAGE = ("ledoit_wolf", "fixed")
@@ -101,7 +104,12 @@ class TrainConfig:
         default="con2",
         metadata=_help(
             "con2 = context contrasting + α·content alignment; context_only and content_only are the "
-            "paper's ablations; simclr is the baseline without a context. Classical references, no training "
+            "paper's ablations; simclr is the baseline without a context. Peer methods (no context; both assume "
+            "rotated images are abnormal: wrong for rotation-invariant data such as cell microscopy): csi = CSI "
+            "(Tack et al. 2020), NT-Xent over the four rotations of each image as separate instances + a rotation "
+            "classifier, scored by nearest-neighbour similarity × projection norm + the rotation logit; self_oecl = "
+            "self-OECL (Le-Gia & Ahn 2023), NT-Xent on 0°/90° rotations while the projection norm of 180°/270° "
+            "rotations is pushed down, scored by the projection norm. Classical references, no training "
             "(epochs, encoder, context and the other training and TTA settings are ignored; images compared at "
             "≤ 32 px; they assume the images are aligned alike, so that the same pixel means the same place): "
             "pixels_knn = cosine distance of the raw pixels to the nearest training image; pixels_pca_knn = "

@@ -16,7 +16,12 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from engine.rotations import ROTATIONS
+
 SMALL_STEM_MAX_SIZE = 64
+# Methods that train a rotation classifier on the encoder features (CSI's shift head); only their models carry
+# one, so every other method's state dict, checkpoints and bundles stay as they were.
+SHIFT_HEAD_METHODS = ("csi",)
 GRID = 4  # cells per side of the "grid" features: layer 2's map (8–56 px wide) averaged to 4 × 4
 
 
@@ -64,29 +69,46 @@ class ProjectionHead(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(h), dim=1)
 
+    def raw(self, h: torch.Tensor) -> torch.Tensor:
+        """The projection before L2 normalisation: (B, d) → (B, p). CSI and self-OECL score with its norm."""
+        return self.net(h)
+
 
 @dataclass(frozen=True)
 class Con2Output:
-    """What one forward pass returns; heads' outputs are L2-normalised."""
+    """What one forward pass returns; the z outputs are L2-normalised."""
 
     features: torch.Tensor  # (B, D) encoder features h = g_θ(x), used for scoring
     z_context: torch.Tensor  # (B, P) h_φ(h), for context contrasting
-    z_content: torch.Tensor  # (B, P) h_ψ(h), for content alignment (and SimCLR)
+    z_content: torch.Tensor  # (B, P) h_ψ(h), for content alignment (and SimCLR, CSI, self-OECL)
+    content_raw: torch.Tensor  # (B, P) h_ψ(h) before normalisation: z_content = content_raw / ‖content_raw‖
+    shift_logits: torch.Tensor | None  # (B, 4) the rotation head's logits; None for a model without one
+
+
+def shift_classes(method: str) -> int:
+    """Outputs of the rotation head a model trained with `method` carries: 4, or 0 = none."""
+    return ROTATIONS if method in SHIFT_HEAD_METHODS else 0
 
 
 class Con2Model(nn.Module):
-    """g_θ with its two independent projection heads."""
+    """g_θ with its two independent projection heads, and CSI's linear rotation head when `shift_classes` > 0."""
 
-    def __init__(self, encoder: str = "resnet_small", image_size: int = 32, projection_dim: int = 128) -> None:
+    def __init__(
+        self, encoder: str = "resnet_small", image_size: int = 32, projection_dim: int = 128, shift_classes: int = 0
+    ) -> None:
         super().__init__()
         self.encoder, self.feature_dim = build_encoder(encoder, image_size)
         self.context_head = ProjectionHead(self.feature_dim, projection_dim)
         self.content_head = ProjectionHead(self.feature_dim, projection_dim)
+        # absent (not merely unused) otherwise: a state dict without it still loads into the model
+        self.shift_head = nn.Linear(self.feature_dim, shift_classes) if shift_classes else None
 
     def forward(self, x: torch.Tensor) -> Con2Output:
         """x: (B, 3, S, S) normalised images."""
         h = self.encoder(x)
-        return Con2Output(h, self.context_head(h), self.content_head(h))
+        raw = self.content_head.raw(h)
+        shift = None if self.shift_head is None else self.shift_head(h)
+        return Con2Output(h, self.context_head(h), F.normalize(raw, dim=1), raw, shift)
 
     def features(self, x: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
         """Encoder features only (heads discarded at test time): (B, 3, S, S) → (B, D).

@@ -1,4 +1,4 @@
-"""The training loop: Con2 (Eq. 8), its ablations and the SimCLR baseline.
+"""The training loop: Con2 (Eq. 8), its ablations, the SimCLR baseline and the peer methods CSI and self-OECL.
 
 The loop does no I/O of its own beyond optional checkpoints: it reports every step through one
 callback, which may also cancel the run by returning False. The whole uint8 training set moves to
@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
+from engine import csi, oecl
 from engine.augment import ContentAugmentation, con2_views, simclr_views
 from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
 from engine.device import BatchFeed, autocast, deterministic, resolve_device
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
-from engine.model import Con2Model
+from engine.model import Con2Model, shift_classes
 
 # Keep the training set on the GPU when it takes at most this share of free memory; else stream it.
 DEVICE_RESIDENT_SHARE = 0.3
@@ -125,7 +126,8 @@ def train(
         raise ValueError(f"training needs at least 2 images, got {n}")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = Con2Model(config.encoder, image_size, config.projection_dim).to(device, memory_format=torch.channels_last)
+    model = Con2Model(config.encoder, image_size, config.projection_dim, shift_classes(config.method))
+    model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay
     )
@@ -163,7 +165,9 @@ def train(
         for i, index in enumerate(batches):
             batch = data.take(index)
             alpha = alpha_at(step, total_steps, config.alpha_schedule)
-            loss, l_context, l_content = _objective(model, batch, config, augmentation, aug_gen, alpha)
+            loss, l_context, l_content = _objective(
+                model, batch, config, augmentation, aug_gen, alpha, progress=step / total_steps
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -233,8 +237,10 @@ def _objective(
     augmentation: ContentAugmentation,
     generator: torch.Generator,
     alpha: float,
+    *,
+    progress: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(optimised loss, L_context, L_content) for one batch of N uint8 originals.
+    """(optimised loss, L_context, L_content) for one batch of N uint8 originals; `progress`: steps done / total.
 
     The views are built before autocast and the losses computed after it: only the forward pass runs in
     bfloat16 (on CUDA with amp; engine.device).
@@ -246,6 +252,20 @@ def _objective(
             out = model(views)
         l_content = simclr_loss(out.z_content, tau)
         return l_content, torch.zeros_like(l_content), l_content
+    # CSI and self-OECL: the method's contrastive loss is reported as L_content, its auxiliary term (CSI's
+    # rotation cross-entropy, self-OECL's norm penalty) as L_context, so the loss history keeps its columns
+    if config.method == "csi":
+        views, labels = csi.csi_views(batch, augmentation, generator)
+        with autocast(batch.device, config.amp):
+            out = model(views.contiguous(memory_format=torch.channels_last))  # 8N views
+        total, l_con, l_cls = csi.csi_loss(out.z_content, out.shift_logits, labels, tau)
+        return total, l_cls, l_con
+    if config.method == "self_oecl":
+        views = oecl.oecl_views(batch, augmentation, generator).contiguous(memory_format=torch.channels_last)
+        with autocast(batch.device, config.amp):
+            out = model(views)  # 8N views: 4N normal instances, 4N rotated outliers
+        total, l_con, l_norm = oecl.oecl_loss(out.z_content, out.content_raw, tau, oecl.norm_weight(progress))
+        return total, l_norm, l_con
     k = config.views_per_context
     views = con2_views(batch, config.context, augmentation, generator, k).contiguous(memory_format=torch.channels_last)
     with autocast(batch.device, config.amp):

@@ -7,6 +7,11 @@ read literally). The score is the mean over the A draws. With A = 1 there is no 
 plain image against the plain bank. Without `tta_augment` (the CPU recipe) no view is drawn from T: x
 against the plain bank and x^c against the context bank, each once (A ≥ 2), or x alone (A = 1). Only one
 bank is held at a time, so memory stays at one n×D matrix whatever A is.
+
+CSI and self-OECL (engine/csi.py, engine/oecl.py) have no context: their A views are all on x, and their own
+score (CSI's s_con-SI + s_cls-SI, self-OECL's projection norm, both negated) takes S_NND's slot, the one the
+Review queue ranks by, as the classical references' does (engine/classical.py); S_LH stays on the encoder
+features, and the context features are those of x rotated by 180°, the outlier their training made.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ import numpy as np
 import torch
 
 from engine import batchnorm
-from engine.augment import ContentAugmentation
-from engine.config import ScoreConfig
+from engine.augment import ContentAugmentation, ContentParams
+from engine.config import ROTATION_METHODS, ScoreConfig
 from engine.copies import copy_groups
+from engine.csi import CSIScorer, rotated_outputs
 from engine.device import deterministic
-from engine.embed import embed
+from engine.embed import HeadOutputs, embed, project
+from engine.oecl import norm_normality
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import TrainedModel, TrainingCancelled
 
 NEIGHBOURS = 5  # nearest training images kept per scored sample: "why was it flagged"
+CONTEXT_FREE = ("simclr", *ROTATION_METHODS)  # learned methods without a context cluster: every view is on x
 
 
 @dataclass
@@ -53,15 +61,15 @@ ProgressCallback = Callable[[int, int], "bool | None"]
 def view_plan(config: ScoreConfig, context: str, method: str) -> list[tuple[str | None, str | None, int | None]]:
     """For each test-time augmentation: (context of the query, context of the bank, draw index).
 
-    SimCLR has no context cluster, so all of its A views are on x. Without `tta_augment` every view is the
-    identity, so each distinct view is scored once: x, and x^c when A ≥ 2 (draw index None).
+    SimCLR, CSI and self-OECL have no context cluster, so all of their A views are on x. Without `tta_augment`
+    every view is the identity, so each distinct view is scored once: x, and x^c when A ≥ 2 (draw index None).
     """
     bank_context = context if config.context_bank == "context" else None
-    if config.tta == 1 or (not config.tta_augment and method == "simclr"):
+    if config.tta == 1 or (not config.tta_augment and method in CONTEXT_FREE):
         return [(None, None, None)]
     if not config.tta_augment:
         return [(None, None, None), (context, bank_context, None)]
-    on_context = 0 if method == "simclr" else config.tta // 2
+    on_context = 0 if method in CONTEXT_FREE else config.tta // 2
     on_plain = config.tta - on_context
     return [(None, None, i) for i in range(on_plain)] + [
         (context, bank_context, on_plain + i) for i in range(on_context)
@@ -152,6 +160,9 @@ def score_images(
         return out
 
     need_bank_as_query = score_train or any_inside
+    method = trained.config.method
+    own_queries: list[torch.Tensor] = []  # CSI, self-OECL: per view, what `_own_scores` reduces
+    own_reference: list[torch.Tensor | None] = []
     plain_bank = plain = None
     for done, (query_context, bank_context, draw) in enumerate(plan, start=1):
         params = None if draw is None else draws[draw]
@@ -163,17 +174,28 @@ def score_images(
         query_feats = query_features(bank_as_query if any_inside else None, query_context, params)
         if draw is None and query_context is None and bank_context is None:
             plain_bank, plain = bank_feats, query_feats  # the plain view (A = 1): no need to embed it again below
-        nnd = NNDScorer(config.k).fit(bank_feats, copies)
         lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_feats, copies)
-        s_nnd += nnd.anomaly_scores(query_feats, exclude).double()
         s_lh += lh.anomaly_scores(query_feats, exclude).double()
         if has_reference:
-            t_nnd += nnd.anomaly_scores(bank_as_query[self_rows], self_rows).double()
             t_lh += lh.anomaly_scores(bank_as_query[self_rows], self_rows).double()
+        if method in ROTATION_METHODS:
+            reference_rows = self_rows if has_reference else None
+            q, t = _own_view(trained, bank, queries, params, augmentation, config, copies, exclude, reference_rows)
+            own_queries.append(q)
+            own_reference.append(t)
+        else:
+            nnd = NNDScorer(config.k).fit(bank_feats, copies)
+            s_nnd += nnd.anomaly_scores(query_feats, exclude).double()
+            if has_reference:
+                t_nnd += nnd.anomaly_scores(bank_as_query[self_rows], self_rows).double()
         if on_progress is not None and on_progress(done, total) is False:
             raise TrainingCancelled(f"cancelled while scoring ({done} of {total} views)")
 
     views = len(plan)
+    s_nnd, t_nnd = s_nnd / views, t_nnd / views  # S_NND, like S_LH, is the mean over the views
+    if method in ROTATION_METHODS:  # the method's own score in S_NND's slot instead
+        s_nnd = _own_scores(method, own_queries)
+        t_nnd = _own_scores(method, own_reference) if has_reference else t_nnd
     if plain_bank is None:
         plain_bank = view(bank, None, None)
         plain = query_features(plain_bank if any_inside else None, None, None)
@@ -182,18 +204,61 @@ def score_images(
     # contexts normalised alike, so their two clusters are the ones training made
     pooled_with_own_statistics = not statistics and config.features == "pooled"
     shown = plain if pooled_with_own_statistics else embed(model, queries, batch_size=config.batch_size, amp=amp)
-    context_plain = embed(model, queries, context=trained.config.context, batch_size=config.batch_size, amp=amp)
+    # a rotation method's context image is x rotated by 180°: the outlier its training made, its own "context"
+    context_view = {"quarter_turns": 2} if method in ROTATION_METHODS else {"context": trained.config.context}
+    context_plain = embed(model, queries, **context_view, batch_size=config.batch_size, amp=amp)
     if on_progress is not None:
         on_progress(total, total)
     return ScoreResult(
-        s_nnd=(s_nnd / views).float().cpu().numpy(),
+        s_nnd=s_nnd.float().cpu().numpy(),
         s_lh=(s_lh / views).float().cpu().numpy(),
         features=shown.cpu().numpy(),
         context_features=context_plain.cpu().numpy(),
         neighbours=rows.cpu().numpy(),
         neighbour_similarity=sims.cpu().numpy(),
         reference_rows=reference if has_reference else None,
-        train_s_nnd=(t_nnd / views).float().cpu().numpy() if has_reference else None,
+        train_s_nnd=t_nnd.float().cpu().numpy() if has_reference else None,
         train_s_lh=(t_lh / views).float().cpu().numpy() if has_reference else None,
         wall_s=time.perf_counter() - started,
     )
+
+
+def _own_view(
+    trained: TrainedModel,
+    bank: torch.Tensor,
+    queries: torch.Tensor,
+    params: ContentParams | None,
+    augmentation: ContentAugmentation,
+    config: ScoreConfig,
+    copies: torch.Tensor,
+    exclude: torch.Tensor,
+    reference_rows: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One test-time view of a rotation method's own score, for the queries and the reference rows (or None).
+
+    CSI: the (M,) and (R,) anomaly scores under this view, the reference rows leave-one-out with their copies.
+    self-OECL: the (M, P) and (R, P) unnormalised projections, whose mean over the views `_own_scores` takes the
+    norm of; the score uses no bank, so a training image needs nothing left out.
+    """
+    view = {"params": params, "augmentation": augmentation, "batch_size": config.batch_size, "amp": trained.config.amp}
+    model = trained.model
+    if trained.config.method == "csi":
+        bank_out = rotated_outputs(model, bank, **view)
+        scorer = CSIScorer().fit(bank_out, copies)
+        queries_out = scorer.anomaly_scores(rotated_outputs(model, queries, **view), exclude)
+        if reference_rows is None:
+            return queries_out, None
+        own = [HeadOutputs(b.projection[reference_rows], b.shift_logits[reference_rows]) for b in bank_out]
+        return queries_out, scorer.anomaly_scores(own, reference_rows)
+    queries_out = project(model, queries, **view).projection
+    if reference_rows is None:
+        return queries_out, None
+    return queries_out, project(model, bank[reference_rows.cpu()], **view).projection
+
+
+def _own_scores(method: str, per_view: list) -> torch.Tensor:
+    """A rotation method's anomaly score over the views (higher = more anomalous), float64: CSI's mean over the
+    views; self-OECL's −‖mean projection over the views‖₂ (the paper's score, negated)."""
+    if method == "csi":
+        return torch.stack(per_view).double().mean(dim=0)
+    return -norm_normality(per_view)

@@ -250,3 +250,21 @@ def test_a_classical_method_trains_nothing_and_writes_no_model(tmp_path):
     assert len(read_scores(tmp_path / "scores.csv")) == summary["metrics"]["n_scored"]
     assert not (tmp_path / "model.pt").exists()
     assert "pixels_iforest" in con2("train", "--help").stdout
+
+
+@pytest.mark.parametrize("method", ["csi", "self_oecl"])
+def test_a_rotation_method_trains_from_the_command_line_and_its_model_scores_again(tmp_path, method):
+    """Issue 13: `--method csi` / `--method self_oecl` train, and `con2 score` with the saved model (CSI's rotation
+    head included) gives the training images the scores the run gave them."""
+    con2("train", "--data", "digits", "--normal-label", "1", "--method", method, "--out", str(tmp_path / "run"),
+         *QUICK)  # fmt: skip
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["config"]["train"]["method"] == method and len(summary["history"]) == 2
+    assert summary["metrics"]["auroc_nnd"] is not None
+    con2("score", "--model", str(tmp_path / "run"), "--data", "digits", "--split", "test", "--normal-label", "1",
+         "--out", str(tmp_path / "again"), "--tta", "2", "--quiet")  # fmt: skip
+    first = {r["sample_id"]: float(r["s_nnd"]) for r in read_scores(tmp_path / "run" / "scores.csv")}
+    again = {r["sample_id"]: float(r["s_nnd"]) for r in read_scores(tmp_path / "again" / "scores.csv")}
+    assert first.keys() == again.keys()
+    assert all(abs(first[k] - again[k]) < 1e-4 for k in first)
+    assert "such as cell microscopy" in " ".join(con2("train", "--help").stdout.split())  # argparse wraps lines

@@ -127,6 +127,8 @@ def test_training_curves_show_three_losses_and_alpha_on_its_own_axis():
     simclr = charts.training_curves(steps.assign(loss_context=None))  # SimCLR has no context loss
     assert len(simclr.data) == 3
     assert charts.training_curves(steps.iloc[:0]).layout.annotations
+    csi = {t.name for t in charts.training_curves(steps, method="csi").data}
+    assert "rotation loss (L_cls-SI)" in csi and not any("L_context" in name for name in csi)
 
 
 def test_the_content_loss_chance_level_is_log_of_the_other_views_in_a_batch():
@@ -135,6 +137,9 @@ def test_the_content_loss_chance_level_is_log_of_the_other_views_in_a_batch():
     assert charts.content_chance({"method": "con2", "batch_size": 32, "views_per_context": 2}) == math.log(127)
     assert charts.content_chance({"method": "simclr", "batch_size": 64}) == math.log(127)
     assert charts.content_chance({"method": "pixels_knn"}) is None
+    # CSI: 2 views of 4 rotations of each original; self-OECL: 2 views of its 2 normal rotations
+    assert charts.content_chance({"method": "csi", "batch_size": 32}) == math.log(255)
+    assert charts.content_chance({"method": "self_oecl", "batch_size": 32}) == math.log(127)
     steps = pd.DataFrame({"step": [1, 5], "loss": [4.0, 3.0], "loss_content": [4.1, 3.9], "alpha": [1.0, 1.0]})
     line = charts.training_curves(steps, chance=math.log(63)).data[0]
     assert list(line.x) == [1, 5] and list(line.y) == [math.log(63)] * 2 and "chance" in line.name

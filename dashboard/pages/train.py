@@ -105,7 +105,9 @@ def live(watching: bool) -> None:
         st.error(status["error"], icon=":material/error:")
     chance = charts.content_chance(status["train"])
     st.plotly_chart(
-        charts.training_curves(jobs.step_metrics(job_id), chance=chance), key="train_curves", width="stretch"
+        charts.training_curves(jobs.step_metrics(job_id), chance=chance, method=status["train"].get("method")),
+        key="train_curves",
+        width="stretch",
     )
     st.caption(ALPHA_CAPTIONS.get(status["train"].get("alpha_schedule", "constant"), ""))
     if chance is not None:
