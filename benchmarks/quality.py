@@ -118,13 +118,26 @@ def split(task: Task, normal: str) -> tuple[Any, np.ndarray, float]:
     return loaded, targets, auroc(targets, pixel_nnd_scores(loaded))
 
 
+# Views each peer method embeds per training image per step (their modules' view builders): CSI two views of each
+# of the four rotations; self-OECL two of 0° and 90° and two of 180° and 270°.
+PEER_VIEWS = {"simclr": 2, "csi": 8, "self_oecl": 8}
+
+
+def views_per_image(train_over: dict) -> int:
+    """Images a training step embeds per training image for the method under test: Con2 and its ablations 2k."""
+    method = train_over.get("method", TrainConfig.method)
+    if method in PEER_VIEWS:
+        return PEER_VIEWS[method]
+    return 2 * int(train_over.get("views_per_context", TrainConfig.views_per_context))
+
+
 def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:
     """Train and score one (task, normal class, seed, method); every figure of one row of the table."""
     loaded, targets, floor = split(task, normal)
-    # The budget is wall time: task.epochs of the paper's 4 views per image. A recipe with k views per context
-    # embeds 2k, so it gets 4 / 2k times the epochs (unless --train sets them); SimCLR (2 views) gets twice.
-    k = int(train_over.get("views_per_context", 2))
-    epochs = task.epochs * 2 // k if "epochs" not in train_over else int(train_over["epochs"])
+    # The budget is wall time: task.epochs of the paper's 4 views per image. A method that embeds v views of
+    # each training image per step gets 4 / v times the epochs (unless --train sets them); SimCLR gets twice.
+    views = views_per_image(train_over)
+    epochs = max(1, task.epochs * 4 // views) if "epochs" not in train_over else int(train_over["epochs"])
     fields = {"batch_size": task.batch_size, **train_over, "epochs": epochs, "seed": seed}
     if method == "simclr":
         fields.update(method="simclr", epochs=task.epochs * 2)
