@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import re
 import statistics
 import sys
 import time
@@ -258,6 +259,20 @@ def markdown(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def sections(text: str) -> tuple[str, dict[str, str]]:
+    """(the part before the first `## ` heading, {heading: its section}) of a Markdown page."""
+    head, *parts = re.split(r"(?m)^(?=## )", text)
+    return head, {part.splitlines()[0][3:]: part.rstrip("\n") + "\n\n" for part in parts}
+
+
+def write_table(results: dict[str, list[dict]]) -> None:
+    """Rewrite the labels that have stored results and keep the page's other sections as they are: the state
+    files are local and git-ignored, so a label measured in an earlier checkout survives only on the page."""
+    head, fresh = sections(markdown(results))
+    kept = sections(TABLE.read_text())[1] if TABLE.exists() else {}
+    TABLE.write_text((head + "".join({**kept, **fresh}.values())).rstrip("\n") + "\n")
+
+
 def load_state(label: str) -> list[dict]:
     path = STATE / f"{label}.json"
     return json.loads(path.read_text()) if path.exists() else []
@@ -298,7 +313,7 @@ def main() -> None:
                         (STATE / f"{args.label}.json").write_text(json.dumps(cells, indent=1))
                         print(progress_line(cell), file=sys.stderr, flush=True)
     results = {p.stem: json.loads(p.read_text()) for p in sorted(STATE.glob("*.json"))}
-    TABLE.write_text(markdown(results))
+    write_table(results)
     print(json.dumps({label: summarise(cells) for label, cells in results.items()}, indent=1))
 
 
