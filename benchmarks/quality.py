@@ -5,7 +5,8 @@ For each task (a real one-class split) and seed it trains the recipe under test 
 wall time (SimCLR makes 2 views of an image where Con2 makes 4 — 2 with views_per_context = 1 — so it gets
 twice the epochs, or as many), scores both
 with S_NND and S_LH (the recipe's TTA) and reports, beside them:
-- the raw-pixel 1-NN floor (engine.baseline), the reference every learned method must clear;
+- the raw-pixel 1-NN floor (engine.baseline), the reference every learned method must clear, and the other
+  classical references (engine.classical): PCA + 1-NN and IsolationForest on the pixels;
 - the same encoder at random initialisation, scored without TTA, against the trained one without TTA;
 - the effective rank (exp of the entropy of the normalised squared singular values) of the centred encoder
   features of the training images, trained and at random initialisation: a collapse detector.
@@ -13,6 +14,7 @@ with S_NND and S_LH (the recipe's TTA) and reports, beside them:
     python benchmarks/quality.py --quick                   # ~16 min here: the ten digits and BreastMNIST, 1 seed
     python benchmarks/quality.py                           # every task; 3 seeds on the medical sets
     python benchmarks/quality.py --quick --label main --train alpha_schedule=linear
+    python benchmarks/quality.py --quick --label csi --train method=csi --no-simclr   # a peer method, same budget
     python benchmarks/quality.py --table                   # rewrite docs/quality-suite.md from stored results
 
 Results are kept per cell in benchmarks/state/quality/<label>.json (a rerun skips finished cells), printed as
@@ -49,6 +51,11 @@ from engine.model import Con2Model
 from engine.scoring import NNDScorer
 from engine.train import train
 from engine.tta import score_images
+
+try:  # the classical references came after 54863b9, which this script also measures
+    from engine.classical import score_classical
+except ImportError:
+    score_classical = None
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -111,12 +118,19 @@ def plain_auroc(model: Con2Model, loaded, targets: np.ndarray, kind: str = "pool
 
 
 @functools.lru_cache(maxsize=1)
-def split(task: Task, normal: str) -> tuple[Any, np.ndarray, float]:
-    """(the loaded split, its anomaly targets, the raw-pixel floor's AUROC): the recipe's and SimCLR's cells of a
-    class run one after the other, so the images are decoded and the floor computed once for both."""
+def split(task: Task, normal: str) -> tuple[Any, np.ndarray, dict[str, float]]:
+    """(the loaded split, its anomaly targets, the classical references' AUROC: raw-pixel 1-NN (the floor), PCA +
+    1-NN, IsolationForest): the cells of a class run one after the other, so the images are decoded and the
+    references computed once for all of them."""
     loaded = load_data(task.data(normal))
     targets = anomaly_targets(loaded.score.labels, normal)
-    return loaded, targets, auroc(targets, pixel_nnd_scores(loaded))
+    references = {"auroc_pixels": auroc(targets, pixel_nnd_scores(loaded))}
+    if score_classical is not None:
+        for key, method in (("auroc_pca", "pixels_pca_knn"), ("auroc_iforest", "pixels_iforest")):
+            result, _ = score_classical(loaded.train.pixels, loaded.score.pixels, TrainConfig(method=method),
+                                        ScoreConfig(), query_in_bank=loaded.score_in_train)  # fmt: skip
+            references[key] = auroc(targets, result.s_nnd)
+    return loaded, targets, references
 
 
 # Views each peer method embeds per training image per step (their modules' view builders): CSI two views of each
@@ -134,7 +148,7 @@ def views_per_image(train_over: dict) -> int:
 
 def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:
     """Train and score one (task, normal class, seed, method); every figure of one row of the table."""
-    loaded, targets, floor = split(task, normal)
+    loaded, targets, references = split(task, normal)
     # The budget is wall time: task.epochs of the paper's 4 views per image. A method that embeds v views of
     # each training image per step gets 4 / v times the epochs (unless --train sets them); SimCLR gets twice.
     views = views_per_image(train_over)
@@ -158,7 +172,7 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
     return {
         "task": task.name, "normal": normal, "seed": seed, "method": method,
         "auroc_nnd": auroc(targets, scores.s_nnd), "auroc_lh": auroc(targets, scores.s_lh),
-        "auroc_pixels": floor,
+        **references,
         "auroc_nnd_plain": trained_plain, "auroc_nnd_random": random_plain,
         "rank": trained_rank, "rank_random": random_rank,
         "train_s": train_s, "score_s": scores.wall_s, "epochs": config.epochs,
@@ -213,7 +227,7 @@ def summarise(cells: list[dict]) -> list[dict[str, Any]]:
 
 def _row(group: list[dict], mean_over_classes: bool) -> dict[str, str]:
     def values(method: str, key: str) -> list[float]:
-        picked = [c for c in group if c["method"] == method]
+        picked = [c for c in group if c["method"] == method and key in c]  # older cells lack newer keys
         if not mean_over_classes:
             return [c[key] for c in picked]
         by_seed: dict[int, list[float]] = {}
@@ -225,6 +239,8 @@ def _row(group: list[dict], mean_over_classes: bool) -> dict[str, str]:
     seconds_simclr = [c["train_s"] + c["score_s"] for c in group if c["method"] == "simclr"]
     return {
         "floor": mean_std(values("recipe", "auroc_pixels")[:1]),
+        "PCA 1-NN / IForest": f"{mean_std(values('recipe', 'auroc_pca')[:1])} / "
+        f"{mean_std(values('recipe', 'auroc_iforest')[:1])}",
         "recipe S_NND": mean_std(values("recipe", "auroc_nnd")),
         "recipe S_LH": mean_std(values("recipe", "auroc_lh")),
         "SimCLR S_NND": mean_std(values("simclr", "auroc_nnd")),
