@@ -36,12 +36,13 @@ import math
 
 import torch
 
+from engine.config import MASKED_SAME_CLASS_WEIGHT
 from engine.csi import rotation_loss
 from engine.device import without_autocast
 from engine.ensemble import Transform
 from engine.rotations import ROTATIONS
 
-SAME_CLASS_WEIGHT = 0.5  # ρ: the share of the usual repulsion a same-rotation negative keeps
+SAME_CLASS_WEIGHT = MASKED_SAME_CLASS_WEIGHT  # ρ: the share of the usual repulsion a same-rotation negative keeps
 ROTATION_WEIGHT = 1.0  # weight of the rotation cross-entropy
 SELF_ENSEMBLE: list[Transform] = [(y, mirrored) for mirrored in (False, True) for y in range(ROTATIONS)]
 
@@ -55,7 +56,8 @@ def masked_nt_xent(z: torch.Tensor, labels: torch.Tensor, temperature: float, we
     with without_autocast(z.device):  # exp(s/τ) needs float32's precision (engine/losses.py)
         logits = (z.float() @ z.float().T) / temperature
     same_class = (labels[:, None] == labels[None, :]) & (rows[None, :] != partner[:, None])
-    log_weight = torch.zeros_like(logits).masked_fill(same_class, math.log(weight))
+    log_rho = math.log(weight) if weight > 0 else float("-inf")  # ρ = 0: those negatives masked out entirely
+    log_weight = torch.zeros_like(logits).masked_fill(same_class, log_rho)
     log_weight = log_weight.masked_fill(torch.eye(m2, dtype=torch.bool, device=z.device), float("-inf"))
     denominator = torch.logsumexp(logits + log_weight, dim=1)
     return (denominator - logits[rows, partner]).mean()
@@ -68,10 +70,3 @@ def masked_loss(
     l_con = masked_nt_xent(z, labels, temperature, SAME_CLASS_WEIGHT)
     l_cls = rotation_loss(logits, labels)
     return l_con + ROTATION_WEIGHT * l_cls, l_con, l_cls
-
-
-def chance_loss(batch_size: int) -> float:
-    """L_mcl of a head that tells no view apart (every s equal): log Σ_k w_ik over an anchor's 8N − 1 others =
-    its partner, 6N views of other rotations, 2N − 2 of its own with weight ρ."""
-    n = batch_size
-    return math.log(1 + 6 * n + SAME_CLASS_WEIGHT * (2 * n - 2))
