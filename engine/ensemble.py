@@ -43,6 +43,7 @@ def ensemble_scores(
     augmentation: ContentAugmentation,
     batch_size: int,
     amp: bool,
+    features: str = "pooled",
     copies: torch.Tensor | None,
     exclude: torch.Tensor | None,
     reference_rows: torch.Tensor | None,
@@ -51,9 +52,10 @@ def ensemble_scores(
     reference_rows, (R,) for those bank rows scored leave-one-out (they and their copies out of their bank).
 
     exclude[i]: the bank row of query i when it is a training image, else −1 (engine/tta.py). One draw of T
-    (params; None = none) follows the transform, for the bank and the queries alike.
+    (params; None = none) follows the transform, for the bank and the queries alike. features: the encoder's
+    "pooled" or "grid" features (`Con2Model.features`), as S_NND and S_LH use them.
     """
-    view = {"params": params, "augmentation": augmentation, "batch_size": batch_size, "amp": amp}
+    view = {"params": params, "augmentation": augmentation, "batch_size": batch_size, "amp": amp, "features": features}
     total_queries = torch.zeros(queries.shape[0], dtype=torch.float64)
     total_reference = None if reference_rows is None else torch.zeros(len(reference_rows), dtype=torch.float64)
     for turns, mirrored in transforms:

@@ -251,8 +251,8 @@ def _own_view(
         else:
             transforms = masked.SELF_ENSEMBLE
             make_scorer = lambda: LHScorer(config.lh_shrinkage, config.lh_epsilon)  # noqa: E731
-        return ensemble_scores(model, bank, queries, transforms, make_scorer, **view, copies=copies, exclude=exclude,
-                               reference_rows=reference_rows)  # fmt: skip
+        return ensemble_scores(model, bank, queries, transforms, make_scorer, **view, features=config.features,
+                               copies=copies, exclude=exclude, reference_rows=reference_rows)  # fmt: skip
     if trained.config.method == "csi":
         bank_out = rotated_outputs(model, bank, **view)
         scorer = CSIScorer().fit(bank_out, copies)

@@ -95,7 +95,14 @@ def test_the_score_is_s_nnd_averaged_over_the_four_rotations():
     bank = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8)
     queries = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
     identity = ContentAugmentation(8, **IDENTITY)
-    view = {"params": None, "augmentation": identity, "batch_size": 4, "amp": False, "copies": None}
+    view = {
+        "params": None,
+        "augmentation": identity,
+        "batch_size": 4,
+        "amp": False,
+        "features": "pooled",
+        "copies": None,
+    }
     scores, reference = ensemble_scores(model, bank, queries, firm.ROTATION_ENSEMBLE, lambda: NNDScorer(1),
                                         exclude=None, reference_rows=torch.tensor([0, 2]), **view)  # fmt: skip
     expected, expected_reference = [0.0] * 3, [0.0] * 2
@@ -127,7 +134,7 @@ def test_a_tiny_run_on_the_digits_ranks_the_other_digits_above_the_eights(digits
     assert all(math.isfinite(v) for row in result.trained.history for v in row.values())
     for name in ("s_nnd", "s_lh", "features", "context_features", "train_s_nnd", "train_s_lh"):
         assert np.isfinite(getattr(result.scores, name)).all(), name
-    assert result.metrics["auroc_nnd"] >= 0.7  # measured 0.878 (seed 2, one epoch)
+    assert result.metrics["auroc_nnd"] >= 0.85  # measured 0.967 (seed 2, one epoch, grid features)
 
 
 def test_the_bundle_round_trip_scores_as_the_original_and_adds_no_head(digits_firm):

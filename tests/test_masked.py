@@ -120,8 +120,8 @@ def test_self_ensemble_inference_averages_the_gaussian_nll_over_rotations_and_mi
     identity = ContentAugmentation(8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=0.0,
                                    grey_p=0.0, blur_p=0.0)  # fmt: skip
     scores, _ = ensemble_scores(model, bank, queries, masked.SELF_ENSEMBLE, lambda: LHScorer("fixed", 1e-2),
-                                params=None, augmentation=identity, batch_size=4, amp=False, copies=None,
-                                exclude=None, reference_rows=None)  # fmt: skip
+                                params=None, augmentation=identity, batch_size=4, amp=False, features="pooled",
+                                copies=None, exclude=None, reference_rows=None)  # fmt: skip
     expected = [0.0] * 3
     for mirrored in (False, True):
         for y in range(4):
@@ -151,7 +151,7 @@ def test_a_tiny_run_on_the_digits_ranks_the_other_digits_above_the_eights(digits
     for name in ("s_nnd", "s_lh", "features", "context_features", "train_s_nnd", "train_s_lh"):
         assert np.isfinite(getattr(result.scores, name)).all(), name
     assert len(result.scores.train_s_nnd) == 50
-    assert result.metrics["auroc_nnd"] >= 0.7  # measured 0.875 (seed 2, one epoch)
+    assert result.metrics["auroc_nnd"] >= 0.85  # measured 0.968 (seed 2, one epoch, grid features)
 
 
 def test_the_bundle_keeps_the_rotation_head_and_scores_as_the_original(digits_masked):
