@@ -62,6 +62,10 @@ def test_the_rotation_methods_train_from_the_form_and_are_evaluated(tmp_path):
         page.get_by_text("1,797", exact=True).wait_for(timeout=120_000)  # the demo, registered by the app's worker
 
         open_page(page, url, "train")
+        # the form says what the peer methods assume, beside the selector, not only in its help tooltip
+        page.get_by_text(
+            re.compile(r"peer methods \(csi, self_oecl, firm, masked_contrastive\).*cell microscopy")
+        ).wait_for()
         for method in METHODS:
             queue(page, method)
         screenshot(page, "peer-1-train-queued")
