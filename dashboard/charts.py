@@ -14,6 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from engine.config import MASKED_SAME_CLASS_WEIGHT
+
 COLOR_BY = ("context", "s_nnd", "s_lh", "label", "split", "verdict")
 SCORES = {"s_nnd": "S_NND", "s_lh": "S_LH"}
 CONTEXT_COLORS = {"original": "#1f77b4", "context": "#ff7f0e"}
@@ -175,13 +177,20 @@ def content_chance(train: dict[str, Any]) -> float | None:
     """L_content (SimCLR: its one loss) of a head that tells no image apart: every view equally like the anchor,
     so −log(1 / (V − 1)) with V views in a batch: 2 contexts × views_per_context × batch_size for Con2, 2 ×
     batch_size for SimCLR, 2 views × 4 rotations × batch_size for CSI, 2 × 2 rotations × batch_size for self-OECL
-    (its NT-Xent; its outliers are not in it). None for methods without a contrastive loss (the classical
+    (its NT-Xent; its outliers are not in it), 2 views × (normal + rotated) × batch_size for FIRM (each positive's
+    term, so its normal anchors' loss too). Masked contrastive weighs its same-rotation negatives down, so its
+    level is log of the weighted denominator: an anchor's partner, the 6 × batch_size views of other rotations
+    and ρ × the 2 × batch_size − 2 of its own. None for methods without a contrastive loss (the classical
     references)."""
     method, batch = train.get("method", "con2"), int(train.get("batch_size", 64))
+    if method == "masked_contrastive":
+        return math.log(1 + 6 * batch + MASKED_SAME_CLASS_WEIGHT * (2 * batch - 2))
     if method == "simclr":
         views = 2 * batch
     elif method == "csi":
         views = 8 * batch
+    elif method == "firm":
+        views = 4 * batch
     elif method == "self_oecl":
         views = 4 * batch
     elif method in ("con2", "content_only"):
@@ -195,6 +204,8 @@ def content_chance(train: dict[str, Any]) -> float | None:
 LOSS_NAMES = {
     "csi": ("rotation loss (L_cls-SI)", "contrastive loss (L_con-SI)"),
     "self_oecl": ("norm penalty (‖f‖ of the 180°/270° images)", "contrastive loss (NT-Xent)"),
+    "firm": ("outlier anchors' loss (rotated images)", "normal anchors' loss (all normals positives)"),
+    "masked_contrastive": ("rotation loss (cross-entropy)", "masked contrastive loss (L_mcl)"),
 }
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from engine.config import CLASSICAL_METHODS, ROTATION_METHODS
 
-# methods whose config's context is a default, not a setting (CSI and self-OECL shift by rotation instead)
+# methods whose config's context is a default, not a setting (the rotation methods shift by rotation instead)
 CONTEXT_FREE = ("simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
 
 
@@ -21,8 +21,8 @@ def number(value: Any, digits: int = 3) -> str:
 
 
 def method_label(method: str | None, context: str | None) -> str:
-    """A run's method as its labels say it: "con2/invert", but "simclr", "csi", "self_oecl" and the classical
-    references alone (no context trained)."""
+    """A run's method as its labels say it: "con2/invert", but "simclr", the rotation methods ("csi",
+    "self_oecl", "firm", "masked_contrastive") and the classical references alone (no context trained)."""
     if not method:
         return ""
     if method in CONTEXT_FREE or not context:

@@ -20,7 +20,7 @@ import streamlit as st
 
 from dashboard.gallery import display
 from db.session import DatabaseError
-from engine.config import CLASSICAL_METHODS, SECTIONS, ConfigError, DataConfig, RunConfig, build
+from engine.config import CLASSICAL_METHODS, ROTATION_METHODS, SECTIONS, ConfigError, DataConfig, RunConfig, build
 
 # Characters that can open Markdown, HTML, LaTeX or Streamlit syntax anywhere in a line (links, images, tags,
 # emphasis, code, tables, strikethrough, math, `:color[...]` directives, entities); CommonMark lets a backslash
@@ -152,7 +152,9 @@ def train_form(
         st.markdown("**Model and schedule**")
         st.caption(
             "The classical references (" + ", ".join(CLASSICAL_METHODS) + ") train nothing: epochs, encoder, "
-            "context and the other training and test-time settings are ignored for them (see the Method's help)."
+            "context and the other training and test-time settings are ignored for them (see the Method's help). "
+            "The peer methods (" + ", ".join(ROTATION_METHODS) + ") ignore the context and assume a rotated normal "
+            "image is abnormal: wrong for rotation-invariant data such as cell microscopy."
         )
         columns = st.columns(4)
         for i, (section, name) in enumerate(ESSENTIAL):

@@ -17,8 +17,13 @@ CONTEXTS = ("invert", "flip", "equalize")
 # must clear. Each is a value of TrainConfig.method like the learned ones.
 CLASSICAL_METHODS = ("pixels_knn", "pixels_pca_knn", "pixels_iforest")
 # Peer methods that shift normal images by rotation (engine/rotations.py) and treat the rotated ones as outliers:
-# CSI (engine/csi.py) and self-OECL (engine/oecl.py). They have no context augmentation.
-ROTATION_METHODS = ("csi", "self_oecl")
+# CSI (engine/csi.py), self-OECL (engine/oecl.py), FIRM (engine/firm.py) and masked contrastive learning
+# (engine/masked.py). They have no context augmentation.
+ROTATION_METHODS = ("csi", "self_oecl", "firm", "masked_contrastive")
+# ρ of masked contrastive learning's class-conditional mask (engine/masked.py): the share of the usual repulsion
+# a negative of the anchor's own rotation keeps. Here, not there, so the dashboard's chance level can read it
+# without loading torch.
+MASKED_SAME_CLASS_WEIGHT = 0.5
 METHODS = ("con2", "context_only", "content_only", "simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
 ENCODERS = ("resnet18", "resnet_small")
 CONTEXT_BANKS = ("context", "original")
@@ -104,12 +109,19 @@ class TrainConfig:
         default="con2",
         metadata=_help(
             "con2 = context contrasting + α·content alignment; context_only and content_only are the "
-            "paper's ablations; simclr is the baseline without a context. Peer methods (no context; both assume "
+            "paper's ablations; simclr is the baseline without a context. Peer methods (no context; all four assume "
             "rotated images are abnormal: wrong for rotation-invariant data such as cell microscopy): csi = CSI "
             "(Tack et al. 2020), NT-Xent over the four rotations of each image as separate instances + a rotation "
             "classifier, scored by nearest-neighbour similarity × projection norm + the rotation logit; self_oecl = "
             "self-OECL (Le-Gia & Ahn 2023), NT-Xent on 0°/90° rotations while the projection norm of 180°/270° "
-            "rotations is pushed down, scored by the projection norm. Classical references, no training "
+            "rotations is pushed down, scored by the projection norm; firm = FIRM (Lunardi et al. 2025), one "
+            "contrastive loss in which all normal images are positives of each other and each image rotated by a "
+            "random 90°/180°/270° is an outlier with only its own second view as positive, scored by "
+            "nearest-neighbour distance averaged over the four rotations (assumes the normal images form one "
+            "class); masked_contrastive = masked contrastive learning (Cho et al. 2021) with the four rotations as "
+            "pseudo-classes: NT-Xent whose same-rotation negatives are repelled at half strength + a rotation "
+            "classifier, scored by Gaussian likelihood averaged over 4 rotations × 2 mirrors. "
+            "Classical references, no training "
             "(epochs, encoder, context and the other training and TTA settings are ignored; images compared at "
             "≤ 32 px; they assume the images are aligned alike, so that the same pixel means the same place): "
             "pixels_knn = cosine distance of the raw pixels to the nearest training image; pixels_pca_knn = "

@@ -30,6 +30,12 @@ def instance_discrimination_loss(z: torch.Tensor, positives: torch.Tensor, tempe
     anchor i; the diagonal is ignored. The denominator runs over every other row of z (positives
     included). Every anchor must have at least one positive.
     """
+    return per_anchor_loss(z, positives, temperature).mean()
+
+
+def per_anchor_loss(z: torch.Tensor, positives: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(M,) each anchor's mean of ℓ over its positives, `instance_discrimination_loss` before the mean over
+    anchors: FIRM (engine/firm.py) reports its normal and its outlier anchors apart."""
     m = z.shape[0]
     eye = torch.eye(m, dtype=torch.bool, device=z.device)
     # (M, M) in float32 even under autocast (which would run this matmul in bfloat16; tests/test_gpu.py): exp(sim/τ)
@@ -43,8 +49,7 @@ def instance_discrimination_loss(z: torch.Tensor, positives: torch.Tensor, tempe
     counts = positives.sum(dim=1)
     if bool((counts == 0).any()):
         raise ValueError("every anchor needs at least one positive")
-    per_anchor = -(log_prob.masked_fill(~positives, 0.0)).sum(dim=1) / counts  # (M,)
-    return per_anchor.mean()
+    return -(log_prob.masked_fill(~positives, 0.0)).sum(dim=1) / counts  # (M,)
 
 
 def view_labels(

@@ -19,9 +19,9 @@ from torchvision.models.resnet import BasicBlock, ResNet
 from engine.rotations import ROTATIONS
 
 SMALL_STEM_MAX_SIZE = 64
-# Methods that train a rotation classifier on the encoder features (CSI's shift head); only their models carry
-# one, so every other method's state dict, checkpoints and bundles stay as they were.
-SHIFT_HEAD_METHODS = ("csi",)
+# Methods that train a rotation classifier on the encoder features (CSI's shift head; masked contrastive's too); only
+# their models carry one, so every other method's state dict, checkpoints and bundles stay as they were.
+SHIFT_HEAD_METHODS = ("csi", "masked_contrastive")
 GRID = 4  # cells per side of the "grid" features: layer 2's map (8–56 px wide) averaged to 4 × 4
 
 
@@ -91,7 +91,8 @@ def shift_classes(method: str) -> int:
 
 
 class Con2Model(nn.Module):
-    """g_θ with its two independent projection heads, and CSI's linear rotation head when `shift_classes` > 0."""
+    """g_θ with its two independent projection heads, and a linear rotation head (CSI, masked contrastive) when
+    `shift_classes` > 0."""
 
     def __init__(
         self, encoder: str = "resnet_small", image_size: int = 32, projection_dim: int = 128, shift_classes: int = 0

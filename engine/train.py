@@ -1,4 +1,5 @@
-"""The training loop: Con2 (Eq. 8), its ablations, the SimCLR baseline and the peer methods CSI and self-OECL.
+"""The training loop: Con2 (Eq. 8), its ablations, the SimCLR baseline and the peer methods CSI, self-OECL, FIRM
+and masked contrastive learning.
 
 The loop does no I/O of its own beyond optional checkpoints: it reports every step through one
 callback, which may also cancel the run by returning False. The whole uint8 training set moves to
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from engine import csi, oecl
+from engine import csi, firm, masked, oecl
 from engine.augment import ContentAugmentation, con2_views, simclr_views
 from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
@@ -266,6 +267,19 @@ def _objective(
             out = model(views)  # 8N views: 4N normal instances, 4N rotated outliers
         total, l_con, l_norm = oecl.oecl_loss(out.z_content, out.content_raw, tau, oecl.norm_weight(progress))
         return total, l_norm, l_con
+    # FIRM: its normal anchors' loss as L_content, its outlier anchors' as L_context (L is their mean)
+    if config.method == "firm":
+        views, groups = firm.firm_views(batch, augmentation, generator)
+        with autocast(batch.device, config.amp):
+            out = model(views.contiguous(memory_format=torch.channels_last))  # 4N views: 2N normal, 2N outlier
+        total, l_normal, l_outlier = firm.firm_loss(out.z_content, groups, tau)
+        return total, l_outlier, l_normal
+    if config.method == "masked_contrastive":
+        views, labels = csi.csi_views(batch, augmentation, generator)  # CSI's 8N views: the rotations are classes
+        with autocast(batch.device, config.amp):
+            out = model(views.contiguous(memory_format=torch.channels_last))
+        total, l_con, l_cls = masked.masked_loss(out.z_content, out.shift_logits, labels, tau)
+        return total, l_cls, l_con
     k = config.views_per_context
     views = con2_views(batch, config.context, augmentation, generator, k).contiguous(memory_format=torch.channels_last)
     with autocast(batch.device, config.amp):

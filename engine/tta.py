@@ -8,10 +8,12 @@ plain image against the plain bank. Without `tta_augment` (the CPU recipe) no vi
 against the plain bank and x^c against the context bank, each once (A ≥ 2), or x alone (A = 1). Only one
 bank is held at a time, so memory stays at one n×D matrix whatever A is.
 
-CSI and self-OECL (engine/csi.py, engine/oecl.py) have no context: their A views are all on x, and their own
-score (CSI's s_con-SI + s_cls-SI, self-OECL's projection norm, both negated) takes S_NND's slot, the one the
-Review queue ranks by, as the classical references' does (engine/classical.py); S_LH stays on the encoder
-features, and the context features are those of x rotated by 180°, the outlier their training made.
+The rotation methods CSI, self-OECL, FIRM and masked contrastive (engine/csi.py, oecl.py, firm.py, masked.py)
+have no context: their A views are all on x, and their own score (CSI's s_con-SI + s_cls-SI, self-OECL's
+projection norm, both negated; FIRM's S_NND over the four rotations, masked contrastive's Gaussian NLL over its
+eight self-ensemble transforms, engine/ensemble.py) takes S_NND's slot, the one the Review queue ranks by, as
+the classical references' does (engine/classical.py); S_LH stays on the encoder features, and the context
+features are those of x rotated by 180°, the outlier their training made.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine import batchnorm
+from engine import batchnorm, firm, masked
 from engine.augment import ContentAugmentation, ContentParams
 from engine.config import ROTATION_METHODS, ScoreConfig
 from engine.copies import copy_groups
 from engine.csi import CSIScorer, rotated_outputs
 from engine.device import deterministic
 from engine.embed import HeadOutputs, embed, project
+from engine.ensemble import ensemble_scores
 from engine.oecl import norm_normality
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import TrainedModel, TrainingCancelled
@@ -161,7 +164,7 @@ def score_images(
 
     need_bank_as_query = score_train or any_inside
     method = trained.config.method
-    own_queries: list[torch.Tensor] = []  # CSI, self-OECL: per view, what `_own_scores` reduces
+    own_queries: list[torch.Tensor] = []  # rotation methods: per view, what `_own_scores` reduces
     own_reference: list[torch.Tensor | None] = []
     plain_bank = plain = None
     for done, (query_context, bank_context, draw) in enumerate(plan, start=1):
@@ -236,12 +239,20 @@ def _own_view(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One test-time view of a rotation method's own score, for the queries and the reference rows (or None).
 
-    CSI: the (M,) and (R,) anomaly scores under this view, the reference rows leave-one-out with their copies.
-    self-OECL: the (M, P) and (R, P) unnormalised projections, whose mean over the views `_own_scores` takes the
-    norm of; the score uses no bank, so a training image needs nothing left out.
+    CSI, FIRM, masked contrastive: the (M,) and (R,) anomaly scores under this view, the reference rows
+    leave-one-out with their copies. self-OECL: the (M, P) and (R, P) unnormalised projections, whose mean over the
+    views `_own_scores` takes the norm of; the score uses no bank, so a training image needs nothing left out.
     """
     view = {"params": params, "augmentation": augmentation, "batch_size": config.batch_size, "amp": trained.config.amp}
     model = trained.model
+    if trained.config.method in ("firm", "masked_contrastive"):
+        if trained.config.method == "firm":
+            transforms, make_scorer = firm.ROTATION_ENSEMBLE, lambda: NNDScorer(config.k)
+        else:
+            transforms = masked.SELF_ENSEMBLE
+            make_scorer = lambda: LHScorer(config.lh_shrinkage, config.lh_epsilon)  # noqa: E731
+        return ensemble_scores(model, bank, queries, transforms, make_scorer, **view, features=config.features,
+                               copies=copies, exclude=exclude, reference_rows=reference_rows)  # fmt: skip
     if trained.config.method == "csi":
         bank_out = rotated_outputs(model, bank, **view)
         scorer = CSIScorer().fit(bank_out, copies)
@@ -257,8 +268,9 @@ def _own_view(
 
 
 def _own_scores(method: str, per_view: list) -> torch.Tensor:
-    """A rotation method's anomaly score over the views (higher = more anomalous), float64: CSI's mean over the
-    views; self-OECL's −‖mean projection over the views‖₂ (the paper's score, negated)."""
-    if method == "csi":
+    """A rotation method's anomaly score over the views (higher = more anomalous), float64: CSI's, FIRM's and
+    masked contrastive's mean over the views; self-OECL's −‖mean projection over the views‖₂ (the paper's score,
+    negated)."""
+    if method != "self_oecl":
         return torch.stack(per_view).double().mean(dim=0)
     return -norm_normality(per_view)

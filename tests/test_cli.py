@@ -252,10 +252,11 @@ def test_a_classical_method_trains_nothing_and_writes_no_model(tmp_path):
     assert "pixels_iforest" in con2("train", "--help").stdout
 
 
-@pytest.mark.parametrize("method", ["csi", "self_oecl"])
+@pytest.mark.parametrize("method", ["csi", "self_oecl", "firm", "masked_contrastive"])
 def test_a_rotation_method_trains_from_the_command_line_and_its_model_scores_again(tmp_path, method):
-    """Issue 13: `--method csi` / `--method self_oecl` train, and `con2 score` with the saved model (CSI's rotation
-    head included) gives the training images the scores the run gave them."""
+    """Issue 13: `--method csi` / `self_oecl` / `firm` / `masked_contrastive` train, and `con2 score` with the saved
+    model (the rotation head of CSI and masked contrastive included) gives the training images the scores the run
+    gave them."""
     con2("train", "--data", "digits", "--normal-label", "1", "--method", method, "--out", str(tmp_path / "run"),
          *QUICK)  # fmt: skip
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

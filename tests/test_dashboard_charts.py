@@ -129,6 +129,9 @@ def test_training_curves_show_three_losses_and_alpha_on_its_own_axis():
     assert charts.training_curves(steps.iloc[:0]).layout.annotations
     csi = {t.name for t in charts.training_curves(steps, method="csi").data}
     assert "rotation loss (L_cls-SI)" in csi and not any("L_context" in name for name in csi)
+    for method in ("firm", "masked_contrastive"):  # issue 13's two later peers name their columns too
+        names = {t.name for t in charts.training_curves(steps, method=method).data}
+        assert set(charts.LOSS_NAMES[method]) <= names and not any("L_context" in name for name in names)
 
 
 def test_the_content_loss_chance_level_is_log_of_the_other_views_in_a_batch():
@@ -140,6 +143,10 @@ def test_the_content_loss_chance_level_is_log_of_the_other_views_in_a_batch():
     # CSI: 2 views of 4 rotations of each original; self-OECL: 2 views of its 2 normal rotations
     assert charts.content_chance({"method": "csi", "batch_size": 32}) == math.log(255)
     assert charts.content_chance({"method": "self_oecl", "batch_size": 32}) == math.log(127)
+    # FIRM: 2 views of each image and of its rotated outlier; masked contrastive: CSI's 8 × 32 views, the anchor's
+    # 62 same-rotation negatives at weight ρ = 0.5 (tests/test_masked.py checks it against the loss itself)
+    assert charts.content_chance({"method": "firm", "batch_size": 32}) == math.log(127)
+    assert charts.content_chance({"method": "masked_contrastive", "batch_size": 32}) == math.log(1 + 192 + 31)
     steps = pd.DataFrame({"step": [1, 5], "loss": [4.0, 3.0], "loss_content": [4.1, 3.9], "alpha": [1.0, 1.0]})
     line = charts.training_curves(steps, chance=math.log(63)).data[0]
     assert list(line.x) == [1, 5] and list(line.y) == [math.log(63)] * 2 and "chance" in line.name

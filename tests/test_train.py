@@ -29,7 +29,9 @@ def tiny(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
-@pytest.mark.parametrize("method", ["con2", "context_only", "content_only", "simclr", "csi", "self_oecl"])
+@pytest.mark.parametrize(
+    "method", ["con2", "context_only", "content_only", "simclr", "csi", "self_oecl", "firm", "masked_contrastive"]
+)
 def test_every_method_trains_and_reports_each_step(pixels, method):
     reports = []
     trained = train(pixels, tiny(method=method), on_step=reports.append)
