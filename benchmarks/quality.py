@@ -133,9 +133,10 @@ def split(task: Task, normal: str) -> tuple[Any, np.ndarray, dict[str, float]]:
     return loaded, targets, references
 
 
-# Views each peer method embeds per training image per step (their modules' view builders): CSI two views of each
-# of the four rotations; self-OECL two of 0° and 90° and two of 180° and 270°.
-PEER_VIEWS = {"simclr": 2, "csi": 8, "self_oecl": 8}
+# Views each peer method embeds per training image per step (their modules' view builders): CSI and masked
+# contrastive two views of each of the four rotations; self-OECL two of 0° and 90° and two of 180° and 270°;
+# FIRM two of the image and two of one rotation of it.
+PEER_VIEWS = {"simclr": 2, "csi": 8, "self_oecl": 8, "masked_contrastive": 8, "firm": 4}
 
 
 def views_per_image(train_over: dict) -> int:
