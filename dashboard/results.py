@@ -26,6 +26,7 @@ from db import results as db_results
 from db import reviews as db_reviews
 
 SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
+FULL_MAX_PIXELS = 50_000_000  # a larger original is not shown at full resolution (the browser would choke)
 
 
 def projection_methods() -> list[str]:
@@ -210,3 +211,41 @@ def roc_frames(
     return (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "anomalous", "s_nnd", "s_lh"])
     )
+
+
+@st.cache_resource(max_entries=2, show_spinner="Opening the dataset…")
+def _source_index(location: str) -> dict[str, Any]:
+    """A dataset's source, opened once, with its samples by key (listing a folder of 40k files takes a while)."""
+    from engine.sources import open_source
+
+    source = open_source(location)
+    return {"source": source, "refs": {ref.sample_id: ref for ref in source.refs()}}
+
+
+def full_image(sample_id: int) -> np.ndarray | str:
+    """A sample's original image at full resolution: (H, W) or (H, W, 3) uint8, upright; or why it cannot be
+    shown (a moved file, an archive gone, an image over FULL_MAX_PIXELS)."""
+    from PIL import ImageOps
+
+    from engine.images import UnreadableImage, load_pixels
+
+    with connection.session() as session:
+        sample = db_datasets.get_samples(session=session, sample_ids=[sample_id]).get(sample_id)
+        dataset = db_datasets.get_dataset(session=session, dataset_id=sample.dataset_id) if sample else None
+        key, location = (sample.key, dataset.location) if sample and dataset else (None, None)
+    if key is None or location is None:
+        return "This sample is no longer in the database."
+    try:
+        index = _source_index(location)
+        ref = index["refs"].get(key)
+        if ref is None:
+            return f"{key} is no longer in {location}."
+        raw = index["source"].read(ref)
+        if isinstance(raw, np.ndarray):
+            return raw if raw.dtype == np.uint8 else np.clip(raw, 0, 255).astype(np.uint8)
+        image = ImageOps.exif_transpose(load_pixels(raw, max_pixels=FULL_MAX_PIXELS))
+    except (UnreadableImage, OSError, ValueError) as error:
+        return f"The original cannot be read: {error}"
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image)

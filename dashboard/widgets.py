@@ -207,14 +207,16 @@ def verdict_buttons(
     key: str,
     on_pick: Callable[..., None],
     args: Sequence[Any] = (),
+    shortcuts: bool = False,
 ) -> None:
     """One button per verdict; the current verdict is highlighted; a click calls `on_pick(verdict, *args)`.
 
     `on_pick` runs as the button's callback, before the rerun: it must write without calling Streamlit first
-    (see dashboard/outbox.py), and gets everything it needs through `args`.
+    (see dashboard/outbox.py), and gets everything it needs through `args`. `shortcuts`: the keys 1, 2, 3, ...
+    press the buttons in order (one set of such buttons on a page: a key presses every button bound to it).
     """
     columns = st.columns(len(verdicts))
-    for column, verdict in zip(columns, verdicts, strict=True):
+    for number, (column, verdict) in enumerate(zip(columns, verdicts, strict=True), start=1):
         column.button(
             plain(verdict),
             key=f"{key}_{verdict}",
@@ -222,7 +224,15 @@ def verdict_buttons(
             on_click=on_pick,
             args=(verdict, *args),
             width="stretch",
+            shortcut=verdict_key(number) if shortcuts else None,
         )
+
+
+def verdict_key(number: int) -> str:
+    """The key that gives the `number`-th verdict of a set (1-based): 1 … 9."""
+    if not 1 <= number <= 9:
+        raise ValueError(f"no key for verdict {number}; a set holds at most 9")
+    return str(number)
 
 
 VERDICT_SETS = {
@@ -232,26 +242,55 @@ VERDICT_SETS = {
 CUSTOM = "custom…"
 
 
-def verdict_set(*, key: str, default: str | None = None) -> list[str]:
+def verdict_set(
+    *,
+    key: str,
+    default: str | None = None,
+    stored: Sequence[str] | None = None,
+    on_change: Callable[[list[str]], None] | None = None,
+) -> list[str]:
     """The verdicts a reviewer picks from: a screening set, a curation set, or their own list.
 
-    `default`: a comma-separated list (e.g. from CON2_VERDICTS) offered as the first choice.
+    `default`: a comma-separated list (e.g. from CON2_VERDICTS) offered as a choice. `stored`: the set kept
+    with the dataset, chosen when the page opens. `on_change(verdicts)`: called when the reviewer picks
+    another set (to store it).
     """
     sets = dict(VERDICT_SETS)
-    if default:
-        own = tuple(v.strip() for v in default.split(",") if v.strip())
+    for own in (tuple(v.strip() for v in (default or "").split(",") if v.strip()), tuple(stored or ())):
         if own and own not in sets.values():
             sets = {" / ".join(own): own, **sets}
+    names = [*sets, CUSTOM]
+    chosen = next((name for name, value in sets.items() if stored and value == tuple(stored)), names[0])
+
+    def changed() -> None:
+        if on_change is not None:
+            on_change(_picked(st.session_state[key], sets, st.session_state.get(f"{key}_custom")))
+
     name = st.selectbox(
         "Verdicts",
-        [*sets, CUSTOM],
+        names,
+        index=names.index(chosen),
         key=key,
-        help="Anomaly / normal / unsure for screening; remove / keep / relabel for curating a dataset.",
+        on_change=changed,
+        help="Anomaly / normal / unsure for screening; remove / keep / relabel for curating a dataset. Kept with "
+        "the dataset: the same set after a reload, for every reviewer and on the Explore page.",
     )
     if name != CUSTOM:
         return list(sets[name])
-    text = st.text_input("Your verdicts, comma-separated", value="flag, fine", key=f"{key}_custom")
-    return [v.strip() for v in text.split(",") if v.strip()][:6] or ["flag", "fine"]
+    text = st.text_input("Your verdicts, comma-separated", value="flag, fine", key=f"{key}_custom", on_change=changed)
+    return _picked(name, sets, text)
+
+
+def verdict_set_default(default: str | None = None) -> list[str]:
+    """The set a page uses before any is stored: `default` (comma-separated, e.g. CON2_VERDICTS), else the first."""
+    own = [v.strip() for v in (default or "").split(",") if v.strip()]
+    return own or list(next(iter(VERDICT_SETS.values())))
+
+
+def _picked(name: str, sets: Mapping[str, tuple[str, ...]], text: str | None) -> list[str]:
+    if name != CUSTOM:
+        return list(sets[name])
+    return [v.strip() for v in (text or "").split(",") if v.strip()][:6] or ["flag", "fine"]
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Review, Sample, utcnow
+from db.models import Dataset, Review, Sample, utcnow
 
 
 def add_review(
@@ -119,3 +119,60 @@ def review_history(*, session: Session, sample_id: int) -> list[Review]:
 def newest_review_id(*, session: Session) -> int:
     """The id of the newest review (0 when there is none): changes whenever any verdict or note is written."""
     return int(session.scalar(select(func.max(Review.id))) or 0)
+
+
+def add_verdicts(
+    *,
+    session: Session,
+    sample_ids: Sequence[int],
+    verdict: str,
+    reviewer: str,
+    job_id: int | None = None,
+    at: datetime | None = None,
+) -> int:
+    """Give every sample of `sample_ids` the same verdict (a box or lasso on the Explore page): one new row
+    each, carrying the sample's current note, so no note is cleared. Returns how many samples it covered.
+
+    `at` as for `add_review`: with it, writing the same action again adds nothing new.
+    """
+    ids = list(dict.fromkeys(int(i) for i in sample_ids))
+    notes = {s: r.note for s, r in latest_reviews(session=session, sample_ids=ids).items()}
+    at = at or utcnow()
+    for sample_id in ids:
+        add_review(
+            session=session,
+            sample_id=sample_id,
+            verdict=verdict,
+            reviewer=reviewer,
+            note=notes.get(sample_id),
+            job_id=job_id,
+            at=at,
+        )
+    return len(ids)
+
+
+MAX_VERDICTS = 9  # one key each on the Review page: 1 … 9
+
+
+def verdict_set(*, session: Session, dataset_id: int) -> list[str] | None:
+    """The verdict set stored with a dataset (None: none chosen yet)."""
+    dataset = session.get(Dataset, dataset_id)
+    return list(dataset.verdicts) if dataset is not None and dataset.verdicts else None
+
+
+def store_verdict_set(*, session: Session, dataset_id: int, verdicts: Sequence[str]) -> list[str]:
+    """Keep `verdicts` (blank ones dropped, order and first occurrence kept) as the dataset's verdict set."""
+    cleaned = list(dict.fromkeys(v.strip() for v in verdicts if v.strip()))
+    if not cleaned:
+        raise ValueError("a verdict set needs at least one verdict")
+    if len(cleaned) > MAX_VERDICTS:
+        raise ValueError(f"a verdict set holds at most {MAX_VERDICTS} verdicts (one key each)")
+    if any(len(v) > 64 for v in cleaned):
+        raise ValueError("a verdict is at most 64 characters")
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise ValueError(f"no dataset {dataset_id}")
+    if dataset.verdicts != cleaned:
+        dataset.verdicts = cleaned
+        session.flush()
+    return cleaned

@@ -1,0 +1,111 @@
+"""Keyboard triage and bulk verdicts below the browser: the cursor the keys move, a verdict set kept with the
+dataset, and a bulk verdict (Explore's box or lasso) written whole through the review outbox.
+The browser versions are test_review_keys_e2e.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from dashboard.keyboard import Cursor, keys_help, next_after
+from dashboard.outbox import Outbox, VerdictBatch
+from dashboard.seed import seed_run
+from db.models import Review
+from db.session import DatabaseLocked, open_database
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+TIMEOUT = 90
+
+
+def test_the_cursor_moves_along_the_queue_and_stops_at_its_ends():
+    cursor = Cursor()
+    ids = [7, 3, 9, 4]
+    assert cursor.place(ids) == 7
+    cursor.step(ids, 1)
+    cursor.step(ids, 1)
+    assert cursor.sample_id == 9
+    cursor.step(ids, 20)
+    assert cursor.sample_id == 4
+    cursor.step(ids, -20)
+    assert cursor.sample_id == 7
+    assert cursor.place([3, 4]) == 3  # its sample left the queue (a filter): the queue's first
+
+
+def test_a_verdict_moves_the_cursor_on_unless_a_key_moved_it_meanwhile():
+    ids = [7, 3, 9]
+    cursor = Cursor()
+    cursor.place(ids)
+    cursor.moved_on(7, next_after(ids, 7))
+    assert cursor.sample_id == 3
+    cursor.step(ids, 1)  # j pressed before the verdict on 3 was handled
+    cursor.moved_on(3, next_after(ids, 3))
+    assert cursor.sample_id == 9
+    assert next_after(ids, 9) is None and next_after(ids, 99) is None
+    cursor.moved_on(9, None)  # the end of the queue: it stays
+    assert cursor.sample_id == 9
+
+
+def test_the_keys_are_listed_in_the_sets_order():
+    assert keys_help(["remove", "keep", "relabel"]).startswith("`1` remove · `2` keep · `3` relabel · `j` next")
+
+
+@pytest.fixture
+def seeded(app_data_dir):
+    url = f"sqlite:///{app_data_dir / 'con2.db'}"
+    return seed_run(url, samples=60), url
+
+
+def stored(url: str) -> list[tuple]:
+    sessions = open_database(url)
+    with sessions() as session:
+        return [
+            (r.sample_id, r.verdict, r.note, r.reviewer) for r in session.scalars(select(Review).order_by(Review.id))
+        ]
+
+
+def test_a_bulk_verdict_is_one_write_through_the_outbox_and_keeps_notes(seeded):
+    from dashboard import reviews
+
+    run, url = seeded
+    lasso = run.scored_ids[:30]
+    assert reviews.record_verdict(lasso[0], run.run_id, None, "smudge", "ada").startswith("Saved")
+    tries = []
+
+    def locked_once(item):
+        tries.append(item)
+        if len(tries) == 1:
+            raise DatabaseLocked("busy")
+        return reviews.write_review(item)
+
+    box = Outbox(locked_once)
+    box.add(VerdictBatch(tuple(lasso), run.run_id, "anomaly", "ada"))
+    assert box.waiting_verdicts() == dict.fromkeys(lasso, "anomaly")  # waiting, shown as "saving…"
+    assert stored(url) == [(lasso[0], None, "smudge", "ada")]
+    box._failed_at = float("-inf")  # the retry interval has passed
+    assert box.flush() == 0
+    assert box.take_messages() == ["Saved: anomaly for 30 samples"]
+    rows = stored(url)[1:]
+    assert sorted(r[0] for r in rows) == sorted(lasso)
+    assert {(r[1], r[3]) for r in rows} == {("anomaly", "ada")}
+    assert [r[2] for r in rows if r[0] == lasso[0]] == ["smudge"]  # the note stayed
+
+
+def test_the_verdict_set_chosen_on_the_review_page_is_kept_with_the_dataset(seeded):
+    run, url = seeded
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("dashboard/pages/review.py").run()
+    assert at.selectbox(key="review_verdicts").value == "anomaly / normal / unsure"
+    at.selectbox(key="review_verdicts").set_value("remove / keep / relabel").run()
+    assert not at.exception, [e.value for e in at.exception]
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # another visit, another session
+    reloaded.switch_page("dashboard/pages/review.py").run()
+    assert reloaded.selectbox(key="review_verdicts").value == "remove / keep / relabel"
+    assert [b.label for b in reloaded.button if (b.key or "").startswith("review_triage_verdict_")] == [
+        "remove", "keep", "relabel"
+    ]  # fmt: skip
+    reloaded.button(key="review_triage_verdict_keep").click().run()
+    top = run.scored_ids[0]
+    assert stored(url) == [(top, "keep", None, "ada")]
