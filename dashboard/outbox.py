@@ -31,7 +31,8 @@ RETRY_S = 1.0  # after a failed write, nothing is tried for this long (each try 
 
 @dataclass(frozen=True)
 class ReviewWrite:
-    """One click: a verdict (with the note as it stands) or a note alone (`verdict=None`)."""
+    """One click: a verdict (with the note typed with it; None: the sample's note as stored when it is written)
+    or a note alone (`verdict=None`)."""
 
     sample_id: int
     job_id: int | None  # the run it was seen in; None on the curation list
@@ -89,8 +90,8 @@ class Outbox:
         """Queue a click and try to write what is queued (unless a try failed less than RETRY_S ago)."""
         with self._lock:
             self._queue.append(item)
-            if isinstance(item, ReviewWrite):
-                self._notes[item.sample_id] = item.note or ""  # a verdict carries the whole note too
+            if isinstance(item, ReviewWrite) and item.note is not None:  # None: the stored note stays
+                self._notes[item.sample_id] = item.note  # a verdict carries the whole note too
             self.flush()
 
     def flush(self) -> int:

@@ -105,7 +105,8 @@ def reference_scores(job_id: int, score: str = "s_nnd") -> np.ndarray:
 
 
 def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, Any] | None:
-    """One scored sample: image and context image, scores, ranks, percentiles, verdict, nearest training images."""
+    """One scored sample: image and context image, scores, ranks, percentiles, verdict and note with their
+    authors, the history of its reviews, nearest training images."""
     frame = run_table(job_id, method)
     row = frame[frame["sample_id"] == sample_id]
     if row.empty:
@@ -118,9 +119,11 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         near = db_results.read_neighbours(session=session, job_id=job_id, sample_id=sample_id)
         samples = db_datasets.get_samples(session=session, sample_ids=[n for n, _ in near])
         latest = db_reviews.latest_reviews(session=session, sample_ids=[sample_id]).get(sample_id)
+        history = db_reviews.review_changes(session=session, sample_id=sample_id)
         copies = db_datasets.exact_copies(session=session, sample_id=sample_id)
         neighbour_keys = {i: (s.key, s.label) for i, s in samples.items()}
         review = (latest.verdict, latest.reviewer, latest.note) if latest else (None, None, None)
+        noted = (latest.noted_by, latest.noted_at) if latest and latest.note else (None, None)
     pngs = thumbnails([sample_id, *[n for n, _ in near]])
     png = pngs.get(sample_id)
     return {
@@ -145,6 +148,9 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         "verdict": review[0],
         "reviewer": review[1],
         "note": review[2],
+        "noted_by": noted[0],
+        "noted_at": noted[1],
+        "history": history,  # db.reviews.ReviewChange, newest first
         "neighbours": [
             {
                 "key": neighbour_keys.get(n, (str(n), None))[0],

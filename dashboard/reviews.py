@@ -99,17 +99,21 @@ def write_review(item: Pending) -> str:
                 at=item.clicked_at,
             )
             return f"Saved: {item.verdict} for {count:,} sample{'s' if count != 1 else ''}"
+        note = item.note
+        if item.verdict is not None and note is None:  # a verdict without a typed note keeps the sample's note
+            current = db_reviews.latest_reviews(session=session, sample_ids=[item.sample_id]).get(item.sample_id)
+            note = current.note if current else None
         db_reviews.add_review(
             session=session,
             sample_id=item.sample_id,
             verdict=item.verdict,
             reviewer=item.reviewer,
-            note=item.note,
+            note=note,
             job_id=item.job_id,
             at=item.clicked_at,
         )
         key = db_datasets.sample_key(session=session, sample_id=item.sample_id)
-    return _saved(key, item.verdict, item.note)
+    return _saved(key, item.verdict, note)
 
 
 # Widget callbacks of every list that takes verdicts (the ranked queue, the curation list). They run before the
@@ -129,8 +133,14 @@ def queue_verdict(
     note_key: str,
     then: Callable[[], None] | None = None,
 ) -> None:
-    # `then`: plain Python to run once the write is queued (the Review page's cursor moving on after a key).
-    note = (st.session_state.to_dict().get(note_key) or "").strip()
+    # The note typed in the field goes with the verdict. A field left as it was drawn (`{note_key}_drawn`, kept by
+    # the page that drew it) may hold an older note than the sample's: one saved since in another tab or in
+    # another field for the same sample. Sending that back would clear the newer note, so then the verdict
+    # carries none (None) and write_review keeps the note the sample has when the verdict is stored.
+    # `then`: plain Python to run once the write is queued (the Review page's cursor moving on).
+    state = st.session_state.to_dict()
+    typed = state.get(note_key)
+    note = None if typed is None or typed == state.get(f"{note_key}_drawn") else typed.strip()
     box.add(ReviewWrite(sample_id, job_id, verdict, note, reviewer))
     if then is not None:
         then()

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard import formatting
 from dashboard.gallery import display
 from db.session import DatabaseError
 from engine.config import CLASSICAL_METHODS, SECTIONS, ConfigError, DataConfig, RunConfig, build
@@ -332,6 +333,29 @@ def run_picker(runs: pd.DataFrame, *, key: str) -> int | None:
     return picked
 
 
+def review_history(changes: Sequence[Any]) -> None:
+    """A sample's reviews, newest first, in a table to scroll and sort: when, who, and which of the verdict and
+    the note each changed (`changes`: db.reviews.ReviewChange). Notes stay text (a table cell is never Markdown)."""
+    if not changes:
+        return
+    with st.expander(f"Review history ({len(changes)})"):
+        rows = [
+            {
+                "when": formatting.when(c.at),
+                "who": c.reviewer,
+                "verdict": (
+                    f"{c.verdict_before or '–'} → {c.verdict}"
+                    if c.verdict_changed
+                    else (f"{c.verdict} (again)" if c.gave_verdict else "")
+                ),
+                "note": (c.note or "(cleared)") if c.note_changed else "",
+                "note before": (c.note_before or "") if c.note_changed else "",
+            }
+            for c in changes
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def case_view(case: dict[str, Any] | None) -> None:
     """One scored sample: image, context image, both scores, rank, where each stands among the training normals,
     and its nearest training images."""
@@ -360,6 +384,9 @@ def case_view(case: dict[str, Any] | None) -> None:
             st.markdown(f"Verdict **{plain(case['verdict'])}** by {plain(case['reviewer'])}")
         if case["note"]:
             st.text(f"Note: {case['note']}")  # plain text: never Markdown, never HTML
+            if case.get("noted_by"):
+                st.caption(f"note by {plain(case['noted_by'])} · {formatting.when(case['noted_at'])}")
+        review_history(case.get("history") or [])
     neighbours = case["neighbours"]
     if neighbours:
         st.markdown(

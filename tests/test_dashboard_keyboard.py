@@ -109,3 +109,39 @@ def test_the_verdict_set_chosen_on_the_review_page_is_kept_with_the_dataset(seed
     reloaded.button(key="review_triage_verdict_keep").click().run()
     top = run.scored_ids[0]
     assert stored(url) == [(top, "keep", None, "ada")]
+
+
+def test_keys_pressed_faster_than_the_page_redraws_judge_the_cases_in_turn(seeded):
+    run, url = seeded
+    top, second, third = run.scored_ids[:3]
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("dashboard/pages/review.py").run()
+    # "1" then "2" before the page has drawn the next case: both presses reach one rerun, and each acts on the
+    # case under the cursor when it is handled (the buttons were drawn for the top case only)
+    at.button(key="review_triage_verdict_anomaly").click()
+    at.button(key="review_triage_verdict_normal").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert stored(url) == [(top, "anomaly", None, "ada"), (second, "normal", None, "ada")]
+    # the cursor moved on twice: the third case is the one shown
+    assert any(m.value.startswith(f"**3 of {len(run.scored_ids)}** · rank #3 ·") for m in at.markdown)
+    assert at.text_input(key=f"review_triage_note_{third}") is not None
+
+
+def test_a_note_saved_in_the_case_is_kept_by_a_verdict_from_its_row_and_shows_in_its_history(seeded):
+    run, url = seeded
+    top = run.scored_ids[0]
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("dashboard/pages/review.py").run()
+    at.text_input(key=f"review_triage_note_{top}").input("odd ring").run()  # Enter in the case's note field
+    # the row's own note field still shows what it was drawn with (empty): the page never overwrites a field
+    # the browser holds, and a verdict from the row then keeps the note the sample has
+    at.button(key=f"review_verdict_{top}_normal").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert stored(url) == [(top, None, "odd ring", "ada"), (top, "normal", "odd ring", "ada")]
+    history = next(e for e in at.expander if e.label.startswith("Review history"))
+    assert history.label == "Review history (2)"
+    table = history.dataframe[0].value
+    assert list(table["who"]) == ["ada", "ada"]
+    assert list(table["verdict"]) == ["– → normal", ""]  # newest first: the verdict, then the note alone
+    assert list(table["note"]) == ["", "odd ring"]
+    assert any(c.value.startswith("note by ada ·") for c in at.caption)

@@ -26,6 +26,7 @@ from dashboard import (
     widgets,
 )
 from dashboard.keyboard import Cursor
+from dashboard.outbox import Outbox
 
 st.title("Review")
 st.caption(
@@ -188,21 +189,38 @@ st.html(keyboard.NOTE_KEYS_SCRIPT, unsafe_allow_javascript=True, width="content"
 
 
 def note_input(field: str, stored: str, placeholder: str, args: tuple) -> None:
-    """A note field that shows the note as stored: when the stored note changed since the field was drawn (the
-    case's note field, another tab), the field takes it, so it never holds an older note that a stray change
-    event could send back and clear the newer one with."""
-    drawn = f"{field}_drawn"
-    if st.session_state.get(drawn) != stored:
-        st.session_state[field] = stored
-        st.session_state[drawn] = stored
+    """A note field, filled with the stored note when it is first drawn and from then on the reviewer's alone.
+
+    The page never writes into a field the browser holds: a value pushed from here races the browser's own,
+    and a click sent before the browser took the new value carries the old text back, which Streamlit reads as
+    an edit of the field. That stored old notes again, and empty ones (12 stray note rows in the two-tab test,
+    whose wait then ended before the last verdicts were written). `{field}_drawn` keeps what the field was drawn
+    with, so a verdict can tell a note typed there from one left as drawn (reviews.queue_verdict)."""
+    if field not in st.session_state:  # drawn anew (first time, or after it left the page): it shows `stored`
+        st.session_state[f"{field}_drawn"] = stored
     st.text_input(
         "Note",
+        value=stored,
         key=field,
         placeholder=placeholder,
         label_visibility="collapsed",
         on_change=reviews.queue_note,
         args=args,
     )
+
+
+def judge_case(verdict: str, ids: list[int], job_id: int, reviewer: str, box: Outbox, at: Cursor) -> None:
+    """The case's verdict buttons (keys 1, 2, 3 …): a verdict for the sample under the cursor when the key is
+    handled, then the cursor moves on. Read from the cursor, not bound when the buttons were drawn: keys pressed
+    faster than the page redraws act on the cases in turn, as the reviewer pressed them, where buttons bound to
+    the drawn sample would give the next key's verdict to the case just judged. Plain Python before the write
+    is queued (see reviews.queue_verdict)."""
+    sample_id = at.sample_id
+    if sample_id is None:
+        return
+    following = keyboard.next_after(ids, sample_id)
+    field = f"review_triage_note_{sample_id}"
+    reviews.queue_verdict(verdict, sample_id, job_id, reviewer, box, field, partial(at.moved_on, sample_id, following))
 
 
 @st.dialog("Case", width="large")
@@ -246,15 +264,8 @@ def triage_case(row: pd.Series, ids: list[int], review: Any, waiting: dict) -> N
             verdicts,
             current,
             key="review_triage_verdict",
-            on_pick=reviews.queue_verdict,
-            args=(
-                sample_id,
-                job_id,
-                reviewer,
-                outbox,
-                field,
-                partial(cursor.moved_on, sample_id, keyboard.next_after(ids, sample_id)),
-            ),
+            on_pick=judge_case,
+            args=(ids, job_id, reviewer, outbox, cursor),
             shortcuts=True,
         )
         with st.container(key="review_triage_note"):

@@ -156,3 +156,42 @@ def test_a_dataset_keeps_its_verdict_set(sessions, sample_ids):
                 reviews.store_verdict_set(session=session, dataset_id=1, verdicts=wrong)
         with pytest.raises(ValueError, match="no dataset"):
             reviews.store_verdict_set(session=session, dataset_id=99, verdicts=["a"])
+
+
+def test_the_history_says_who_changed_which_of_verdict_and_note_and_a_note_alone_keeps_its_author(sessions, sample_ids):
+    a, b, _ = sample_ids
+    t1, t2, t3, t4 = (datetime(2026, 12, 3, 9, minute, tzinfo=UTC) for minute in (1, 2, 3, 4))
+    with sessions.begin() as session:
+        reviews.add_review(
+            session=session, sample_id=a, verdict=None, reviewer="ana", note="ask the radiologist", at=t1
+        )
+        # verdicts given after the note carry it unchanged (as the Review page and a bulk verdict do)
+        reviews.add_review(
+            session=session, sample_id=a, verdict="remove", reviewer="ben", note="ask the radiologist", at=t2
+        )
+        reviews.add_verdicts(session=session, sample_ids=[a], verdict="keep", reviewer="cara", at=t3)
+    with sessions() as session:
+        current = reviews.latest_reviews(session=session, sample_ids=[a])[a]
+    assert (current.verdict, current.reviewer, current.reviewed_at) == ("keep", "cara", t3)
+    assert (current.note, current.noted_by, current.noted_at) == ("ask the radiologist", "ana", t1)
+    with sessions.begin() as session:
+        reviews.add_review(session=session, sample_id=a, verdict=None, reviewer="ben", note="cropped", at=t4)
+    with sessions() as session:
+        history = reviews.review_changes(session=session, sample_id=a)
+        assert reviews.review_changes(session=session, sample_id=b) == []
+        assert reviews.latest_reviews(session=session, sample_ids=[a])[a].noted_by == "ben"
+    assert [
+        (c.at, c.reviewer, c.gave_verdict, c.verdict_before, c.verdict, c.verdict_changed, c.note_changed)
+        for c in history
+    ] == [
+        (t4, "ben", False, "keep", "keep", False, True),
+        (t3, "cara", True, "remove", "keep", True, False),
+        (t2, "ben", True, None, "remove", True, False),
+        (t1, "ana", False, None, None, False, True),
+    ]  # newest first
+    assert [(c.note_before, c.note, c.note_by, c.note_at) for c in history] == [
+        ("ask the radiologist", "cropped", "ben", t4),
+        ("ask the radiologist", "ask the radiologist", "ana", t1),
+        ("ask the radiologist", "ask the radiologist", "ana", t1),
+        (None, "ask the radiologist", "ana", t1),
+    ]
