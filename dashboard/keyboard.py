@@ -25,6 +25,32 @@ class Cursor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.sample_id: int | None = None
+        self._page_first: int | None = None  # the first sample of the page of rows shown; None: the cursor's page
+
+    def page_start(self, ids: Sequence[int], size: int) -> int:
+        """Where the page of rows shown starts in `ids`: kept while the cursor moves, so a key never redraws
+        the rows under the reviewer's mouse (a click on a row that a rerun has removed reaches a button
+        Streamlit no longer knows, and is dropped). The cursor's page at first, after turn_page, or when the
+        page's first sample left the queue (a filter)."""
+        with self._lock:
+            ids = list(ids)
+            if self._page_first in ids:
+                return ids.index(self._page_first)
+            here = ids.index(self.sample_id) if self.sample_id in ids else 0
+            start = here // size * size
+            self._page_first = int(ids[start]) if ids else None
+            return start
+
+    def turn_page(self, ids: Sequence[int], size: int, pages: int) -> None:
+        """Show the page `pages` pages on (or back), the cursor on its first sample."""
+        with self._lock:
+            ids = list(ids)
+            if not ids:
+                return
+            shown = ids.index(self._page_first) if self._page_first in ids else 0
+            last = (len(ids) - 1) // size * size
+            start = min(max(shown // size * size + pages * size, 0), last)
+            self._page_first = self.sample_id = int(ids[start])
 
     def place(self, ids: Sequence[int]) -> int | None:
         """The cursor's sample if it is among `ids` (the queue in order), else the first of them; kept."""

@@ -48,6 +48,24 @@ def test_a_verdict_moves_the_cursor_on_unless_a_key_moved_it_meanwhile():
     assert cursor.sample_id == 9
 
 
+def test_the_page_of_rows_stays_while_the_cursor_moves_and_turns_only_when_asked():
+    ids = list(range(100, 145))  # 45 samples: pages at 0, 20, 40
+    cursor = Cursor()
+    cursor.place(ids)
+    assert cursor.page_start(ids, 20) == 0
+    for _ in range(25):  # keys: the cursor walks off the page, the rows under the mouse stay
+        cursor.step(ids, 1)
+    assert cursor.sample_id == 125 and cursor.page_start(ids, 20) == 0
+    cursor.turn_page(ids, 20, 1)
+    assert (cursor.page_start(ids, 20), cursor.sample_id) == (20, 120)
+    cursor.turn_page(ids, 20, 5)  # stops at the last page
+    assert (cursor.page_start(ids, 20), cursor.sample_id) == (40, 140)
+    cursor.turn_page(ids, 20, -9)
+    assert (cursor.page_start(ids, 20), cursor.sample_id) == (0, 100)
+    cursor.step(ids, 30)
+    assert cursor.page_start(ids[1:], 20) == 20  # the page's first sample left the queue: the cursor's page
+
+
 def test_the_keys_are_listed_in_the_sets_order():
     assert keys_help(["remove", "keep", "relabel"]).startswith("`1` remove · `2` keep · `3` relabel · `j` next")
 

@@ -298,14 +298,15 @@ def triage_case(row: pd.Series, ids: list[int], review: Any, waiting: dict) -> N
 # progress (server option runner.fastReruns) and a click whose callback had not started yet is dropped.
 @st.fragment
 def queue(view: pd.DataFrame, polling: bool) -> None:
-    """The case under the cursor, then the page of the queue it is on: thumbnail, rank, score and where it
-    stands, verdict buttons and note of each row."""
+    """The case under the cursor, then a page of the queue (the cursor's when the page opens; turned by its
+    buttons, never by the keys): thumbnail, rank, score and where it stands, verdict buttons and note of each
+    row."""
     ids = [int(i) for i in view["sample_id"]]
     here = cursor.place(ids)
     if here is None:  # an empty view stopped the page earlier
         return
     position = ids.index(here)
-    start = position // page_size * page_size
+    start = cursor.page_start(ids, page_size)  # stays put while the keys move the cursor
     rows = view.iloc[start : start + page_size]
     shown = [int(i) for i in rows["sample_id"]]
     standing = reviews.current_reviews(shown)  # fresh on every rerun of the queue: each click shows at once
@@ -313,13 +314,14 @@ def queue(view: pd.DataFrame, polling: bool) -> None:
     waiting = outbox.waiting_verdicts()  # sample id -> its verdict on its way to the database
     triage_case(view.iloc[position], ids, standing.get(here), waiting)
     pager = st.columns([4, 1, 1], vertical_alignment="center")
-    pager[0].caption(f"Samples {start + 1:,}–{start + len(rows):,} of {len(ids):,}")
+    off_page = "" if start <= position < start + len(rows) else f" · the case under the cursor is #{position + 1:,}"
+    pager[0].caption(f"Samples {start + 1:,}–{start + len(rows):,} of {len(ids):,}{off_page}")
     pager[1].button(
-        "Previous 20", key="review_page_previous", on_click=cursor.step, args=(ids, -page_size),
+        "Previous 20", key="review_page_previous", on_click=cursor.turn_page, args=(ids, page_size, -1),
         disabled=start == 0, width="stretch",
     )  # fmt: skip
     pager[2].button(
-        "Next 20", key="review_page_next", on_click=cursor.step, args=(ids, page_size),
+        "Next 20", key="review_page_next", on_click=cursor.turn_page, args=(ids, page_size, 1),
         disabled=start + page_size >= len(ids), width="stretch",
     )  # fmt: skip
     # The page's rows in a container of their own, keyed by the page: a page drawn anew, never the previous
