@@ -34,8 +34,8 @@ class Cursor:
         page's first sample left the queue (a filter)."""
         with self._lock:
             ids = list(ids)
-            if self._page_first in ids:
-                return ids.index(self._page_first)
+            if self._page_first in ids:  # on a page boundary: a filter that drops samples before it moves it
+                return ids.index(self._page_first) // size * size
             here = ids.index(self.sample_id) if self.sample_id in ids else 0
             start = here // size * size
             self._page_first = int(ids[start]) if ids else None

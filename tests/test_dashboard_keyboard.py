@@ -64,6 +64,7 @@ def test_the_page_of_rows_stays_while_the_cursor_moves_and_turns_only_when_asked
     assert (cursor.page_start(ids, 20), cursor.sample_id) == (0, 100)
     cursor.step(ids, 30)
     assert cursor.page_start(ids[1:], 20) == 20  # the page's first sample left the queue: the cursor's page
+    assert cursor.page_start([99, *ids], 20) == 20  # a sample back before it: the page of 20 that holds it
 
 
 def test_the_keys_are_listed_in_the_sets_order():
