@@ -98,6 +98,16 @@ def test_fifty_verdicts_by_keys_alone_are_all_in_the_database(review_app, page):
     assert [(r.sample_id, r.note) for r in rows if r.verdict is None] == [(ranked[4], "odd ring")]
     assert all(r.reviewer == "e2e" for r in rows)
     assert page.locator("[data-testid=stException]").count() == 0
+    # The case with the note keeps its history: the note alone, then the verdict that carried it. The rows still
+    # show the first page (the keys never turn it), so the fifth case's row is there to open.
+    page.locator(f".st-key-review_open_{ranked[4]} button").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Note: odd ring", exact=True).wait_for(timeout=60_000)
+    dialog.get_by_text("note by e2e ·").wait_for(timeout=10_000)
+    dialog.get_by_text("Review history (2)").click()
+    dialog.locator("[data-testid=stDataFrame]").wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "review-case-history.png"))
+    assert page.locator("[data-testid=stException]").count() == 0
 
 
 LASSOED = 30

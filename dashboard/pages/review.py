@@ -31,9 +31,9 @@ from dashboard.outbox import Outbox
 st.title("Review")
 st.caption(
     "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
-    "its field, each with your name and the time; earlier ones stay in the history. If the database is busy, "
-    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. Keys: j / k next / '
-    "previous case, 1, 2, 3 … its verdict (then the next case), n its note. " + triage.SCORE_MEANING
+    "its field, each with your name and the time; earlier ones stay in the history (a case's Review history). "
+    'If the database is busy, what you clicked waits here, marked "saving…", and is saved as soon as it can be. '
+    "Keys: j / k next / previous case, 1, 2, 3 … its verdict (then the next case), n its note. " + triage.SCORE_MEANING
 )
 outbox = reviews.outbox()
 outbox.flush()  # every rerun is a retry of what is still waiting
