@@ -157,6 +157,7 @@ def test_a_note_saved_in_the_case_is_kept_by_a_verdict_from_its_row_and_shows_in
     at.button(key=f"review_verdict_{top}_normal").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert stored(url) == [(top, None, "odd ring", "ada"), (top, "normal", "odd ring", "ada")]
+    assert "Note now: odd ring" in [c.value for c in at.caption]  # under the row's field, which shows its old text
     history = next(e for e in at.expander if e.label.startswith("Review history"))
     assert history.label == "Review history (2)"
     table = history.dataframe[0].value

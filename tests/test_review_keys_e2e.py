@@ -106,6 +106,7 @@ def test_fifty_verdicts_by_keys_alone_are_all_in_the_database(review_app, page):
     dialog.get_by_text("note by e2e ·").wait_for(timeout=10_000)
     dialog.get_by_text("Review history (2)").click()
     dialog.locator("[data-testid=stDataFrame]").wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # the table draws its rows on a canvas after it appears
     page.screenshot(path=str(ARTIFACTS / "review-case-history.png"))
     assert page.locator("[data-testid=stException]").count() == 0
 

@@ -207,6 +207,11 @@ def note_input(field: str, stored: str, placeholder: str, args: tuple) -> None:
         on_change=reviews.queue_note,
         args=args,
     )
+    drawn = st.session_state.get(f"{field}_drawn")
+    if stored != drawn and st.session_state.get(field) == drawn:
+        # The note changed elsewhere since this field was drawn (the case's own field, another tab) and nothing
+        # was typed here: the field keeps what the browser holds, so the note as stored is shown under it.
+        st.caption(f"Note now: {widgets.plain(stored) if stored else '(cleared)'}")
 
 
 def judge_case(verdict: str, ids: list[int], job_id: int, reviewer: str, box: Outbox, at: Cursor) -> None:
