@@ -59,7 +59,12 @@ def at_case(page, position: int) -> None:
     """Wait until the case under the cursor is the `position`-th of the queue (1-based; rank = position here)
     and drawn to its end: its keys are bound to its buttons, which come after its title."""
     case = page.locator(".st-key-review_triage")
-    case.get_by_text(f"{position} of {SAMPLES} · rank #{position} ·").wait_for(timeout=120_000)
+    try:
+        case.get_by_text(f"{position} of {SAMPLES} · rank #{position} ·").wait_for(timeout=120_000)
+    except Exception:  # the page as it stood when the case did not come: for whoever reads the failure
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "review-keyboard-stuck.png"))
+        raise
     settle(page)
     case.get_by_text("Nearest training images").wait_for(timeout=120_000)
 
