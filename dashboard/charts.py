@@ -414,3 +414,14 @@ def run_comparison(runs: pd.DataFrame) -> go.Figure:
     low = min(0.0, float(runs[columns].min().min()))
     figure.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[low, 1]))
     return figure
+
+
+def zoomable_image(pixels: np.ndarray) -> go.Figure:
+    """An image at its own resolution in a figure that zooms (drag a box, scroll) and pans; pixels (H, W) or
+    (H, W, 3) uint8. Axes in pixels, y down, square pixels."""
+    rgb = np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
+    figure = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}: %{z}<extra></extra>"))
+    figure.update_layout(margin=dict(l=0, r=0, t=0, b=0), dragmode="zoom", height=min(900, max(300, rgb.shape[0])))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, scaleanchor="x")
+    return figure

@@ -31,7 +31,8 @@ RETRY_S = 1.0  # after a failed write, nothing is tried for this long (each try 
 
 @dataclass(frozen=True)
 class ReviewWrite:
-    """One click: a verdict (with the note as it stands) or a note alone (`verdict=None`)."""
+    """One click: a verdict (with the note typed with it; None: the sample's note as stored when it is written)
+    or a note alone (`verdict=None`)."""
 
     sample_id: int
     job_id: int | None  # the run it was seen in; None on the curation list
@@ -43,6 +44,30 @@ class ReviewWrite:
     def describe(self) -> str:
         return f"{self.verdict} for sample {self.sample_id}" if self.verdict else f"the note on sample {self.sample_id}"
 
+    def verdicts(self) -> dict[int, str]:
+        return {self.sample_id: self.verdict} if self.verdict is not None else {}
+
+
+@dataclass(frozen=True)
+class VerdictBatch:
+    """One action giving many samples one verdict (a box or lasso on the Explore page), stored in one
+    transaction; each sample keeps its note."""
+
+    sample_ids: tuple[int, ...]
+    job_id: int
+    verdict: str
+    reviewer: str
+    clicked_at: datetime = field(default_factory=utcnow)
+
+    def describe(self) -> str:
+        return f"{self.verdict} for {len(self.sample_ids)} samples"
+
+    def verdicts(self) -> dict[int, str]:
+        return dict.fromkeys(self.sample_ids, self.verdict)
+
+
+Pending = ReviewWrite | VerdictBatch
+
 
 class Outbox:
     """Pending review writes of one browser session, oldest first, written through `write`.
@@ -52,20 +77,21 @@ class Outbox:
     Safe to call from several threads; writes leave in the order they were added.
     """
 
-    def __init__(self, write: Callable[[ReviewWrite], str]) -> None:
+    def __init__(self, write: Callable[[Pending], str]) -> None:
         self._write = write
         self._lock = threading.RLock()
-        self._queue: list[ReviewWrite] = []
+        self._queue: list[Pending] = []
         self._messages: list[str] = []  # confirmations and refusals not yet shown
         self._notes: dict[int, str] = {}  # sample id -> the note last queued for it
         self._failed_at = -float("inf")  # time.monotonic() of the last failed try
         self.problem: str | None = None  # why the oldest pending write is still waiting, in one sentence
 
-    def add(self, item: ReviewWrite) -> None:
+    def add(self, item: Pending) -> None:
         """Queue a click and try to write what is queued (unless a try failed less than RETRY_S ago)."""
         with self._lock:
             self._queue.append(item)
-            self._notes[item.sample_id] = item.note or ""  # a verdict carries the whole note too
+            if isinstance(item, ReviewWrite) and item.note is not None:  # None: the stored note stays
+                self._notes[item.sample_id] = item.note  # a verdict carries the whole note too
             self.flush()
 
     def flush(self) -> int:
@@ -100,19 +126,23 @@ class Outbox:
                 self.problem = None
             return len(self._queue)
 
-    def _failed(self, item: ReviewWrite, reason: str) -> None:
+    def _failed(self, item: Pending, reason: str) -> None:
         self._failed_at = time.monotonic()
         self.problem = reason
         log.info("review write of %s waits: %s", item.describe(), reason)
 
-    def pending(self) -> list[ReviewWrite]:
+    def pending(self) -> list[Pending]:
         """The writes not yet stored, oldest first."""
         with self._lock:
             return list(self._queue)
 
     def waiting_verdicts(self) -> dict[int, str]:
-        """Sample id → its newest verdict still on its way to the database."""
-        return {item.sample_id: item.verdict for item in self.pending() if item.verdict is not None}
+        """Sample id → its newest verdict still on its way to the database (single clicks and batches alike)."""
+        with self._lock:
+            waiting: dict[int, str] = {}
+            for item in self._queue:
+                waiting.update(item.verdicts())
+            return waiting
 
     def take_messages(self) -> list[str]:
         """Confirmations and refusals since the last call (each shown once)."""

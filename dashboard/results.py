@@ -26,6 +26,7 @@ from db import results as db_results
 from db import reviews as db_reviews
 
 SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
+FULL_MAX_PIXELS = 50_000_000  # a larger original is not shown at full resolution (the browser would choke)
 
 
 def projection_methods() -> list[str]:
@@ -104,7 +105,8 @@ def reference_scores(job_id: int, score: str = "s_nnd") -> np.ndarray:
 
 
 def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, Any] | None:
-    """One scored sample: image and context image, scores, ranks, percentiles, verdict, nearest training images."""
+    """One scored sample: image and context image, scores, ranks, percentiles, verdict and note with their
+    authors, the history of its reviews, nearest training images."""
     frame = run_table(job_id, method)
     row = frame[frame["sample_id"] == sample_id]
     if row.empty:
@@ -117,9 +119,11 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         near = db_results.read_neighbours(session=session, job_id=job_id, sample_id=sample_id)
         samples = db_datasets.get_samples(session=session, sample_ids=[n for n, _ in near])
         latest = db_reviews.latest_reviews(session=session, sample_ids=[sample_id]).get(sample_id)
+        history = db_reviews.review_changes(session=session, sample_id=sample_id)
         copies = db_datasets.exact_copies(session=session, sample_id=sample_id)
         neighbour_keys = {i: (s.key, s.label) for i, s in samples.items()}
         review = (latest.verdict, latest.reviewer, latest.note) if latest else (None, None, None)
+        noted = (latest.noted_by, latest.noted_at) if latest and latest.note else (None, None)
     pngs = thumbnails([sample_id, *[n for n, _ in near]])
     png = pngs.get(sample_id)
     return {
@@ -144,6 +148,9 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         "verdict": review[0],
         "reviewer": review[1],
         "note": review[2],
+        "noted_by": noted[0],
+        "noted_at": noted[1],
+        "history": history,  # db.reviews.ReviewChange, newest first
         "neighbours": [
             {
                 "key": neighbour_keys.get(n, (str(n), None))[0],
@@ -210,3 +217,41 @@ def roc_frames(
     return (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "anomalous", "s_nnd", "s_lh"])
     )
+
+
+@st.cache_resource(max_entries=2, show_spinner="Opening the dataset…")
+def _source_index(location: str) -> dict[str, Any]:
+    """A dataset's source, opened once, with its samples by key (listing a folder of 40k files takes a while)."""
+    from engine.sources import open_source
+
+    source = open_source(location)
+    return {"source": source, "refs": {ref.sample_id: ref for ref in source.refs()}}
+
+
+def full_image(sample_id: int) -> np.ndarray | str:
+    """A sample's original image at full resolution: (H, W) or (H, W, 3) uint8, upright; or why it cannot be
+    shown (a moved file, an archive gone, an image over FULL_MAX_PIXELS)."""
+    from PIL import ImageOps
+
+    from engine.images import UnreadableImage, load_pixels
+
+    with connection.session() as session:
+        sample = db_datasets.get_samples(session=session, sample_ids=[sample_id]).get(sample_id)
+        dataset = db_datasets.get_dataset(session=session, dataset_id=sample.dataset_id) if sample else None
+        key, location = (sample.key, dataset.location) if sample and dataset else (None, None)
+    if key is None or location is None:
+        return "This sample is no longer in the database."
+    try:
+        index = _source_index(location)
+        ref = index["refs"].get(key)
+        if ref is None:
+            return f"{key} is no longer in {location}."
+        raw = index["source"].read(ref)
+        if isinstance(raw, np.ndarray):
+            return raw if raw.dtype == np.uint8 else np.clip(raw, 0, 255).astype(np.uint8)
+        image = ImageOps.exif_transpose(load_pixels(raw, max_pixels=FULL_MAX_PIXELS))
+    except (UnreadableImage, OSError, ValueError) as error:
+        return f"The original cannot be read: {error}"
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image)

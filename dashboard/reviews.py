@@ -8,14 +8,15 @@ SQLAlchemy, no Streamlit call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import connection
-from dashboard.outbox import Outbox, ReviewWrite
+from dashboard.outbox import Outbox, Pending, ReviewWrite, VerdictBatch
 from db import datasets as db_datasets
+from db import jobs as db_jobs
 from db import reviews as db_reviews
 
 
@@ -78,26 +79,41 @@ def record_verdict(sample_id: int, job_id: int, verdict: str | None, note: str |
     return _saved(key, verdict, note)
 
 
-def write_review(item: ReviewWrite) -> str:
-    """Store one click of the Review page (a verdict with its note, or a note alone) at its click time.
+def write_review(item: Pending) -> str:
+    """Store one click of the Review page (a verdict with its note, or a note alone) or one bulk verdict of
+    the Explore page, at its click time, in one transaction.
 
     Returns a confirmation; raises DatabaseError (DatabaseLocked: another process holds the write lock
     longer than connection.WRITE_WAIT_S) for a write to retry, ValueError for one refused for good.
-    Idempotent: the same click written twice is one row. Plain Python and SQLAlchemy only, safe inside a
-    widget callback.
+    Idempotent: the same click written twice is one row (a row per sample for a bulk verdict). Plain Python
+    and SQLAlchemy only, safe inside a widget callback.
     """
     with connection.writer(connection.database_url()).begin() as session:
+        if isinstance(item, VerdictBatch):
+            count = db_reviews.add_verdicts(
+                session=session,
+                sample_ids=item.sample_ids,
+                verdict=item.verdict,
+                reviewer=item.reviewer,
+                job_id=item.job_id,
+                at=item.clicked_at,
+            )
+            return f"Saved: {item.verdict} for {count:,} sample{'s' if count != 1 else ''}"
+        note = item.note
+        if item.verdict is not None and note is None:  # a verdict without a typed note keeps the sample's note
+            current = db_reviews.latest_reviews(session=session, sample_ids=[item.sample_id]).get(item.sample_id)
+            note = current.note if current else None
         db_reviews.add_review(
             session=session,
             sample_id=item.sample_id,
             verdict=item.verdict,
             reviewer=item.reviewer,
-            note=item.note,
+            note=note,
             job_id=item.job_id,
             at=item.clicked_at,
         )
         key = db_datasets.sample_key(session=session, sample_id=item.sample_id)
-    return _saved(key, item.verdict, item.note)
+    return _saved(key, item.verdict, note)
 
 
 # Widget callbacks of every list that takes verdicts (the ranked queue, the curation list). They run before the
@@ -108,9 +124,26 @@ def write_review(item: ReviewWrite) -> str:
 # a file, not on a run's score.
 
 
-def queue_verdict(verdict: str, sample_id: int, job_id: int | None, reviewer: str, box: Outbox, note_key: str) -> None:
-    note = (st.session_state.to_dict().get(note_key) or "").strip()
+def queue_verdict(
+    verdict: str,
+    sample_id: int,
+    job_id: int | None,
+    reviewer: str,
+    box: Outbox,
+    note_key: str,
+    then: Callable[[], None] | None = None,
+) -> None:
+    # The note typed in the field goes with the verdict. A field left as it was drawn (`{note_key}_drawn`, kept by
+    # the page that drew it) may hold an older note than the sample's: one saved since in another tab or in
+    # another field for the same sample. Sending that back would clear the newer note, so then the verdict
+    # carries none (None) and write_review keeps the note the sample has when the verdict is stored.
+    # `then`: plain Python to run once the write is queued (the Review page's cursor moving on).
+    state = st.session_state.to_dict()
+    typed = state.get(note_key)
+    note = None if typed is None or typed == state.get(f"{note_key}_drawn") else typed.strip()
     box.add(ReviewWrite(sample_id, job_id, verdict, note, reviewer))
+    if then is not None:
+        then()
 
 
 def queue_note(sample_id: int, stored: str, job_id: int | None, reviewer: str, box: Outbox, note_key: str) -> None:
@@ -119,3 +152,26 @@ def queue_note(sample_id: int, stored: str, job_id: int | None, reviewer: str, b
     note = (st.session_state.to_dict().get(note_key) or "").strip()
     if note != box.note(sample_id, stored):
         box.add(ReviewWrite(sample_id, job_id, None, note, reviewer))
+
+
+def outbox() -> Outbox:
+    """This browser session's pending verdicts and notes, shared by the Review and Explore pages; kept across
+    reruns until each is stored."""
+    if "review_outbox" not in st.session_state:
+        st.session_state["review_outbox"] = Outbox(write_review)
+    return st.session_state["review_outbox"]
+
+
+def stored_verdict_set(job_id: int) -> list[str] | None:
+    """The verdict set stored with the dataset a run scored (None: none chosen yet)."""
+    with connection.session() as session:
+        job = db_jobs.get_job(session=session, job_id=job_id)
+        return db_reviews.verdict_set(session=session, dataset_id=job.dataset_id) if job else None
+
+
+def store_verdict_set(job_id: int, verdicts: Sequence[str]) -> None:
+    """Keep `verdicts` with the dataset the run scored, for every page, reviewer and later visit."""
+    with connection.session() as session:
+        job = db_jobs.get_job(session=session, job_id=job_id)
+        if job is not None:
+            db_reviews.store_verdict_set(session=session, dataset_id=job.dataset_id, verdicts=verdicts)

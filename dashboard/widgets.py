@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard import formatting
 from dashboard.gallery import display
 from db.session import DatabaseError
 from engine.config import CLASSICAL_METHODS, ROTATION_METHODS, SECTIONS, ConfigError, DataConfig, RunConfig, build
@@ -209,14 +210,16 @@ def verdict_buttons(
     key: str,
     on_pick: Callable[..., None],
     args: Sequence[Any] = (),
+    shortcuts: bool = False,
 ) -> None:
     """One button per verdict; the current verdict is highlighted; a click calls `on_pick(verdict, *args)`.
 
     `on_pick` runs as the button's callback, before the rerun: it must write without calling Streamlit first
-    (see dashboard/outbox.py), and gets everything it needs through `args`.
+    (see dashboard/outbox.py), and gets everything it needs through `args`. `shortcuts`: the keys 1, 2, 3, ...
+    press the buttons in order (one set of such buttons on a page: a key presses every button bound to it).
     """
     columns = st.columns(len(verdicts))
-    for column, verdict in zip(columns, verdicts, strict=True):
+    for number, (column, verdict) in enumerate(zip(columns, verdicts, strict=True), start=1):
         column.button(
             plain(verdict),
             key=f"{key}_{verdict}",
@@ -224,7 +227,15 @@ def verdict_buttons(
             on_click=on_pick,
             args=(verdict, *args),
             width="stretch",
+            shortcut=verdict_key(number) if shortcuts else None,
         )
+
+
+def verdict_key(number: int) -> str:
+    """The key that gives the `number`-th verdict of a set (1-based): 1 … 9."""
+    if not 1 <= number <= 9:
+        raise ValueError(f"no key for verdict {number}; a set holds at most 9")
+    return str(number)
 
 
 VERDICT_SETS = {
@@ -234,26 +245,55 @@ VERDICT_SETS = {
 CUSTOM = "custom…"
 
 
-def verdict_set(*, key: str, default: str | None = None) -> list[str]:
+def verdict_set(
+    *,
+    key: str,
+    default: str | None = None,
+    stored: Sequence[str] | None = None,
+    on_change: Callable[[list[str]], None] | None = None,
+) -> list[str]:
     """The verdicts a reviewer picks from: a screening set, a curation set, or their own list.
 
-    `default`: a comma-separated list (e.g. from CON2_VERDICTS) offered as the first choice.
+    `default`: a comma-separated list (e.g. from CON2_VERDICTS) offered as a choice. `stored`: the set kept
+    with the dataset, chosen when the page opens. `on_change(verdicts)`: called when the reviewer picks
+    another set (to store it).
     """
     sets = dict(VERDICT_SETS)
-    if default:
-        own = tuple(v.strip() for v in default.split(",") if v.strip())
+    for own in (tuple(v.strip() for v in (default or "").split(",") if v.strip()), tuple(stored or ())):
         if own and own not in sets.values():
             sets = {" / ".join(own): own, **sets}
+    names = [*sets, CUSTOM]
+    chosen = next((name for name, value in sets.items() if stored and value == tuple(stored)), names[0])
+
+    def changed() -> None:
+        if on_change is not None:
+            on_change(_picked(st.session_state[key], sets, st.session_state.get(f"{key}_custom")))
+
     name = st.selectbox(
         "Verdicts",
-        [*sets, CUSTOM],
+        names,
+        index=names.index(chosen),
         key=key,
-        help="Anomaly / normal / unsure for screening; remove / keep / relabel for curating a dataset.",
+        on_change=changed,
+        help="Anomaly / normal / unsure for screening; remove / keep / relabel for curating a dataset. Kept with "
+        "the dataset: the same set after a reload, for every reviewer and on the Explore page.",
     )
     if name != CUSTOM:
         return list(sets[name])
-    text = st.text_input("Your verdicts, comma-separated", value="flag, fine", key=f"{key}_custom")
-    return [v.strip() for v in text.split(",") if v.strip()][:6] or ["flag", "fine"]
+    text = st.text_input("Your verdicts, comma-separated", value="flag, fine", key=f"{key}_custom", on_change=changed)
+    return _picked(name, sets, text)
+
+
+def verdict_set_default(default: str | None = None) -> list[str]:
+    """The set a page uses before any is stored: `default` (comma-separated, e.g. CON2_VERDICTS), else the first."""
+    own = [v.strip() for v in (default or "").split(",") if v.strip()]
+    return own or list(next(iter(VERDICT_SETS.values())))
+
+
+def _picked(name: str, sets: Mapping[str, tuple[str, ...]], text: str | None) -> list[str]:
+    if name != CUSTOM:
+        return list(sets[name])
+    return [v.strip() for v in (text or "").split(",") if v.strip()][:6] or ["flag", "fine"]
 
 
 @contextmanager
@@ -295,6 +335,29 @@ def run_picker(runs: pd.DataFrame, *, key: str) -> int | None:
     return picked
 
 
+def review_history(changes: Sequence[Any]) -> None:
+    """A sample's reviews, newest first, in a table to scroll and sort: when, who, and which of the verdict and
+    the note each changed (`changes`: db.reviews.ReviewChange). Notes stay text (a table cell is never Markdown)."""
+    if not changes:
+        return
+    with st.expander(f"Review history ({len(changes)})"):
+        rows = [
+            {
+                "when": formatting.when(c.at),
+                "who": c.reviewer,
+                "verdict": (
+                    f"{c.verdict_before or '–'} → {c.verdict}"
+                    if c.verdict_changed
+                    else (f"{c.verdict} (again)" if c.gave_verdict else "")
+                ),
+                "note": (c.note or "(cleared)") if c.note_changed else "",
+                "note before": (c.note_before or "") if c.note_changed else "",
+            }
+            for c in changes
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def case_view(case: dict[str, Any] | None) -> None:
     """One scored sample: image, context image, both scores, rank, where each stands among the training normals,
     and its nearest training images."""
@@ -323,6 +386,9 @@ def case_view(case: dict[str, Any] | None) -> None:
             st.markdown(f"Verdict **{plain(case['verdict'])}** by {plain(case['reviewer'])}")
         if case["note"]:
             st.text(f"Note: {case['note']}")  # plain text: never Markdown, never HTML
+            if case.get("noted_by"):
+                st.caption(f"note by {plain(case['noted_by'])} · {formatting.when(case['noted_at'])}")
+        review_history(case.get("history") or [])
     neighbours = case["neighbours"]
     if neighbours:
         st.markdown(

@@ -99,6 +99,7 @@ class Dataset(Base):
     split_origin: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     registered_at: Mapped[datetime | None]  # when a register job last filled the samples
+    verdicts: Mapped[list[Any] | None]  # the verdict set its reviewers chose, e.g. ["remove", "keep", "relabel"]
 
 
 class Sample(Base):

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Review, Sample, utcnow
+from db.models import Dataset, Review, Sample, utcnow
 
 
 def add_review(
@@ -75,7 +75,7 @@ class CurrentReview:
     reviewer: str | None  # who set the verdict
     reviewed_at: datetime | None  # when the verdict was set
     note: str | None
-    noted_by: str
+    noted_by: str  # who wrote the note as it stands (a verdict given after it leaves it theirs)
     noted_at: datetime
 
 
@@ -97,18 +97,38 @@ def latest_reviews(
                 query = query.where(Review.sample_id.in_(chunk))
             for review in session.scalars(select(Review).where(Review.id.in_(query))):
                 found[review.sample_id] = review
+    authors = _note_authors(session, list(last))
     current = {}
     for sample_id, row in last.items():
         verdict = verdicts.get(sample_id)
+        noted_by, noted_at = authors.get(sample_id, (row.reviewer, row.created_at))
         current[sample_id] = CurrentReview(
             verdict=verdict.verdict if verdict else None,
             reviewer=verdict.reviewer if verdict else None,
             reviewed_at=verdict.created_at if verdict else None,
             note=row.note,
-            noted_by=row.reviewer,
-            noted_at=row.created_at,
+            noted_by=noted_by,
+            noted_at=noted_at,
         )
     return current
+
+
+def _note_authors(session: Session, sample_ids: list[int]) -> dict[int, tuple[str, datetime]]:
+    """Who wrote each sample's standing note, and when: the row where its text last changed. Every verdict row
+    carries the note as it stands, so the newest row's reviewer is the verdict's, not necessarily the note's."""
+    found: dict[int, tuple[str, datetime]] = {}
+    previous: dict[int, str | None] = {}
+    for start in range(0, len(sample_ids), 5000):
+        rows = session.execute(
+            select(Review.sample_id, Review.note, Review.reviewer, Review.created_at)
+            .where(Review.sample_id.in_(sample_ids[start : start + 5000]))
+            .order_by(Review.id)
+        )
+        for sample_id, note, reviewer, at in rows:
+            if sample_id not in previous or previous[sample_id] != note:
+                found[sample_id] = (reviewer, at)
+            previous[sample_id] = note
+    return found
 
 
 def review_history(*, session: Session, sample_id: int) -> list[Review]:
@@ -116,6 +136,126 @@ def review_history(*, session: Session, sample_id: int) -> list[Review]:
     return list(session.scalars(select(Review).where(Review.sample_id == sample_id).order_by(Review.id)))
 
 
+@dataclass(frozen=True)
+class ReviewChange:
+    """One row of a sample's review history, read as what it changed.
+
+    `verdict` is the verdict after this row and `verdict_before` the one it replaced (a note alone leaves it:
+    both the same); `note` / `note_before` likewise. `note_by` / `note_at`: who wrote the note standing after
+    this row and when. A verdict row carries the note as it stands, so a note saved without a verdict keeps its
+    author and time through the verdicts given after it, until someone changes its text."""
+
+    review_id: int
+    at: datetime
+    reviewer: str
+    job_id: int | None
+    verdict: str | None
+    verdict_before: str | None
+    gave_verdict: bool  # False: a note alone
+    note: str | None
+    note_before: str | None
+    note_by: str | None
+    note_at: datetime | None
+
+    @property
+    def verdict_changed(self) -> bool:
+        return self.verdict != self.verdict_before
+
+    @property
+    def note_changed(self) -> bool:
+        return self.note != self.note_before
+
+
+def review_changes(*, session: Session, sample_id: int) -> list[ReviewChange]:
+    """A sample's review history, newest first: each review with who gave it, when, and which of the verdict and
+    the note it changed (from what to what)."""
+    changes: list[ReviewChange] = []
+    verdict: str | None = None
+    note: str | None = None
+    note_by: str | None = None
+    note_at: datetime | None = None
+    for row in review_history(session=session, sample_id=sample_id):
+        before_verdict, before_note = verdict, note
+        if row.verdict is not None:
+            verdict = row.verdict
+        note = row.note  # a sample's note is its newest row's (see the module's docstring)
+        if note != before_note:
+            note_by, note_at = (row.reviewer, row.created_at) if note is not None else (None, None)
+        changes.append(
+            ReviewChange(
+                review_id=row.id,
+                at=row.created_at,
+                reviewer=row.reviewer,
+                job_id=row.job_id,
+                verdict=verdict,
+                verdict_before=before_verdict,
+                gave_verdict=row.verdict is not None,
+                note=note,
+                note_before=before_note,
+                note_by=note_by,
+                note_at=note_at,
+            )
+        )
+    return changes[::-1]
+
+
 def newest_review_id(*, session: Session) -> int:
     """The id of the newest review (0 when there is none): changes whenever any verdict or note is written."""
     return int(session.scalar(select(func.max(Review.id))) or 0)
+
+
+def add_verdicts(
+    *,
+    session: Session,
+    sample_ids: Sequence[int],
+    verdict: str,
+    reviewer: str,
+    job_id: int | None = None,
+    at: datetime | None = None,
+) -> int:
+    """Give every sample of `sample_ids` the same verdict (a box or lasso on the Explore page): one new row
+    each, carrying the sample's current note, so no note is cleared. Returns how many samples it covered.
+
+    `at` as for `add_review`: with it, writing the same action again adds nothing new.
+    """
+    ids = list(dict.fromkeys(int(i) for i in sample_ids))
+    notes = {s: r.note for s, r in latest_reviews(session=session, sample_ids=ids).items()}
+    at = at or utcnow()
+    for sample_id in ids:
+        add_review(
+            session=session,
+            sample_id=sample_id,
+            verdict=verdict,
+            reviewer=reviewer,
+            note=notes.get(sample_id),
+            job_id=job_id,
+            at=at,
+        )
+    return len(ids)
+
+
+MAX_VERDICTS = 9  # one key each on the Review page: 1 … 9
+
+
+def verdict_set(*, session: Session, dataset_id: int) -> list[str] | None:
+    """The verdict set stored with a dataset (None: none chosen yet)."""
+    dataset = session.get(Dataset, dataset_id)
+    return list(dataset.verdicts) if dataset is not None and dataset.verdicts else None
+
+
+def store_verdict_set(*, session: Session, dataset_id: int, verdicts: Sequence[str]) -> list[str]:
+    """Keep `verdicts` (blank ones dropped, order and first occurrence kept) as the dataset's verdict set."""
+    cleaned = list(dict.fromkeys(v.strip() for v in verdicts if v.strip()))
+    if not cleaned:
+        raise ValueError("a verdict set needs at least one verdict")
+    if len(cleaned) > MAX_VERDICTS:
+        raise ValueError(f"a verdict set holds at most {MAX_VERDICTS} verdicts (one key each)")
+    if any(len(v) > 64 for v in cleaned):
+        raise ValueError("a verdict is at most 64 characters")
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise ValueError(f"no dataset {dataset_id}")
+    if dataset.verdicts != cleaned:
+        dataset.verdicts = cleaned
+        session.flush()
+    return cleaned

@@ -1,17 +1,22 @@
 """Explore: a run's 2-D projection of both contexts (the paper's Figure 1), coloured as you choose, with
-alignment lines; a box or lasso around points shows their thumbnails; pick one to see why it was flagged."""
+alignment lines; a box or lasso around points shows their thumbnails and gives them all one verdict in one
+click; pick one to see why it was flagged."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts, results, runs, widgets
+from dashboard import auth, charts, results, reviews, runs, settings, widgets
+from dashboard.outbox import Outbox, VerdictBatch
 
 st.title("Explore")
 st.caption(
     "Circles are images, diamonds their context images, projected together. For normal samples the lines "
     "joining the two run parallel; anomalies break the pattern. Drag a box or a lasso to select."
 )
+
+outbox = reviews.outbox()  # shared with the Review page: what waits for the database is retried here too
+outbox.flush()
 
 succeeded = widgets.require_runs(runs.listing(status="succeeded"))
 
@@ -46,6 +51,47 @@ selected = results.most_anomalous_first(job_id, results.selected_sample_ids(even
 if not selected:
     st.caption("Draw a box or a lasso around points (chart toolbar, top right) to see their thumbnails here.")
     st.stop()
+
+
+def give_all(verdict: str, sample_ids: tuple[int, ...], job_id: int, reviewer: str, box: Outbox) -> None:
+    # A widget callback: the write is queued before any Streamlit call (see dashboard/outbox.py).
+    box.add(VerdictBatch(sample_ids, job_id, verdict, reviewer))
+
+
+# A fragment, so the click reruns only these controls; polls every second while a write waits for the database.
+@st.fragment(run_every=1.0 if outbox.pending() else None)
+def bulk_verdict(sample_ids: tuple[int, ...], verdicts: list[str], polling: bool) -> None:
+    """One verdict for every selected sample, in one click; each keeps its note and its history."""
+    pending = outbox.flush()
+    with st.container(border=True, key="explore_bulk"):
+        st.markdown(f"**Give all {len(sample_ids):,} selected samples one verdict**")
+        widgets.verdict_buttons(
+            verdicts,
+            None,
+            key="explore_bulk_verdict",
+            on_pick=give_all,
+            args=(sample_ids, job_id, auth.current_user(), outbox),
+        )
+        st.caption(
+            "Saved at once with your name and the time, as a verdict per sample; each sample keeps its note, and "
+            "earlier verdicts stay in its history. The verdict set is the one chosen on the Review page for this "
+            "dataset."
+        )
+        for message in outbox.take_messages():
+            st.toast(widgets.plain(message), icon=":material/check:" if message.startswith("Saved") else None)
+        if pending and not polling:
+            st.rerun()  # the click waits for the database: the whole page reruns to start the retries
+        if pending:
+            st.warning(
+                f"Saving… {pending} click{'s' if pending > 1 else ''} waiting: {outbox.problem or 'not written yet'}. "
+                "Retrying every second; nothing is lost.",
+                icon=":material/sync:",
+            )
+
+
+stored = reviews.stored_verdict_set(job_id)
+verdicts = stored or widgets.verdict_set_default(settings.default_verdicts())
+bulk_verdict(tuple(selected), verdicts, bool(outbox.pending()))
 
 shown = selected[: results.SELECTION_LIMIT]
 more = f" · showing the {len(shown)} most anomalous" if len(selected) > len(shown) else ""

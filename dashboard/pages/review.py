@@ -3,6 +3,9 @@ a threshold chosen on the score histogram; filters; export of the reviewed or fl
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -13,6 +16,7 @@ from dashboard import (
     datasets,
     formatting,
     gallery,
+    keyboard,
     results,
     review_list,
     reviews,
@@ -21,23 +25,17 @@ from dashboard import (
     triage,
     widgets,
 )
+from dashboard.keyboard import Cursor
 from dashboard.outbox import Outbox
-
-
-def review_outbox() -> Outbox:
-    """This browser session's pending verdicts and notes; kept across reruns until each is stored."""
-    if "review_outbox" not in st.session_state:
-        st.session_state["review_outbox"] = Outbox(reviews.write_review)
-    return st.session_state["review_outbox"]
-
 
 st.title("Review")
 st.caption(
     "Most anomalous first. A verdict is saved the moment you click it, a note when you press Enter or leave "
-    "its field, each with your name and the time; earlier ones stay in the history. If the database is busy, "
-    'what you clicked waits here, marked "saving…", and is saved as soon as it can be. ' + triage.SCORE_MEANING
+    "its field, each with your name and the time; earlier ones stay in the history (a case's Review history). "
+    'If the database is busy, what you clicked waits here, marked "saving…", and is saved as soon as it can be. '
+    "Keys: j / k next / previous case, 1, 2, 3 … its verdict (then the next case), n its note. " + triage.SCORE_MEANING
 )
-outbox = review_outbox()
+outbox = reviews.outbox()
 outbox.flush()  # every rerun is a retry of what is still waiting
 
 
@@ -84,7 +82,15 @@ score = controls[1].radio(
     help="S_NND: distance to the nearest training image. S_LH: unlikeliness under a Gaussian of the training features.",
 )  # fmt: skip
 with controls[2]:
-    verdicts = widgets.verdict_set(key="review_verdicts", default=settings.default_verdicts())
+    if st.session_state.get("review_verdicts_run") != job_id:  # another run: show the set its dataset keeps
+        st.session_state.pop("review_verdicts", None)
+        st.session_state["review_verdicts_run"] = job_id
+    verdicts = widgets.verdict_set(
+        key="review_verdicts",
+        default=settings.default_verdicts(),
+        stored=reviews.stored_verdict_set(job_id),
+        on_change=lambda chosen: reviews.store_verdict_set(job_id, chosen),
+    )
 
 with widgets.database_errors("read this run's scores"):
     table = review_list.review_table(job_id, score)
@@ -148,8 +154,7 @@ view = triage.filter_queue(table, show=show or "All", verdicts=chosen, score=sco
 
 # ------------------------------------------------------------------ queue header, export
 page_size = 20
-pages = max(1, -(-len(view) // page_size))
-head = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+head = st.columns([2, 2, 1], vertical_alignment="bottom")
 head[0].markdown(f"**{len(view):,} samples**, most anomalous first")
 what = head[1].selectbox(
     "Export",
@@ -166,8 +171,61 @@ head[2].download_button(
     icon=":material/download:",
     key="review_export",
 )
-page = head[3].number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="review_page")
-rows = view.iloc[(page - 1) * page_size : page * page_size]
+if view.empty:
+    st.info("No sample matches these filters.")
+    st.stop()
+
+
+def review_cursor() -> Cursor:
+    """This browser session's place in the queue (the sample the keys act on); kept across reruns."""
+    if "review_cursor" not in st.session_state:
+        st.session_state["review_cursor"] = Cursor()
+    return st.session_state["review_cursor"]
+
+
+cursor = review_cursor()
+# "n" puts the caret in the case's note; Enter or Esc there saves the note and gives the keys back.
+st.html(keyboard.NOTE_KEYS_SCRIPT, unsafe_allow_javascript=True, width="content")
+
+
+def note_input(field: str, stored: str, placeholder: str, args: tuple) -> None:
+    """A note field, filled with the stored note when it is first drawn and from then on the reviewer's alone.
+
+    The page never writes into a field the browser holds: a value pushed from here races the browser's own,
+    and a click sent before the browser took the new value carries the old text back, which Streamlit reads as
+    an edit of the field. That stored old notes again, and empty ones (12 stray note rows in the two-tab test,
+    whose wait then ended before the last verdicts were written). `{field}_drawn` keeps what the field was drawn
+    with, so a verdict can tell a note typed there from one left as drawn (reviews.queue_verdict)."""
+    if field not in st.session_state:  # drawn anew (first time, or after it left the page): it shows `stored`
+        st.session_state[f"{field}_drawn"] = stored
+    st.text_input(
+        "Note",
+        value=stored,
+        key=field,
+        placeholder=placeholder,
+        label_visibility="collapsed",
+        on_change=reviews.queue_note,
+        args=args,
+    )
+    drawn = st.session_state.get(f"{field}_drawn")
+    if stored != drawn and st.session_state.get(field) == drawn:
+        # The note changed elsewhere since this field was drawn (the case's own field, another tab) and nothing
+        # was typed here: the field keeps what the browser holds, so the note as stored is shown under it.
+        st.caption(f"Note now: {widgets.plain(stored) if stored else '(cleared)'}")
+
+
+def judge_case(verdict: str, ids: list[int], job_id: int, reviewer: str, box: Outbox, at: Cursor) -> None:
+    """The case's verdict buttons (keys 1, 2, 3 …): a verdict for the sample under the cursor when the key is
+    handled, then the cursor moves on. Read from the cursor, not bound when the buttons were drawn: keys pressed
+    faster than the page redraws act on the cases in turn, as the reviewer pressed them, where buttons bound to
+    the drawn sample would give the next key's verdict to the case just judged. Plain Python before the write
+    is queued (see reviews.queue_verdict)."""
+    sample_id = at.sample_id
+    if sample_id is None:
+        return
+    following = keyboard.next_after(ids, sample_id)
+    field = f"review_triage_note_{sample_id}"
+    reviews.queue_verdict(verdict, sample_id, job_id, reviewer, box, field, partial(at.moved_on, sample_id, following))
 
 
 @st.dialog("Case", width="large")
@@ -175,25 +233,117 @@ def open_case(sample_id: int) -> None:
     widgets.case_view(results.sample_case(job_id, sample_id))
 
 
-# The rows are a fragment: a click in them reruns only the rows. Streamlit queues such reruns behind the one
-# in progress and keeps every click they carry, where a click that reruns the whole page stops the run in
+def verdict_caption(sample_id: int, current: str | None, review: Any, waiting: dict) -> None:
+    if sample_id in waiting:
+        st.caption(f"{widgets.plain(current)} · saving…")
+    elif current and review is not None:
+        st.caption(
+            f"{widgets.plain(current)} · {widgets.plain(review.reviewer)} · {formatting.when(review.reviewed_at)}"
+        )
+
+
+def triage_case(row: pd.Series, ids: list[int], review: Any, waiting: dict) -> None:
+    """The sample under the cursor: its image, context image and nearest training images, its scores, and the
+    verdict buttons and note that the keys press (one set on the page: a key presses every button bound to it)."""
+    sample_id = int(row["sample_id"])
+    position = ids.index(sample_id)
+    with st.container(border=True, key="review_triage"):
+        top = st.columns([6, 1, 1], vertical_alignment="center")
+        top[0].markdown(
+            f"**{position + 1:,} of {len(ids):,}** · rank #{row['rank']} · {widgets.plain(row['key'])}"
+            + (" · :red[flagged]" if row["flagged"] else "")
+        )
+        top[1].button(
+            "Previous", key="review_triage_previous", shortcut=keyboard.PREVIOUS, on_click=cursor.step,
+            args=(ids, -1), disabled=position == 0, width="stretch",
+        )  # fmt: skip
+        top[2].button(
+            "Next", key="review_triage_next", shortcut=keyboard.NEXT, on_click=cursor.step,
+            args=(ids, 1), disabled=position == len(ids) - 1, width="stretch",
+        )  # fmt: skip
+        case = results.sample_case(job_id, sample_id)
+        current = waiting.get(sample_id, review.verdict if review else None)
+        stored_note = (review.note if review else None) or ""
+        field = f"review_triage_note_{sample_id}"
+        widgets.verdict_buttons(
+            verdicts,
+            current,
+            key="review_triage_verdict",
+            on_pick=judge_case,
+            args=(ids, job_id, reviewer, outbox, cursor),
+            shortcuts=True,
+        )
+        with st.container(key="review_triage_note"):
+            note_input(
+                field,
+                stored_note,
+                f"Note ({keyboard.NOTE} to type here; Enter or Esc saves it)",
+                (sample_id, stored_note, job_id, reviewer, outbox, field),
+            )
+        verdict_caption(sample_id, current, review, waiting)
+        st.caption("Keys: " + keyboard.keys_help(verdicts))
+        widgets.case_view(case)
+        if st.toggle(
+            "Full resolution", key="review_triage_full",
+            help="The original file at its own size: drag a box or scroll to zoom, double-click to see it whole.",
+        ):  # fmt: skip
+            full = results.full_image(sample_id)
+            if isinstance(full, str):
+                st.info(full)
+            else:
+                st.caption(f"{full.shape[1]:,} × {full.shape[0]:,} pixels")
+                st.plotly_chart(
+                    charts.zoomable_image(full), key="review_triage_full_image",
+                    config={"scrollZoom": True, "displaylogo": False},
+                )  # fmt: skip
+
+
+# The queue is a fragment: a click or key in it reruns only the queue. Streamlit queues such reruns behind the
+# one in progress and keeps every click they carry, where a click that reruns the whole page stops the run in
 # progress (server option runner.fastReruns) and a click whose callback had not started yet is dropped.
 @st.fragment
-def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
-    """One page of the queue: thumbnail, rank, score and where it stands, verdict buttons and note of each row."""
-    ids = [int(i) for i in rows["sample_id"]]
-    standing = reviews.current_reviews(ids)  # fresh on every rerun of the rows: each click shows at once
-    pngs = datasets.thumbnails(ids)
-    waiting = outbox.waiting_verdicts()
+def queue(view: pd.DataFrame, polling: bool) -> None:
+    """The case under the cursor, then a page of the queue (the cursor's when the page opens; turned by its
+    buttons, never by the keys): thumbnail, rank, score and where it stands, verdict buttons and note of each
+    row."""
+    ids = [int(i) for i in view["sample_id"]]
+    here = cursor.place(ids)
+    if here is None:  # an empty view stopped the page earlier
+        return
+    position = ids.index(here)
+    start = cursor.page_start(ids, page_size)  # stays put while the keys move the cursor
+    rows = view.iloc[start : start + page_size]
+    shown = [int(i) for i in rows["sample_id"]]
+    standing = reviews.current_reviews(shown)  # fresh on every rerun of the queue: each click shows at once
+    pngs = datasets.thumbnails(shown)
+    waiting = outbox.waiting_verdicts()  # sample id -> its verdict on its way to the database
+    triage_case(view.iloc[position], ids, standing.get(here), waiting)
+    pager = st.columns([4, 1, 1], vertical_alignment="center")
+    off_page = "" if start <= position < start + len(rows) else f" · the case under the cursor is #{position + 1:,}"
+    pager[0].caption(f"Samples {start + 1:,}–{start + len(rows):,} of {len(ids):,}{off_page}")
+    pager[1].button(
+        "Previous 20", key="review_page_previous", on_click=cursor.turn_page, args=(ids, page_size, -1),
+        disabled=start == 0, width="stretch",
+    )  # fmt: skip
+    pager[2].button(
+        "Next 20", key="review_page_next", on_click=cursor.turn_page, args=(ids, page_size, 1),
+        disabled=start + page_size >= len(ids), width="stretch",
+    )  # fmt: skip
+    # The page's rows in a container of their own, keyed by the page: a page drawn anew, never the previous
+    # page's note fields reused for other samples (a reused field sent its old sample an empty note).
+    page = st.container(key=f"review_rows_{start}")
     for row in rows.itertuples():
         sample_id = int(row.sample_id)
         review = standing.get(sample_id)
-        with st.container(border=True, key=f"review_row_{sample_id}"):
+        with page, st.container(border=True, key=f"review_row_{sample_id}"):
             cells = st.columns([1, 4, 4])
             if sample_id in pngs:
                 cells[0].image(gallery.display(pngs[sample_id]), width=80)
             cells[1].markdown(
-                f"**#{row.rank}** {widgets.plain(row.key)}" + (" · :red[flagged]" if row.flagged else "") + "  \n"
+                ("▶ " if sample_id == here else "")
+                + f"**#{row.rank}** {widgets.plain(row.key)}"
+                + (" · :red[flagged]" if row.flagged else "")
+                + "  \n"
                 f"{charts.SCORES[score]} {triage.score_value_text(score, getattr(row, score))} · "
                 f"{triage.standing_text(getattr(row, score), reference)}  \n"
                 f":gray[label {widgets.plain(row.label or '–')} · split {widgets.plain(row.split or '–')}]"
@@ -204,33 +354,25 @@ def queue_rows(rows: pd.DataFrame, polling: bool) -> None:
                 open_case(sample_id)
             with cells[2]:
                 current = waiting.get(sample_id, review.verdict if review else None)
+                stored_note = (review.note if review else None) or ""
+                field = f"review_note_{sample_id}"
                 widgets.verdict_buttons(
                     verdicts,
                     current,
                     key=f"review_verdict_{sample_id}",
                     on_pick=reviews.queue_verdict,
-                    args=(sample_id, job_id, reviewer, outbox, f"review_note_{sample_id}"),
+                    args=(sample_id, job_id, reviewer, outbox, field),
                 )
-                stored_note = (review.note if review else None) or ""
-                st.text_input(
-                    "Note",
-                    value=stored_note,
-                    key=f"review_note_{sample_id}",
-                    placeholder="Note (saved when you press Enter or leave the field)",
-                    label_visibility="collapsed",
-                    on_change=reviews.queue_note,
-                    args=(sample_id, stored_note, job_id, reviewer, outbox, f"review_note_{sample_id}"),
+                note_input(
+                    field,
+                    stored_note,
+                    "Note (saved when you press Enter or leave the field)",
+                    (sample_id, stored_note, job_id, reviewer, outbox, field),
                 )
-                if sample_id in waiting:
-                    st.caption(f"{widgets.plain(current)} · saving…")
-                elif current:
-                    st.caption(
-                        f"{widgets.plain(current)} · {widgets.plain(review.reviewer)} · "
-                        f"{formatting.when(review.reviewed_at)}"
-                    )
+                verdict_caption(sample_id, current, review, waiting)
     if outbox.pending() and not polling:
         st.rerun()  # a click here is waiting for the database: the whole page reruns to start the retries
     show_messages()
 
 
-queue_rows(rows, bool(outbox.pending()))
+queue(view, bool(outbox.pending()))

@@ -1,5 +1,7 @@
 """Reviews are an append-only history: the latest is the verdict, nothing is ever overwritten."""
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.exc import DBAPIError
@@ -117,3 +119,79 @@ def test_the_newest_review_id_changes_with_every_review(sessions, sample_ids):
         second = reviews.add_review(session=session, sample_id=b, verdict=None, reviewer="ana", note="look").id
     with sessions() as session:
         assert reviews.newest_review_id(session=session) == second > first
+
+
+def test_a_bulk_verdict_gives_every_sample_one_row_keeps_each_note_and_is_written_once(sessions, sample_ids):
+    a, b, c = sample_ids
+    at = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    with sessions.begin() as session:
+        reviews.add_review(session=session, sample_id=a, verdict=None, reviewer="ana", note="cropped")
+        assert (
+            reviews.add_verdicts(session=session, sample_ids=[a, b, c, a], verdict="remove", reviewer="ben", at=at) == 3
+        )
+    with sessions.begin() as session:  # the same action retried (its outcome was unclear): nothing new
+        reviews.add_verdicts(session=session, sample_ids=[a, b, c], verdict="remove", reviewer="ben", at=at)
+    with sessions() as session:
+        latest = reviews.latest_reviews(session=session)
+        rows = session.query(Review).count()
+    assert {s: (r.verdict, r.reviewer, r.note) for s, r in latest.items()} == {
+        a: ("remove", "ben", "cropped"), b: ("remove", "ben", None), c: ("remove", "ben", None)
+    }  # fmt: skip
+    assert rows == 4
+
+
+def test_a_dataset_keeps_its_verdict_set(sessions, sample_ids):
+    with sessions.begin() as session:
+        assert reviews.verdict_set(session=session, dataset_id=1) is None
+        stored = reviews.store_verdict_set(
+            session=session, dataset_id=1, verdicts=[" remove", "keep", "", "keep", "relabel"]
+        )
+    assert stored == ["remove", "keep", "relabel"]
+    with sessions() as session:
+        assert reviews.verdict_set(session=session, dataset_id=1) == ["remove", "keep", "relabel"]
+        assert reviews.verdict_set(session=session, dataset_id=2) is None  # each dataset its own
+    with sessions.begin() as session:
+        for wrong in ([], [" "], [str(i) for i in range(10)], ["x" * 65]):
+            with pytest.raises(ValueError):
+                reviews.store_verdict_set(session=session, dataset_id=1, verdicts=wrong)
+        with pytest.raises(ValueError, match="no dataset"):
+            reviews.store_verdict_set(session=session, dataset_id=99, verdicts=["a"])
+
+
+def test_the_history_says_who_changed_which_of_verdict_and_note_and_a_note_alone_keeps_its_author(sessions, sample_ids):
+    a, b, _ = sample_ids
+    t1, t2, t3, t4 = (datetime(2026, 12, 3, 9, minute, tzinfo=UTC) for minute in (1, 2, 3, 4))
+    with sessions.begin() as session:
+        reviews.add_review(
+            session=session, sample_id=a, verdict=None, reviewer="ana", note="ask the radiologist", at=t1
+        )
+        # verdicts given after the note carry it unchanged (as the Review page and a bulk verdict do)
+        reviews.add_review(
+            session=session, sample_id=a, verdict="remove", reviewer="ben", note="ask the radiologist", at=t2
+        )
+        reviews.add_verdicts(session=session, sample_ids=[a], verdict="keep", reviewer="cara", at=t3)
+    with sessions() as session:
+        current = reviews.latest_reviews(session=session, sample_ids=[a])[a]
+    assert (current.verdict, current.reviewer, current.reviewed_at) == ("keep", "cara", t3)
+    assert (current.note, current.noted_by, current.noted_at) == ("ask the radiologist", "ana", t1)
+    with sessions.begin() as session:
+        reviews.add_review(session=session, sample_id=a, verdict=None, reviewer="ben", note="cropped", at=t4)
+    with sessions() as session:
+        history = reviews.review_changes(session=session, sample_id=a)
+        assert reviews.review_changes(session=session, sample_id=b) == []
+        assert reviews.latest_reviews(session=session, sample_ids=[a])[a].noted_by == "ben"
+    assert [
+        (c.at, c.reviewer, c.gave_verdict, c.verdict_before, c.verdict, c.verdict_changed, c.note_changed)
+        for c in history
+    ] == [
+        (t4, "ben", False, "keep", "keep", False, True),
+        (t3, "cara", True, "remove", "keep", True, False),
+        (t2, "ben", True, None, "remove", True, False),
+        (t1, "ana", False, None, None, False, True),
+    ]  # newest first
+    assert [(c.note_before, c.note, c.note_by, c.note_at) for c in history] == [
+        ("ask the radiologist", "cropped", "ben", t4),
+        ("ask the radiologist", "ask the radiologist", "ana", t1),
+        ("ask the radiologist", "ask the radiologist", "ana", t1),
+        (None, "ask the radiologist", "ana", t1),
+    ]

@@ -1,0 +1,208 @@
+"""Keyboard triage in a real headless Chromium: an analyst works down the queue with keys alone (a digit per
+verdict, j/k to move, n for the note) and every verdict is in the database.
+
+Same setup as test_review_e2e.py: the app on a seeded database with no worker, so every review row comes from
+the keys under test. Screenshots go to test-artifacts/e2e/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+from test_dashboard_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, settle, streamlit_app
+
+from dashboard.seed import seed_run
+from db.models import Review
+from db.session import open_database
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)]
+
+VERDICTS = ("anomaly", "normal", "unsure")  # keys 1, 2, 3
+SAMPLES = 120
+TRIAGED = 50
+
+
+@pytest.fixture
+def review_app(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = f"sqlite:///{data_dir / 'con2.db'}"
+    seeded = seed_run(database, samples=SAMPLES)
+    app = streamlit_app(data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e")
+    with app as url:
+        yield url, database, seeded.scored_ids
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium.new_context(viewport={"width": 1400, "height": 1400}).new_page()
+        finally:
+            chromium.close()
+
+
+def reviews(database: str) -> list[Review]:
+    sessions = open_database(database)
+    try:
+        with sessions() as session:
+            return list(session.scalars(select(Review).order_by(Review.id)))
+    finally:
+        sessions.kw["bind"].dispose()
+
+
+def at_case(page, position: int) -> None:
+    """Wait until the case under the cursor is the `position`-th of the queue (1-based; rank = position here)
+    and drawn to its end: its keys are bound to its buttons, which come after its title."""
+    case = page.locator(".st-key-review_triage")
+    try:
+        case.get_by_text(f"{position} of {SAMPLES} · rank #{position} ·").wait_for(timeout=120_000)
+    except Exception:  # the page as it stood when the case did not come: for whoever reads the failure
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "review-keyboard-stuck.png"))
+        raise
+    settle(page)
+    case.get_by_text("Nearest training images").wait_for(timeout=120_000)
+
+
+def test_fifty_verdicts_by_keys_alone_are_all_in_the_database(review_app, page):
+    url, database, ranked = review_app
+    page.goto(f"{url}/review")
+    settle(page)
+    at_case(page, 1)
+    expected = []  # (sample id, verdict, note)
+    note = ""
+    for i in range(TRIAGED):
+        if i % 10 == 9:  # now and then look ahead and come back: j, then k
+            page.keyboard.press("j")
+            at_case(page, i + 2)
+            page.keyboard.press("k")
+            at_case(page, i + 1)
+        note = ""
+        if i == 4:  # a note by keys: n, type, Enter; the verdict then carries it
+            page.keyboard.press("n")
+            page.keyboard.type("odd ring")
+            page.keyboard.press("Enter")
+            note = "odd ring"
+            page.get_by_text("Saved the note for").first.wait_for(timeout=60_000)
+        verdict = i % len(VERDICTS)
+        page.keyboard.press(str(verdict + 1))
+        expected.append((ranked[i], VERDICTS[verdict], note or None))
+        at_case(page, i + 2)  # the verdict moved the cursor on: the analyst sees the next case, then judges it
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(r.verdict is not None for r in reviews(database)) < TRIAGED:
+        time.sleep(1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review-keyboard-triage.png"))
+    rows = reviews(database)
+    assert [(r.sample_id, r.verdict, r.note) for r in rows if r.verdict is not None] == expected
+    assert [(r.sample_id, r.note) for r in rows if r.verdict is None] == [(ranked[4], "odd ring")]
+    assert all(r.reviewer == "e2e" for r in rows)
+    assert page.locator("[data-testid=stException]").count() == 0
+    # The case with the note keeps its history: the note alone, then the verdict that carried it. The rows still
+    # show the first page (the keys never turn it), so the fifth case's row is there to open.
+    page.locator(f".st-key-review_open_{ranked[4]} button").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Note: odd ring", exact=True).wait_for(timeout=60_000)
+    dialog.get_by_text("note by e2e ·").wait_for(timeout=10_000)
+    dialog.get_by_text("Review history (2)").click()
+    dialog.locator("[data-testid=stDataFrame]").wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # the table draws its rows on a canvas after it appears
+    page.screenshot(path=str(ARTIFACTS / "review-case-history.png"))
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+LASSOED = 30
+
+# The plot area of Explore's chart in page pixels, and data -> pixel through Plotly's own axes.
+PLOT_AREA = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const layout = gd._fullLayout, box = gd.getBoundingClientRect();
+  return {left: box.left + layout._size.l, top: box.top + layout._size.t, width: layout._size.w,
+          height: layout._size.h, x: layout.xaxis.range, y: layout.yaxis.range};
+}"""
+
+
+def projection(database: str, run_id: int) -> list[tuple[int, float, float]]:
+    """Every marker of the run's UMAP: (sample id, x, y) for each image and each context image."""
+    from db.results import read_run_table
+
+    sessions = open_database(database)
+    try:
+        with sessions() as session:
+            table = read_run_table(session=session, job_id=run_id, method="umap")
+    finally:
+        sessions.kw["bind"].dispose()
+    markers = []
+    for i, sample in enumerate(table["sample_id"]):
+        markers += [(int(sample), table["x"][i], table["y"][i]), (int(sample), table["cx"][i], table["cy"][i])]
+    return markers
+
+
+def cuts(markers: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
+    """Every vertical cut through the projection: (samples with a marker left of it, its x, the gap's width)."""
+    ordered = sorted(markers, key=lambda m: m[1])
+    chosen: set[int] = set()
+    found = []
+    for i, (sample, x, _) in enumerate(ordered[:-1]):
+        chosen.add(sample)
+        if ordered[i + 1][0] not in chosen:
+            found.append((len(chosen), (x + ordered[i + 1][1]) / 2, ordered[i + 1][1] - x))
+    return found
+
+
+def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_path, page):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = f"sqlite:///{data_dir / 'con2.db'}"
+    seeded = seed_run(database, samples=SAMPLES, seed=7)  # seed 7: its 30 leftmost samples stand ~3 px apart
+    markers = projection(database, seeded.run_id)
+    # 30 samples, or the nearest count above it whose cut has room on either side: a lasso drawn on a line a
+    # fraction of a pixel from a point may leave it out
+    span = max(m[1] for m in markers) - min(m[1] for m in markers)
+    count, cut, _ = next(c for c in cuts(markers) if c[0] >= LASSOED and c[2] > span / 500)
+    chosen = {m[0] for m in markers if m[1] < cut}
+    assert len(chosen) == count
+    with streamlit_app(data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e") as url:
+        page.goto(f"{url}/explore")
+        settle(page)
+        page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=120_000)
+        area = page.evaluate(PLOT_AREA)
+
+        def pixel(x: float, y: float) -> tuple[float, float]:
+            (x0, x1), (y0, y1) = area["x"], area["y"]
+            return area["left"] + (x - x0) / (x1 - x0) * area["width"], area["top"] + (y1 - y) / (y1 - y0) * area[
+                "height"
+            ]
+
+        right = pixel(cut, 0)[0]
+        left, top, bottom = area["left"] + 2, area["top"] + 2, area["top"] + area["height"] - 2
+        page.mouse.move(left + 10, top + 10)  # the toolbar shows on hover
+        page.locator(".modebar-btn[data-title='Lasso Select']").first.click(force=True)
+        page.mouse.move(left, top)
+        page.mouse.down()
+        for x, y in ((right, top), (right, bottom), (left, bottom), (left, top + 1)):  # a lasso round the left
+            page.mouse.move(x, y, steps=12)
+        page.mouse.up()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "explore-lasso-drawn.png"))
+        heading = page.locator("[data-testid=stMain] h3").filter(has_text="selected")
+        heading.first.wait_for(timeout=120_000)
+        settle(page)
+        assert heading.first.inner_text().startswith(f"{count} selected"), (count, heading.first.inner_text())
+        page.locator(".st-key-explore_bulk_verdict_unsure button").click()  # the one action
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(reviews(database)) < count:
+            time.sleep(1)
+        page.get_by_text(f"Saved: unsure for {count} samples").first.wait_for(timeout=60_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "explore-lasso-verdict.png"))
+        assert page.locator("[data-testid=stException]").count() == 0
+    rows = reviews(database)
+    assert sorted(r.sample_id for r in rows) == sorted(chosen)
+    assert {(r.verdict, r.reviewer) for r in rows} == {("unsure", "e2e")}
+    assert len({r.created_at for r in rows}) == 1  # one action: one time for all of them
