@@ -22,6 +22,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import widgets
 from dashboard.seed import seed_run
+from db import datasets as db_datasets
+from db import jobs as db_jobs
 from db.models import Dataset, Job, Review
 from db.session import open_database
 from engine.config import DataConfig, ScoreConfig, TrainConfig
@@ -89,7 +91,10 @@ def test_data_page_registers_a_folder(seeded, tmp_path):
     at.text_input(key="data_location").set_value(str(folder))
     at.button(key="FormSubmitter:data_register_path-Register").click().run()
     assert not at.exception
-    assert "Registered 'scans'" in texts(at.success)[0]
+    assert "Registered 'scans'" in texts(at.success)[0] and "reading it now" not in texts(at.success)[0]
+    # issue 12: its place in the queue, not that it is being read: the worker has not taken it yet
+    shown = [p.proto.text.replace("\\", "") for p in at.get("progress")]  # as the browser shows it: unescaped
+    assert shown == ["queued: next in line, waiting for the worker to take it"]
     assert count(url, Dataset) == 2
     sessions = open_database(url)
     with sessions.begin() as session:
@@ -228,6 +233,24 @@ def test_train_page_shows_live_progress_and_cancels(seeded):
     sessions = open_database(url)
     with sessions.begin() as session:
         assert session.get(Job, seeded_run.running_id).cancel_requested
+
+
+def test_the_queue_says_why_each_job_waits(seeded):
+    """Issue 12: a training run queued behind the running one says so; a registration says it is next, in its own
+    lane, however many trainings run or wait."""
+    seeded_run, url, _ = seeded
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        config = db_jobs.read_job_config(session.get(Job, seeded_run.running_id)).run()
+        waiting = db_jobs.submit_train(
+            session=session, dataset_id=seeded_run.dataset_id, config=config, name="second"
+        ).id
+        scans = db_datasets.create_dataset(session=session, location="digits", name="scans").id
+        register = db_jobs.submit_register(session=session, dataset_id=scans).id
+    rows = [t.replace("\\", "") for t in texts(app("train").markdown) if t.startswith("**#")]
+    assert f"**#{waiting}** train · second · queued behind 1 training run (one trains at a time)" in rows
+    assert f"**#{register}** register · register · queued: next in line, waiting for the worker to take it" in rows
+    assert not any("reading" in row for row in rows)
 
 
 def test_train_page_curation_mode_trains_on_every_sample(seeded):

@@ -77,7 +77,7 @@ def registration_status(dataset_id: int, watching: bool) -> None:
     """Live progress while the worker inventories a dataset; a full rerun when the last registration ends."""
     job = datasets.registration(dataset_id)
     if job is not None and job["active"]:
-        st.progress(job["progress"], text=f"Registering: {widgets.plain(job['message'] or job['status'])}")
+        st.progress(job["progress"], text=widgets.plain(job["text"]))
     elif job is not None and job["status"] == "failed":
         st.error(f"Registration failed: {widgets.plain(job['error'])}", icon=":material/error:")
     if watching and not datasets.registrations_active():

@@ -74,7 +74,7 @@ def live(watching: bool) -> None:
     else:
         for job in queue.itertuples():
             row = st.columns([5, 2, 1])
-            row[0].write(f"**#{job.id}** {job.kind} · {job.name} · {job.status} · {job.message or ''}")
+            row[0].write(f"**#{job.id}** {job.kind} · {widgets.plain(job.name)} · {widgets.plain(job.state)}")
             row[1].progress(float(job.progress))
             if row[2].button("Cancel", key=f"train_cancel_{job.id}", disabled=bool(job.cancel_requested)):
                 st.toast(jobs.cancel(int(job.id)))
@@ -100,7 +100,7 @@ def live(watching: bool) -> None:
     cols[1].metric("Phase", status["phase"] or "–")
     cols[2].metric("ETA", status["eta"] or "–", help="Time left in the current phase, at the pace so far.")
     cols[3].metric("Device", status["device"] or "–")
-    st.progress(status["progress"], text=status["message"] or "")
+    st.progress(status["progress"], text=widgets.plain(status["state"]))
     if status["error"]:
         st.error(status["error"], icon=":material/error:")
     chance = charts.content_chance(status["train"])

@@ -305,9 +305,11 @@ def test_only_one_local_worker_runs_per_database(tmp_path, monkeypatch, wait_for
     url = f"sqlite:///{tmp_path / 'con2.db'}"
     first = start_local_worker(url)
     try:
-        wait_for(lambda: "serving" in (tmp_path / "worker.log").read_text(), 120, "the local worker to start")
+        wait_for(lambda: (tmp_path / "worker.log").read_text().count("serving") == 2, 120, "both lanes to start")
         assert start_local_worker(url) is None
-        assert (tmp_path / "worker.log").read_text().count("serving") == 1  # no second worker started
+        log = (tmp_path / "worker.log").read_text()
+        assert log.count("serving") == 2  # no second worker started, nor a second quick lane
+        assert "the train lane (train)" in log and "the quick lane (register, score)" in log
     finally:
         first.terminate()
         first.wait(timeout=30)
