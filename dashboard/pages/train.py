@@ -86,7 +86,8 @@ def live(watching: bool) -> None:
     st.subheader("Progress")
     run_ids = [int(i) for i in trained["id"]]
     watch = st.session_state.get("train_watch")
-    default = watch if watch in run_ids else run_ids[0]
+    # the run just queued here, else one that runs or has finished: a queued one has nothing to show yet
+    default = watch if watch in run_ids else runs.default_runs(trained)[0]
     job_id = st.selectbox(
         "Training run",
         run_ids,
