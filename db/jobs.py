@@ -300,6 +300,14 @@ def waiting(*, session: Session) -> dict[int, Waiting]:
     return places
 
 
+def waiting_for_registration(*, session: Session, kinds: Sequence[str] | None = None) -> list[int]:
+    """Queued jobs (of `kinds`) that `claim` passes over until an older registration of their dataset ends."""
+    query = select(Job.id).where(Job.status == "queued", Job.kind != "register", _registering(Job))
+    if kinds is not None:
+        query = query.where(Job.kind.in_(list(kinds)))
+    return list(session.scalars(query.order_by(Job.id)))
+
+
 def job_events(*, session: Session, job_id: int) -> list[JobEvent]:
     """A job's history, oldest first."""
     return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))

@@ -38,7 +38,8 @@ def run_worker(
     """Serve the job queue of the database at `url` (None = the default SQLite file) until stopped.
 
     lane: claim only that lane's kinds (`db.jobs.LANES`); None: every kind, one job at a time.
-    once: return when the queue (of the lane) is empty. poll_s: seconds between polls of an empty queue.
+    once: return when the queue (of the lane) is empty; a job waiting for its dataset's registration is waited
+    for (the quick lane runs that). poll_s: seconds between polls of an empty queue.
     stale_after_s: a running job without a heartbeat for this long is recovered (keep it well above
     the heartbeat interval of every worker on this database). Returns the number of jobs run.
     Raises DatabaseError when the database cannot be opened or upgraded.
@@ -70,12 +71,17 @@ def run_worker(
                         log.warning("job %d: its worker stopped responding; now %s", job_id, status)
                 with sessions.begin() as session:
                     claim = jobs.claim(session=session, worker_id=worker_id, kinds=kinds)
+                    # --once: a job passed over only while its dataset's registration runs (in the other lane) is
+                    # still this lane's to run, so the queue is not empty yet
+                    waiting = (
+                        once and claim is None and bool(jobs.waiting_for_registration(session=session, kinds=kinds))
+                    )
             except (DatabaseError, SQLAlchemyDBAPIError) as error:  # locked past the busy timeout, a full disk:
                 log.warning("%s", " ".join(str(error).split())[:300])  # the worker waits, it does not die
                 stop.wait(poll_s)
                 continue
             if claim is None:
-                if once:
+                if once and not waiting:
                     break
                 stop.wait(poll_s)
                 continue

@@ -256,10 +256,15 @@ def test_a_train_or_score_job_waits_for_an_older_registration_of_its_dataset(ses
     assert places[train] == jobs.Waiting("train", 0, register)
     assert places[other] == jobs.Waiting("train", 1, None)  # behind the older training run, which waits itself
     assert claim_kinds(sessions, ["train"]).job_id == other  # the older one waits for its dataset's registration
+    with sessions() as session:
+        assert jobs.waiting_for_registration(session=session, kinds=jobs.LANES["train"]) == [train]
+        assert jobs.waiting_for_registration(session=session) == [score, train]
     running = claim_kinds(sessions, None)
     assert running.job_id == register
     assert claim_kinds(sessions, ["score"]) is None  # its dataset is still being registered
     finish(sessions, running)
+    with sessions() as session:
+        assert jobs.waiting_for_registration(session=session) == []
     assert claim_kinds(sessions, ["score"]).job_id == score
     assert claim_kinds(sessions, ["train"]).job_id == train
 

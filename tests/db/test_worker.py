@@ -3,6 +3,7 @@ and the database then holds everything the dashboard reads. Also: screening a ne
 finished model, registering a folder, clear failures, and restarts."""
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -333,6 +334,28 @@ def test_the_worker_command_runs_until_the_queue_is_empty(tmp_path, command):
     )
     assert done.returncode == 0, done.stderr
     assert "stops after 0 job(s)" in done.stderr
+
+
+def test_once_the_training_lane_waits_for_the_registration_its_run_needs(tmp_path, tiny_config):
+    """`con2 worker --once` with both lanes: the train lane does not leave while its run waits for the dataset's
+    registration, which the quick lane runs; both jobs end succeeded, in that order."""
+    url = f"sqlite:///{tmp_path / 'con2.db'}"
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits").id
+        register = jobs.submit_register(session=session, dataset_id=dataset).id
+        config = tiny_config(epochs=1, tta=1).to_dict()
+        train = jobs.submit_train(session=session, dataset_id=dataset, config=config, projections=["pca"]).id
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "--db", url, "--once", "--poll", "0.2"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    with sessions() as session:
+        ended = {job_id: jobs.get_job(session=session, job_id=job_id) for job_id in (register, train)}
+    assert [ended[i].status for i in (register, train)] == ["succeeded", "succeeded"], done.stderr[-3000:]
+    assert ended[register].finished_at <= ended[train].started_at
+    sessions.kw["bind"].dispose()
 
 
 def test_con2_runs_the_worker_itself_and_hands_every_other_command_to_the_engine(capsys):
