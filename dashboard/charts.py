@@ -7,6 +7,7 @@ WebGL (`Scattergl`) and pass numpy arrays, which Plotly ships to the browser as 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -291,19 +292,40 @@ def roc_curves(scores: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def roc_comparison(scores: pd.DataFrame, score: str = "s_nnd") -> go.Figure:
+def roc_gaps(scores: pd.DataFrame, runs: Sequence[str]) -> dict[str, str]:
+    """Which of `runs` (display names) have no ROC curve in `scores`, and why, in words."""
+    gaps = {}
+    for run in runs:
+        classes = set(scores.loc[scores["run"] == run, "anomalous"].tolist()) if not scores.empty else set()
+        if not classes:
+            gaps[run] = "no labelled scores"
+        elif len(classes) < 2:
+            gaps[run] = f"every scored image is {'anomalous' if 1 in classes else 'normal'}"
+    return gaps
+
+
+def roc_comparison(scores: pd.DataFrame, score: str = "s_nnd", runs: Sequence[str] | None = None) -> go.Figure:
     """One ROC curve per run for one score, AUROC in the legend (Con2 vs its ablations vs SimCLR).
 
-    scores: columns `run` (display name), `anomalous` (1/0) and the score column.
+    scores: columns `run` (display name), `anomalous` (1/0) and the score column. runs: every run asked for, in
+    legend order (default: those in `scores`); one without a curve is still in the legend, saying why, so no
+    run asked for goes missing without a word.
     """
-    if scores.empty:
+    runs = list(dict.fromkeys(scores["run"])) if runs is None and not scores.empty else list(runs or [])
+    if not runs:
         return _empty("No runs to compare.")
     from engine.metrics import roc  # imported here: scikit-learn loads only when a ROC is drawn
 
+    gaps = roc_gaps(scores, runs)
     figure = go.Figure()
-    for i, (run, group) in enumerate(scores.groupby("run", sort=False)):
-        if group["anomalous"].nunique() < 2:
+    for i, run in enumerate(runs):
+        if run in gaps:
+            figure.add_trace(
+                go.Scatter(x=[None], y=[None], mode="lines", name=f"{run} (no curve: {gaps[run]})",
+                           line=dict(color=PALETTE[i % len(PALETTE)], dash="dot"))
+            )  # fmt: skip
             continue
+        group = scores[scores["run"] == run]
         fpr, tpr, area = roc(group["anomalous"].to_numpy(), group[score].to_numpy())
         figure.add_trace(
             go.Scatter(

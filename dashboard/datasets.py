@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import connection, gallery
+from dashboard.formatting import queue_place
 from dashboard.intake import IntakeError, check_location, store_upload
 from dashboard.outcome import Outcome
 from db import datasets as db_datasets
@@ -65,7 +66,7 @@ def _register(spec: str, name: str | None) -> Outcome:
         dataset = db_datasets.create_dataset(session=session, location=spec, name=name)
         job = db_jobs.submit_register(session=session, dataset_id=dataset.id)
         return Outcome(
-            f"Registered '{dataset.name}': the worker is reading it now (job #{job.id}).",
+            f"Registered '{dataset.name}': queued for the worker to read (job #{job.id}); its progress shows below.",
             job_id=job.id,
             dataset_id=dataset.id,
         )
@@ -104,11 +105,17 @@ def registration(dataset_id: int) -> dict[str, Any] | None:
         if not found:
             return None
         job = found[0]
+        place = db_jobs.waiting(session=session).get(job.id) if job.status == "queued" else None
+        if place is not None:
+            text = queue_place(place.lane, place.ahead, place.registration)
+        else:
+            text = f"registering: {job.message}" if job.status == "running" and job.message else job.status
         return {
             "id": job.id,
             "status": job.status,
             "progress": float(job.progress or 0.0),
             "message": job.message,
+            "text": text,  # what it is doing, in words: its place in the queue, or what the worker reports
             "error": job.error,
             "active": job.status in ("queued", "running"),
         }

@@ -48,3 +48,19 @@ def duration(seconds: float | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+# What a lane's jobs are called where a queued job's place is said (db.jobs.LANES)
+LANE_JOBS = {"train": ("training run", "training runs"), "quick": ("registration or scoring job", "such jobs")}
+
+
+def queue_place(lane: str, ahead: int, registration: int | None) -> str:
+    """Why a queued job has not started, from its place in the queue (db.jobs.Waiting): never that it runs."""
+    if registration is not None:
+        return f"queued: starts once its dataset's registration (job #{registration}) has finished"
+    if ahead:
+        one, many = LANE_JOBS.get(lane, ("job", "jobs"))
+        behind = f"{ahead} {one if ahead == 1 else many}"
+        lane_note = "one trains at a time" if lane == "train" else "they run one at a time, beside any training"
+        return f"queued behind {behind} ({lane_note})"
+    return "queued: next in line, waiting for the worker to take it"

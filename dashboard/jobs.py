@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import connection
 from dashboard.datasets import dataset_facts
-from dashboard.formatting import duration, method_label, number
+from dashboard.formatting import duration, method_label, number, queue_place
 from dashboard.outcome import Outcome
 from dashboard.presets import preset_config
 from db import datasets as db_datasets
@@ -93,10 +93,22 @@ def jobs_active() -> bool:
         return bool(db_jobs.count_active(session=session))
 
 
+def state_text(status: str, message: str | None, place: db_jobs.Waiting | None) -> str:
+    """What a job is doing, in words: a queued job's place in the queue (never its last worker's message),
+    a running job's progress message, a finished job's status."""
+    if status == "queued":
+        return queue_place(place.lane, place.ahead, place.registration) if place else "queued"
+    if status == "running":
+        return f"running: {message}" if message else "running"
+    return status
+
+
 def queue() -> pd.DataFrame:
-    """Queued and running jobs, oldest first: id, kind, name, status, progress, message, cancel_requested."""
+    """Queued and running jobs, oldest first: id, kind, name, status, progress, message, state (what it is doing,
+    in words), cancel_requested."""
     with connection.session() as session:
         found = db_jobs.list_jobs(session=session, status=("queued", "running"))
+        places = db_jobs.waiting(session=session)
         rows = [
             {
                 "id": j.id,
@@ -105,11 +117,13 @@ def queue() -> pd.DataFrame:
                 "status": j.status,
                 "progress": float(j.progress or 0.0),
                 "message": j.message,
+                "state": state_text(j.status, j.message, places.get(j.id)),
                 "cancel_requested": bool(j.cancel_requested),
             }
             for j in reversed(found)
         ]
-    return pd.DataFrame(rows, columns=["id", "kind", "name", "status", "progress", "message", "cancel_requested"])
+    columns = ["id", "kind", "name", "status", "progress", "message", "state", "cancel_requested"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def cancel(job_id: int) -> str:
@@ -132,10 +146,12 @@ def job_status(job_id: int) -> dict[str, Any]:
         job = db_jobs.get_job(session=session, job_id=job_id)
         if job is None:
             return {"status": "gone", "phase": None, "eta": None, "device": None, "progress": 0.0, "message": None,
-                    "error": None, "finished": True, "active": False, "summary_line": "", "train": {}}  # fmt: skip
+                    "state": "gone", "error": None, "finished": True, "active": False, "summary_line": "",
+                    "train": {}}  # fmt: skip
         summary = job.summary or {}
         train = dict(db_jobs.read_job_config(job).train) if job.kind == "train" else {}
         line = job.message or ""
+        place = db_jobs.waiting(session=session).get(job.id) if job.status == "queued" else None
         if summary.get("auroc_nnd") is not None:
             line = f"{line} · AUROC S_LH {number(summary.get('auroc_lh'))}"
         return {
@@ -145,6 +161,7 @@ def job_status(job_id: int) -> dict[str, Any]:
             "device": job.device,
             "progress": float(job.progress or 0.0),
             "message": job.message,
+            "state": state_text(job.status, job.message, place),
             "error": job.error,
             "finished": db_jobs.is_finished(job.status),
             "active": job.status in ("queued", "running"),

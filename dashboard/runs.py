@@ -7,6 +7,7 @@ A scoring job has no training settings of its own: they are its parent run's, an
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -21,12 +22,13 @@ from db.models import Job
 from engine.config import CLASSICAL_METHODS
 
 RUN_COLUMNS = [
-    "id", "kind", "name", "dataset", "status", "method", "context", "encoder", "image_size", "epochs", "tta",
+    "id", "title", "kind", "dataset", "status", "method", "context", "encoder", "image_size", "epochs", "tta",
     "normal", "device", "duration_s", "train_s", "auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored",
     "created",
 ]  # fmt: skip
 RUN_COLUMN_CONFIG = {
-    "id": st.column_config.NumberColumn("run", format="#%d"),
+    "id": st.column_config.NumberColumn("#", format="#%d"),
+    "title": st.column_config.TextColumn("run", help="What the run is: dataset, method (and context), normal class."),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
     "train_s": st.column_config.NumberColumn(
         "train (s)", format="%.1f", help="Seconds training took; for a classical reference, fitting it."
@@ -72,8 +74,8 @@ def listing(
 ) -> pd.DataFrame:
     """Training runs and scoring jobs, newest first, with settings, timing, device and metrics.
 
-    Columns: RUN_COLUMNS, plus title (for pickers), parent_id, dataset_id and has_model (False for a classical
-    reference, which trains no model to score other datasets with).
+    Columns: RUN_COLUMNS (title: `run_label`, in tables and pickers), plus name, parent_id, dataset_id and
+    has_model (False for a classical reference, which trains no model to score other datasets with).
     """
     with connection.session() as session:
         found = [j for j in db_jobs.list_jobs(session=session, status=status, dataset_id=dataset_id) if j.kind in kinds]
@@ -117,19 +119,74 @@ def listing(
                     "has_model": not classical,
                 }
             )
-    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "dataset_id", "parent_id", "has_model"])
+    frame = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "title"), "name", "dataset_id", "parent_id",
+                                        "has_model"])  # fmt: skip
     if labelled_only:
         frame = frame[frame["auroc_nnd"].notna()]
-    frame["title"] = [_title(r) for r in frame.itertuples()]
+    frame["title"] = [
+        run_label(r.id, r.kind, r.dataset, r.method, r.context, r.normal, r.parent_id) for r in frame.itertuples()
+    ]
     return frame.reset_index(drop=True)
 
 
-def _title(row: Any) -> str:
-    """A run's name in pickers; fixed for the run's life (a widget showing it keeps its first label)."""
-    what = method_label(row.method, row.context) or row.kind
-    if row.kind == "score":
-        return f"#{row.id} {row.dataset} · scored with #{int(row.parent_id)} ({what})"
-    return f"#{row.id} {row.dataset} · {what} · normal {row.normal}"
+def run_label(
+    run_id: int,
+    kind: str,
+    dataset: str,
+    method: str | None,
+    context: str | None,
+    normal: str | None,
+    parent_id: int | None = None,
+) -> str:
+    """What a run is, in one line: its number, dataset, method (with its context only where it trains one:
+    never "simclr/invert") and normal class. The one label of a run on every page (the Runs table, pickers,
+    Evaluate's legends); fixed for the run's life, since a widget showing it keeps its first label."""
+    what = method_label(method, context) or kind
+    normal_part = f" · normal {normal}" if normal else ""
+    if kind == "score":
+        parent = f"#{int(parent_id)}" if parent_id is not None and not pd.isna(parent_id) else "a deleted run"
+        return f"#{run_id} {dataset} · scored with {parent} ({what}){normal_part}"
+    return f"#{run_id} {dataset} · {what}{normal_part}"
+
+
+# Which run a page shows before anyone picks: one that runs, else the newest finished one; a queued run last
+# (it has nothing to show yet).
+DEFAULT_ORDER = {"running": 0, "succeeded": 1, "failed": 2, "cancelled": 2}
+
+
+def default_runs(frame: pd.DataFrame, count: int = 1) -> list[int]:
+    """The ids of the `count` runs a page starts from: running ones, then finished ones (succeeded before
+    failed), each newest first (`listing`'s order); queued ones only when nothing else is left."""
+    order = sorted(range(len(frame)), key=lambda i: (DEFAULT_ORDER.get(frame["status"].iloc[i], 3), i))
+    return [int(frame["id"].iloc[i]) for i in order[:count]]
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs that can be compared: one dataset, one normal class (another class is another task)."""
+
+    key: str
+    title: str
+    ids: list[int]  # newest first
+
+
+def comparison_groups(frame: pd.DataFrame) -> list[RunGroup]:
+    """`frame`'s runs (a `listing`) grouped by (dataset, normal class), the group of the newest run first.
+    Every run is in exactly one group; a run without a normal class is its own group's only kind."""
+    groups: dict[tuple[int, str], list[int]] = {}
+    names: dict[tuple[int, str], str] = {}
+    for row in frame.itertuples():
+        key = (int(row.dataset_id), str(row.normal or "(all)"))
+        groups.setdefault(key, []).append(int(row.id))
+        names[key] = str(row.dataset)
+    return [
+        RunGroup(
+            f"{dataset_id}|{normal}",
+            f"{names[(dataset_id, normal)]} · normal {normal} · {len(ids)} run{'s' if len(ids) != 1 else ''}",
+            ids,
+        )
+        for (dataset_id, normal), ids in groups.items()
+    ]
 
 
 def run_caption(job_id: int) -> str:

@@ -208,6 +208,52 @@ def seed_run(
     return Seeded(dataset.id, job.id, running_id, [int(test_ids[i]) for i in order], [int(i) for i in train_ids])
 
 
+def seed_other_run(
+    url: str, dataset_id: int, *, normal: str, method: str = "con2", context: str = "invert", seed: int = 1
+) -> int:
+    """Another finished run on a dataset `seed_run` wrote, with `normal` as its normal class (every other label is
+    anomalous) and `method`: what Evaluate groups and compares. Scores the same test images; returns its id."""
+    rng = np.random.default_rng(seed)
+    sessions = open_database(url)
+    config = RunConfig(
+        DataConfig(source="synthetic", normal_label=normal, image_size=16),
+        TrainConfig(method=method, context=context, epochs=60, batch_size=32),
+        ScoreConfig(),
+    )
+    with sessions.begin() as session:
+        samples = datasets.read_samples(session=session, dataset_id=dataset_id)
+        test = [i for i, split in enumerate(samples["split"]) if split == "test" and samples["readable"][i]]
+        train = [i for i, split in enumerate(samples["split"]) if split == "train"]
+        test_ids, train_ids = samples["id"][test], samples["id"][train]
+        targets = np.array([samples["label"][i] != normal for i in test], dtype=int)
+        name = f"synthetic · {method} · normal {normal}"
+        job = jobs.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), name=name)
+        claim = jobs.claim(session=session, worker_id="seed", kinds=("train",))
+        assert claim is not None and claim.job_id == job.id
+        s_nnd = -0.9 + 0.02 * rng.standard_normal(len(test)) + 0.05 * targets
+        s_lh = -300 + 10 * rng.standard_normal(len(test)) + 30 * targets
+        near = rng.integers(0, len(train), size=(len(test), 5))
+        similarity = np.sort(rng.uniform(0.85, 0.99, size=(len(test), 5)), axis=1)[:, ::-1]
+        results.write_scores(
+            session=session, job_id=job.id, role="scored", sample_ids=test_ids, s_nnd=s_nnd, s_lh=s_lh,
+            neighbours=train_ids[near], neighbour_similarity=similarity,
+        )  # fmt: skip
+        from engine.metrics import auroc  # imported here: scikit-learn loads only when the demo is seeded
+
+        both = 0 < targets.sum() < len(targets)
+        summary = {
+            "n_scored": len(test),
+            "n_anomalous": int(targets.sum()),
+            "auroc_nnd": auroc(targets, s_nnd) if both else None,
+            "auroc_lh": auroc(targets, s_lh) if both else None,
+            "silhouette": 0.3,
+            "device": "cpu",
+        }
+        jobs.finish(session=session, claim=claim, summary=summary, message=f"scored {len(test)} images")
+    sessions.kw["bind"].dispose()
+    return job.id
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="Database URL, e.g. sqlite:////tmp/con2-big/con2.db")

@@ -8,6 +8,11 @@ Life of a job:
       └──request_cancel──┼──────────────> cancelled          (never started)
                          └─recover_stale─> queued | failed   (its worker stopped heart-beating)
 
+A worker serves the queue in lanes (`LANES`): a training run takes minutes to hours, registering and scoring
+seconds to minutes, so each lane claims only its own kinds (`claim(kinds=...)`) and a quick job never waits
+behind a training run. A train or score job never starts while an older registration of its dataset is
+queued or running: it would read a dataset whose samples are still being written.
+
 A claim is one atomic statement: `UPDATE jobs ... WHERE id = (SELECT id ... LIMIT 1 FOR UPDATE SKIP
 LOCKED) AND status = 'queued' RETURNING id` (SKIP LOCKED on PostgreSQL, where several workers wait
 on one queue; on SQLite the statement holds the write lock). Each claim increments `attempts`, and
@@ -26,8 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Row, Select, func, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, DateTime, Row, Select, exists, func, literal, select, update
+from sqlalchemy.orm import Session, aliased
 
 from db.job_configs import (
     CONFIGS,
@@ -44,6 +49,15 @@ from db.models import FINISHED, JOB_KINDS, Dataset, Job, JobEvent, UTCDateTime, 
 
 DEFAULT_MAX_ATTEMPTS = 3
 STALE_AFTER_S = 60.0  # a running job without a heartbeat for this long is presumed orphaned
+ACTIVE = ("queued", "running")
+# The kinds each lane of a worker claims, one job at a time per lane: trainings in one, the quick jobs
+# (registering a dataset, scoring one with a finished run) in the other, so they never queue behind a training.
+LANES: dict[str, tuple[str, ...]] = {"train": ("train",), "quick": ("register", "score")}
+
+
+def lane_of(kind: str) -> str:
+    """The lane that runs jobs of `kind`."""
+    return next(lane for lane, kinds in LANES.items() if kind in kinds)
 
 
 class JobError(ValueError):
@@ -242,7 +256,7 @@ def list_jobs(
 
 def count_active(*, session: Session, kind: str | None = None) -> int:
     """How many jobs (of `kind`, or of any kind) are queued or running."""
-    query = select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running")))
+    query = select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))
     if kind is not None:
         query = query.where(Job.kind == kind)
     return int(session.scalar(query) or 0)
@@ -254,6 +268,46 @@ def job_state(*, session: Session, job_id: int) -> tuple[str, datetime | None, f
     return None if row is None else (row[0], row[1], row[2])
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Why a queued job has not started: what runs or waits before it in its lane, or the registration it waits for."""
+
+    lane: str
+    ahead: int  # jobs of its lane running or queued before it
+    registration: int | None  # an older register job of its dataset, queued or running: it starts after that one
+
+
+def waiting(*, session: Session) -> dict[int, Waiting]:
+    """Every queued job's place in the queue, by job id, counted the way `claim` takes jobs (oldest first, per
+    lane). With several workers on one database, `ahead` counts every worker's jobs of the lane."""
+    active = session.execute(
+        select(Job.id, Job.kind, Job.status, Job.dataset_id)
+        .where(Job.status.in_(ACTIVE))
+        .order_by(Job.created_at, Job.id)
+    ).all()
+    places: dict[int, Waiting] = {}
+    before = dict.fromkeys(LANES, 0)  # running or older queued jobs per lane, so far
+    registering: dict[int, int] = {}  # dataset → its oldest active register job
+    for job in sorted(active, key=lambda j: j.status != "running"):  # running ones first: they are ahead of all
+        lane = lane_of(job.kind)
+        if job.status == "queued":
+            older = registering.get(job.dataset_id)
+            wait_for = older if job.kind != "register" and older is not None and older < job.id else None
+            places[job.id] = Waiting(lane, before[lane], wait_for)
+        before[lane] += 1
+        if job.kind == "register":
+            registering[job.dataset_id] = min(job.id, registering.get(job.dataset_id, job.id))
+    return places
+
+
+def waiting_for_registration(*, session: Session, kinds: Sequence[str] | None = None) -> list[int]:
+    """Queued jobs (of `kinds`) that `claim` passes over until an older registration of their dataset ends."""
+    query = select(Job.id).where(Job.status == "queued", Job.kind != "register", _registering(Job))
+    if kinds is not None:
+        query = query.where(Job.kind.in_(list(kinds)))
+    return list(session.scalars(query.order_by(Job.id)))
+
+
 def job_events(*, session: Session, job_id: int) -> list[JobEvent]:
     """A job's history, oldest first."""
     return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
@@ -262,15 +316,31 @@ def job_events(*, session: Session, job_id: int) -> list[JobEvent]:
 # ---------------------------------------------------------------------------------------------- the worker's side
 
 
+def _registering(job: type[Job]) -> ColumnElement[bool]:
+    """Whether an older registration of `job`'s dataset is queued or running (a train or score job waits for it)."""
+    earlier = aliased(Job)
+    return exists().where(
+        earlier.dataset_id == job.dataset_id,
+        earlier.kind == "register",
+        earlier.status.in_(ACTIVE),
+        earlier.id < job.id,
+    )
+
+
 def claim(*, session: Session, worker_id: str, kinds: Sequence[str] | None = None) -> Claim | None:
-    """Take the oldest queued job for this worker, atomically; None when the queue is empty.
+    """Take the oldest queued job of `kinds` (None: of any kind) for this worker, atomically; None when
+    there is none it may start. A train or score job is passed over while an older registration of its
+    dataset is queued or running.
 
     Exactly one worker gets each job: PostgreSQL skips rows another transaction has locked; SQLite
     runs the statement under its single write lock.
     """
     now = _now(session)
-    pick = select(Job.id).where(Job.status == "queued")
+    pick = select(Job.id).where(Job.status == "queued", (Job.kind == "register") | ~_registering(Job))
     if kinds is not None:
+        unknown = sorted(set(kinds) - set(JOB_KINDS))
+        if unknown:
+            raise JobError(f"unknown job kind {', '.join(unknown)}; choose from {', '.join(JOB_KINDS)}")
         pick = pick.where(Job.kind.in_(list(kinds)))
     pick = pick.order_by(Job.created_at, Job.id).limit(1).with_for_update(skip_locked=True)
     row = session.execute(

@@ -13,3 +13,12 @@ def test_a_simclr_run_is_not_labelled_with_a_context():
     assert method_label("firm", "invert") == "firm"
     assert method_label("masked_contrastive", "flip") == "masked_contrastive"
     assert method_label(None, "invert") == ""
+
+
+def test_a_queued_jobs_text_says_where_it_waits_and_never_that_it_runs():
+    from dashboard.formatting import queue_place
+
+    assert queue_place("train", 2, None) == "queued behind 2 training runs (one trains at a time)"
+    assert queue_place("quick", 1, None).startswith("queued behind 1 registration or scoring job")
+    assert queue_place("quick", 0, None) == "queued: next in line, waiting for the worker to take it"
+    assert queue_place("train", 3, 7) == "queued: starts once its dataset's registration (job #7) has finished"

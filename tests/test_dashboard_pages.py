@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from dashboard import widgets
-from dashboard.seed import seed_run
+from dashboard.seed import seed_other_run, seed_run
+from db import datasets as db_datasets
+from db import jobs as db_jobs
 from db.models import Dataset, Job, Review
 from db.session import open_database
 from engine.config import DataConfig, ScoreConfig, TrainConfig
@@ -89,7 +92,10 @@ def test_data_page_registers_a_folder(seeded, tmp_path):
     at.text_input(key="data_location").set_value(str(folder))
     at.button(key="FormSubmitter:data_register_path-Register").click().run()
     assert not at.exception
-    assert "Registered 'scans'" in texts(at.success)[0]
+    assert "Registered 'scans'" in texts(at.success)[0] and "reading it now" not in texts(at.success)[0]
+    # issue 12: its place in the queue, not that it is being read: the worker has not taken it yet
+    shown = [p.proto.text.replace("\\", "") for p in at.get("progress")]  # as the browser shows it: unescaped
+    assert shown == ["queued: next in line, waiting for the worker to take it"]
     assert count(url, Dataset) == 2
     sessions = open_database(url)
     with sessions.begin() as session:
@@ -228,6 +234,24 @@ def test_train_page_shows_live_progress_and_cancels(seeded):
     sessions = open_database(url)
     with sessions.begin() as session:
         assert session.get(Job, seeded_run.running_id).cancel_requested
+
+
+def test_the_queue_says_why_each_job_waits(seeded):
+    """Issue 12: a training run queued behind the running one says so; a registration says it is next, in its own
+    lane, however many trainings run or wait."""
+    seeded_run, url, _ = seeded
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        config = db_jobs.read_job_config(session.get(Job, seeded_run.running_id)).run()
+        waiting = db_jobs.submit_train(
+            session=session, dataset_id=seeded_run.dataset_id, config=config, name="second"
+        ).id
+        scans = db_datasets.create_dataset(session=session, location="digits", name="scans").id
+        register = db_jobs.submit_register(session=session, dataset_id=scans).id
+    rows = [t.replace("\\", "") for t in texts(app("train").markdown) if t.startswith("**#")]
+    assert f"**#{waiting}** train · second · queued behind 1 training run (one trains at a time)" in rows
+    assert f"**#{register}** register · register · queued: next in line, waiting for the worker to take it" in rows
+    assert not any("reading" in row for row in rows)
 
 
 def test_train_page_curation_mode_trains_on_every_sample(seeded):
@@ -426,6 +450,32 @@ def test_evaluate_page_shows_auroc_roc_histograms_and_silhouette(seeded):
     regrouped = [c.proto.spec for c in at.get("plotly_chart")]
     changed = [after for before, after in zip(specs, regrouped, strict=True) if after != before]
     assert len(changed) == 1 and '"name":"anomalous (' in changed[0]  # only the histograms, now by kind
+
+
+def test_evaluate_compares_runs_of_one_normal_class_only_and_shows_every_picked_run(seeded):
+    """Issue 12: two normal classes on one dataset are two groups; a comparison never mixes them, and a SimCLR
+    run is labelled without the context its config carries by default."""
+    seeded_run, url, _ = seeded
+    simclr = seed_other_run(url, seeded_run.dataset_id, normal="0", method="simclr", seed=2)
+    other_class = seed_other_run(url, seeded_run.dataset_id, normal="3", seed=3)
+    at = app("evaluate")
+    group = at.selectbox(key="evaluate_group")
+    assert group.options == ["synthetic · normal 3 · 1 run", "synthetic · normal 0 · 2 runs"]  # newest run's first
+    assert at.selectbox(key=f"evaluate_run_{seeded_run.dataset_id}|3").value == other_class
+    assert "No other finished run on this dataset with this normal class" in " ".join(texts(at.caption))
+    group.set_value(f"{seeded_run.dataset_id}|0").run()
+    assert not at.exception
+    con2, labelled = (
+        f"#{seeded_run.run_id} synthetic · con2/invert · normal 0",
+        f"#{simclr} synthetic · simclr · normal 0",
+    )
+    picker = at.selectbox(key=f"evaluate_run_{seeded_run.dataset_id}|0")
+    assert sorted(picker.options) == [con2, labelled] and picker.value == simclr  # the group's newest
+    compare = at.multiselect(key=f"evaluate_compare_{seeded_run.dataset_id}|0_{simclr}")
+    assert compare.options == [con2] and compare.value == [seeded_run.run_id]
+    names = [trace["name"] for trace in json.loads(at.get("plotly_chart")[-1].proto.spec)["data"]]
+    assert len(names) == 3 and names[2] == "chance"
+    assert names[0].startswith(f"{labelled} (AUROC 0.") and names[1].startswith(f"{con2} (AUROC 0.")
 
 
 def test_every_page_renders_on_an_empty_database(tmp_path, monkeypatch):

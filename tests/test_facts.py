@@ -87,9 +87,18 @@ def test_worker_stale_after_defaults_to_the_queues_value(monkeypatch, capsys):
     assert f"default: {STALE_AFTER_S:g}," in " ".join(capsys.readouterr().out.split())
     seen = {}
     monkeypatch.setattr("worker.loop.run_worker", lambda *args, **kwargs: seen.update(kwargs))
-    assert cli.main(["--once"]) == 0
-    assert seen["stale_after_s"] == STALE_AFTER_S
-    assert cli.main(["--once", "--stale-after", "5"]) == 0 and seen["stale_after_s"] == 5.0
+    assert cli.main(["--once", "--lane", "all"]) == 0  # one process: "both" would start the quick lane's
+    assert seen["stale_after_s"] == STALE_AFTER_S and seen["lane"] is None
+    assert cli.main(["--once", "--lane", "quick", "--stale-after", "5"]) == 0 and seen["stale_after_s"] == 5.0
+    assert seen["lane"] == "quick"
+
+
+def test_the_workers_lane_choices_are_the_queues_lanes():
+    """`con2 worker --lane` names db.jobs.LANES without importing db/ (its --help loads no driver)."""
+    from db.jobs import LANES
+    from worker import cli
+
+    assert set(cli.LANE_CHOICES) == {"both", "all", *LANES}
 
 
 def test_the_engines_scores_csv_ranks_as_db_ranking_does(tmp_path):

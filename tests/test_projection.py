@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.projection import project
+from engine.projection import project, warm_up_in_background
 
 
 def features(m: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,3 +59,38 @@ def test_umap_is_seeded_and_keeps_the_contexts_apart():
     gap = np.linalg.norm(originals.mean(axis=0) - contexts.mean(axis=0))
     spread = max(originals.std(axis=0).max(), contexts.std(axis=0).max())
     assert gap > 2 * spread
+
+
+@pytest.mark.slow  # compiles UMAP's numba code when no earlier test of the session did
+def test_umap_reports_progress_that_increases_through_its_layout_and_a_raise_stops_it():
+    """Issue 12: the first demo's progress bar sat at 93 % through two minutes of UMAP. Now the layout reports
+    epoch by epoch, through UMAP's own tqdm bar; the same reports carry a cancel."""
+    plain, context = features(200, seed=5)
+    reports: list[tuple[float, str]] = []
+    out = project(plain, context, "umap", seed=0, on_progress=lambda fraction, stage: reports.append((fraction, stage)))
+    assert out.shape == (200, 4) and np.isfinite(out).all()
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[0] < 0.1 and fractions[-1] == 1.0
+    epochs = [stage for _, stage in reports if stage.startswith("layout, epoch ")]
+    assert len(epochs) >= 3 and epochs[0] == "layout, epoch 0/500" and epochs[-1] == "layout, epoch 500/500"
+    assert len(set(fractions)) >= 4  # it moves, not one jump from start to end
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_the_layout(fraction: float, stage: str) -> None:
+        if stage.startswith("layout"):
+            raise Stop(stage)
+
+    with pytest.raises(Stop, match="layout, epoch 0/500"):  # the first epoch's report, not the end of the fit
+        project(plain, context, "umap", seed=0, on_progress=stop_in_the_layout)
+    # compiled by now: no later fit in this process says it compiles, and the worker's warm-up has nothing to do
+    assert not any(stage.startswith("compiling") for _, stage in reports[1:])
+    assert warm_up_in_background() is None
+
+
+def test_pca_reports_that_it_is_done():
+    plain, context = features(20, seed=6)
+    reports: list[tuple[float, str]] = []
+    project(plain, context, "pca", on_progress=lambda fraction, stage: reports.append((fraction, stage)))
+    assert reports == [(1.0, "done")]

@@ -3,7 +3,8 @@
     claim a queued job → run it through the engine → progress, metrics, checkpoints while it runs
                        → scores, embeddings, 2-D projections in bulk → succeeded / failed / cancelled
 
-`worker.loop.run_worker` is `con2 worker` (also `python -m worker`): it serves the queue until stopped.
+`worker.loop.run_worker` is `con2 worker` (also `python -m worker`): it serves the queue until stopped, training
+runs in its own process and registering and scoring in a second one (`db.jobs.LANES`, `worker.process.start_lane`).
 A background thread heartbeats every few seconds; a job whose worker stopped heart-beating is recovered
 by any other worker (requeued and resumed from its last checkpoint, or failed after its last attempt).
 Cancel is a flag on the job row that the progress callback sees within about a second; SIGTERM/SIGINT

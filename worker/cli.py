@@ -12,11 +12,23 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+# db.jobs.LANES's names (tests/test_facts.py holds them equal), and how to combine them; not imported, so that
+# `--help` loads no database driver
+LANE_CHOICES = ("both", "train", "quick", "all")
+
 
 def parser(prog: str = "con2 worker") -> argparse.ArgumentParser:
     worker = argparse.ArgumentParser(prog=prog, description="Run queued jobs from the database.", allow_abbrev=False)
     worker.add_argument("--db", default=None, help="SQLAlchemy URL (default: SQLite file in the data directory).")
     worker.add_argument("--once", action="store_true", help="Exit when the queue is empty.")
+    worker.add_argument(
+        "--lane",
+        choices=LANE_CHOICES,
+        default="both",
+        help="both (default): training runs in this process and registering and scoring in a second one, so a "
+        "quick job never waits behind a training; train or quick: only that lane; all: every kind of job, one "
+        "at a time.",
+    )
     worker.add_argument("--poll", type=float, default=1.0, help="Seconds between polls of an empty queue.")
     worker.add_argument("--worker-id", default=None, help="Name in the jobs table (default: host:pid).")
     worker.add_argument(
@@ -36,17 +48,26 @@ def main(argv: Sequence[str] | None = None, prog: str = "con2 worker") -> int:
     # imported here: `--help` and a flag mistake need no sqlalchemy
     from db.jobs import STALE_AFTER_S
     from db.session import DatabaseError
-    from worker.loop import run_worker
+    from worker import loop
+    from worker.process import start_lane, stop_lane
 
     stale_after_s = STALE_AFTER_S if args.stale_after is None else args.stale_after
+    settings = {"once": args.once, "poll_s": args.poll, "worker_id": args.worker_id, "stale_after_s": stale_after_s}
+    lane = {"both": "train", "all": None}.get(args.lane, args.lane)
+    quick = start_lane(args.db, "quick", **settings) if args.lane == "both" else None
+    finished = False
     try:
-        run_worker(args.db, once=args.once, poll_s=args.poll, worker_id=args.worker_id, stale_after_s=stale_after_s)
+        loop.run_worker(args.db, lane=lane, **settings)
+        finished = args.once
     except DatabaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second SIGINT/SIGTERM: quit at once
         print("interrupted; the running job is recovered once its heartbeat goes stale", file=sys.stderr)
         return 130
+    finally:
+        if quick is not None:  # --once: the quick lane empties its queue too; otherwise it stops with this one
+            stop_lane(quick, finish=finished)
     return 0
 
 

@@ -26,7 +26,7 @@ from engine.data import ImageSet, SampleRef
 from engine.device import resolve_device
 from engine.images import UnreadableImage, decode
 from engine.inventory import inventory
-from engine.projection import project
+from engine.projection import project, warm_up_in_background
 from engine.run import RunResult, ScoreRunResult, score_run, train_run
 from engine.sources import open_source
 from engine.tta import ScoreResult
@@ -140,6 +140,8 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     # the dataset's location now, not when it was queued: a dataset relocated since still finds its images
     config = RunConfig.from_dict(queued.at(dataset.location).run())
     run.device = str(resolve_device(config.train.device))
+    if "umap" in queued.projections:  # compile UMAP while the run trains: the first fit spends most of it compiling
+        warm_up_in_background()
     with run.held() as session:
         saved = artifacts.artifact_info(session=session, job_id=job.id, name="checkpoint")
         resumed = (saved.epoch or 0) if saved is not None else 0
@@ -160,6 +162,8 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
 def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     """Score a dataset with a finished run's model and training bank, without retraining."""
     queued = _config(job, ScoreJobConfig)
+    if "umap" in queued.projections:  # compile UMAP while the bundle loads and the batch is scored
+        warm_up_in_background()
     with run.sessions() as session:  # reads only: no write lock while a large bundle loads
         parent = jobs.get_job(session=session, job_id=job.parent_id) if job.parent_id else None
         if parent is None or parent.kind != "train" or parent.status != "succeeded":
@@ -248,7 +252,14 @@ def _project(run: JobRun, scores: ScoreResult, methods: Sequence[str], seed: int
         run.set_phase("projecting", i / len(methods), f"fitting {method.upper()} on {2 * len(scores.s_nnd)} points")
         run.flush(force=True)
         started = time.perf_counter()
-        coords[method] = project(scores.features, scores.context_features, method, seed=seed)  # (M, 4)
+
+        def on_progress(fraction: float, stage: str, i: int = i, method: str = method) -> None:
+            # UMAP's layout reports every epoch tqdm draws: the bar moves, and a cancel stops the fit between epochs
+            run.set_phase("projecting", (i + fraction) / len(methods), f"{method.upper()}: {stage}")
+            run.flush()
+            run.check()
+
+        coords[method] = project(scores.features, scores.context_features, method, seed=seed, on_progress=on_progress)
         log.info(
             "job %d: %s of %d samples took %.1f s",
             run.claim.job_id,

@@ -1,4 +1,4 @@
-"""The queue loop: recover stale jobs, claim the next one, run it to its end, and again until stopped."""
+"""The queue loop: recover stale jobs, claim the next one of its lane, run it to its end, and again until stopped."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from engine.sources import open_source
 from engine.train import TrainingCancelled
 from worker.kinds import KINDS
 from worker.live import HEARTBEAT_S, Interrupted, JobRun
-from worker.process import handle_signals, setup_logging, take_local_lock
+from worker.process import handle_signals, setup_logging, take_local_lock, watch_parent
 
 log = logging.getLogger("con2.worker")
 
@@ -33,15 +33,19 @@ def run_worker(
     stale_after_s: float = STALE_AFTER_S,
     heartbeat_s: float = HEARTBEAT_S,
     max_jobs: int | None = None,
+    lane: str | None = None,
 ) -> int:
     """Serve the job queue of the database at `url` (None = the default SQLite file) until stopped.
 
-    once: return when the queue is empty. poll_s: seconds between polls of an empty queue.
+    lane: claim only that lane's kinds (`db.jobs.LANES`); None: every kind, one job at a time.
+    once: return when the queue (of the lane) is empty; a job waiting for its dataset's registration is waited
+    for (the quick lane runs that). poll_s: seconds between polls of an empty queue.
     stale_after_s: a running job without a heartbeat for this long is recovered (keep it well above
     the heartbeat interval of every worker on this database). Returns the number of jobs run.
     Raises DatabaseError when the database cannot be opened or upgraded.
     """
     setup_logging()
+    kinds = jobs.LANES[lane] if lane is not None else None
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     lock = take_local_lock()
     if lock is False:
@@ -50,11 +54,14 @@ def run_worker(
     sessions = open_database(url)
     stop = threading.Event()
     restore = handle_signals(stop)
-    log.info("worker %s serving %s", worker_id, shown(parse_url(url)))
+    parent_gone = watch_parent(stop)
+    serves = f"the {lane} lane ({', '.join(kinds)})" if kinds else "every kind of job"
+    log.info("worker %s serving %s: %s", worker_id, shown(parse_url(url)), serves)
     recover_every = max(1.0, min(10.0, stale_after_s / 2))
     last_recovery, done = -float("inf"), 0
     try:
         while not stop.is_set():
+            parent_gone()
             try:
                 if time.monotonic() - last_recovery >= recover_every:
                     last_recovery = time.monotonic()
@@ -63,13 +70,18 @@ def run_worker(
                     for job_id, status in recovered:
                         log.warning("job %d: its worker stopped responding; now %s", job_id, status)
                 with sessions.begin() as session:
-                    claim = jobs.claim(session=session, worker_id=worker_id)
+                    claim = jobs.claim(session=session, worker_id=worker_id, kinds=kinds)
+                    # --once: a job passed over only while its dataset's registration runs (in the other lane) is
+                    # still this lane's to run, so the queue is not empty yet
+                    waiting = (
+                        once and claim is None and bool(jobs.waiting_for_registration(session=session, kinds=kinds))
+                    )
             except (DatabaseError, SQLAlchemyDBAPIError) as error:  # locked past the busy timeout, a full disk:
                 log.warning("%s", " ".join(str(error).split())[:300])  # the worker waits, it does not die
                 stop.wait(poll_s)
                 continue
             if claim is None:
-                if once:
+                if once and not waiting:
                     break
                 stop.wait(poll_s)
                 continue

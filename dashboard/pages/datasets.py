@@ -77,7 +77,7 @@ def registration_status(dataset_id: int, watching: bool) -> None:
     """Live progress while the worker inventories a dataset; a full rerun when the last registration ends."""
     job = datasets.registration(dataset_id)
     if job is not None and job["active"]:
-        st.progress(job["progress"], text=f"Registering: {widgets.plain(job['message'] or job['status'])}")
+        st.progress(job["progress"], text=widgets.plain(job["text"]))
     elif job is not None and job["status"] == "failed":
         st.error(f"Registration failed: {widgets.plain(job['error'])}", icon=":material/error:")
     if watching and not datasets.registrations_active():
@@ -91,6 +91,25 @@ st.caption(
     f"{widgets.plain(overview['location'])} · {overview['kind'] or 'not yet inspected'} · "
     f"labels from {overview['label_origin']}"
 )
+if not overview["samples"]:  # nothing to count, flag or show yet: say why, and what to do, instead of zeros
+    registering = datasets.registration(dataset_id)
+    if registering is None or registering["status"] in ("queued", "running"):
+        st.info(
+            "This dataset has not been read yet: its counts, quality flags and thumbnails appear here once the "
+            "worker has registered it (progress above).",
+            icon=":material/hourglass_top:",
+        )
+    elif registering["status"] == "failed":
+        st.info("Registration failed (above): fix the location, then register it again.", icon=":material/info:")
+    elif registering["status"] == "cancelled":
+        st.info("Its registration was cancelled: register the location again above.", icon=":material/info:")
+    else:
+        st.info(
+            "No images were found at this location. Check that it holds image files (or a zip, or a CSV "
+            "manifest naming them), then register it again above.",
+            icon=":material/info:",
+        )
+    st.stop()
 flags: pd.DataFrame = curation.flags(dataset_id)
 counts = st.columns(6)
 counts[0].metric("Images", f"{overview['samples']:,}")

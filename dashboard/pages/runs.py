@@ -29,7 +29,7 @@ titles = dict(zip(ids, listed["title"], strict=True))
 picked = st.multiselect(
     "Pick two runs",
     ids,
-    default=ids[:2] if len(ids) >= 2 else ids,
+    default=runs.default_runs(listed, 2),  # running or finished runs: a queued one has nothing to compare yet
     max_selections=2,
     format_func=titles.get,
     key="runs_compare",

@@ -74,7 +74,7 @@ def live(watching: bool) -> None:
     else:
         for job in queue.itertuples():
             row = st.columns([5, 2, 1])
-            row[0].write(f"**#{job.id}** {job.kind} · {job.name} · {job.status} · {job.message or ''}")
+            row[0].write(f"**#{job.id}** {job.kind} · {widgets.plain(job.name)} · {widgets.plain(job.state)}")
             row[1].progress(float(job.progress))
             if row[2].button("Cancel", key=f"train_cancel_{job.id}", disabled=bool(job.cancel_requested)):
                 st.toast(jobs.cancel(int(job.id)))
@@ -86,7 +86,8 @@ def live(watching: bool) -> None:
     st.subheader("Progress")
     run_ids = [int(i) for i in trained["id"]]
     watch = st.session_state.get("train_watch")
-    default = watch if watch in run_ids else run_ids[0]
+    # the run just queued here, else one that runs or has finished: a queued one has nothing to show yet
+    default = watch if watch in run_ids else runs.default_runs(trained)[0]
     job_id = st.selectbox(
         "Training run",
         run_ids,
@@ -100,7 +101,7 @@ def live(watching: bool) -> None:
     cols[1].metric("Phase", status["phase"] or "–")
     cols[2].metric("ETA", status["eta"] or "–", help="Time left in the current phase, at the pace so far.")
     cols[3].metric("Device", status["device"] or "–")
-    st.progress(status["progress"], text=status["message"] or "")
+    st.progress(status["progress"], text=widgets.plain(status["state"]))
     if status["error"]:
         st.error(status["error"], icon=":material/error:")
     chance = charts.content_chance(status["train"])

@@ -209,3 +209,75 @@ def test_active_jobs_are_counted_and_a_jobs_state_read_by_id(sessions, dataset_i
         assert status == "cancelled" and finished is not None
         assert jobs.job_state(session=session, job_id=train)[0] == "queued"
         assert jobs.job_state(session=session, job_id=train + 1) is None
+
+
+def claim_kinds(sessions, kinds, worker="w1"):
+    with sessions.begin() as session:
+        return jobs.claim(session=session, worker_id=worker, kinds=kinds)
+
+
+def finish(sessions, c):
+    with sessions.begin() as session:
+        jobs.finish(session=session, claim=c)
+
+
+def test_a_lane_claims_only_its_kinds_however_old_the_others_are(sessions):
+    """Issue 12: the quick lane takes a registration queued after a training run; the training lane takes the
+    training run; neither takes the other's."""
+    with sessions.begin() as session:
+        digits = datasets.create_dataset(session=session, location="digits").id
+        scans = datasets.create_dataset(session=session, location="scans").id
+        train = jobs.submit_train(session=session, dataset_id=digits, config={}).id
+        register = jobs.submit_register(session=session, dataset_id=scans).id
+    assert jobs.LANES["quick"] == ("register", "score") and jobs.lane_of("train") == "train"
+    quick = claim_kinds(sessions, jobs.LANES["quick"], "quick")
+    assert quick.job_id == register
+    assert claim_kinds(sessions, jobs.LANES["quick"], "quick") is None  # the training run is not its kind
+    assert claim_kinds(sessions, jobs.LANES["train"], "long").job_id == train
+    assert claim_kinds(sessions, None) is None
+    with pytest.raises(JobError, match="unknown job kind inference"):
+        claim_kinds(sessions, ["inference"])
+
+
+def test_a_train_or_score_job_waits_for_an_older_registration_of_its_dataset(sessions):
+    with sessions.begin() as session:
+        digits = datasets.create_dataset(session=session, location="digits").id
+        scans = datasets.create_dataset(session=session, location="scans").id
+        parent = jobs.submit_train(session=session, dataset_id=digits, config={}).id
+    finish(sessions, claim_kinds(sessions, ["train"]))
+    with sessions.begin() as session:
+        register = jobs.submit_register(session=session, dataset_id=scans).id
+        score = jobs.submit_score(session=session, parent_id=parent, dataset_id=scans).id
+        train = jobs.submit_train(session=session, dataset_id=scans, config={}).id
+        other = jobs.submit_train(session=session, dataset_id=digits, config={}).id
+    with sessions() as session:
+        places = jobs.waiting(session=session)
+    assert places[score] == jobs.Waiting("quick", 1, register)
+    assert places[train] == jobs.Waiting("train", 0, register)
+    assert places[other] == jobs.Waiting("train", 1, None)  # behind the older training run, which waits itself
+    assert claim_kinds(sessions, ["train"]).job_id == other  # the older one waits for its dataset's registration
+    with sessions() as session:
+        assert jobs.waiting_for_registration(session=session, kinds=jobs.LANES["train"]) == [train]
+        assert jobs.waiting_for_registration(session=session) == [score, train]
+    running = claim_kinds(sessions, None)
+    assert running.job_id == register
+    assert claim_kinds(sessions, ["score"]) is None  # its dataset is still being registered
+    finish(sessions, running)
+    with sessions() as session:
+        assert jobs.waiting_for_registration(session=session) == []
+    assert claim_kinds(sessions, ["score"]).job_id == score
+    assert claim_kinds(sessions, ["train"]).job_id == train
+
+
+def test_a_queued_jobs_place_counts_its_lane_only(sessions):
+    with sessions.begin() as session:
+        digits = datasets.create_dataset(session=session, location="digits").id
+        trains = [jobs.submit_train(session=session, dataset_id=digits, config={}).id for _ in range(3)]
+        registers = [jobs.submit_register(session=session, dataset_id=digits).id for _ in range(2)]
+    claim_kinds(sessions, ["train"])
+    with sessions() as session:
+        places = jobs.waiting(session=session)
+    assert trains[0] not in places  # running: no place in the queue
+    assert [places[t].ahead for t in trains[1:]] == [1, 2]
+    # registrations are never counted behind trainings, and never wait for a registration themselves
+    assert [places[r] for r in registers] == [jobs.Waiting("quick", 0, None), jobs.Waiting("quick", 1, None)]

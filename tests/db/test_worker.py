@@ -3,6 +3,7 @@ and the database then holds everything the dashboard reads. Also: screening a ne
 finished model, registering a folder, clear failures, and restarts."""
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -305,9 +306,11 @@ def test_only_one_local_worker_runs_per_database(tmp_path, monkeypatch, wait_for
     url = f"sqlite:///{tmp_path / 'con2.db'}"
     first = start_local_worker(url)
     try:
-        wait_for(lambda: "serving" in (tmp_path / "worker.log").read_text(), 120, "the local worker to start")
+        wait_for(lambda: (tmp_path / "worker.log").read_text().count("serving") == 2, 120, "both lanes to start")
         assert start_local_worker(url) is None
-        assert (tmp_path / "worker.log").read_text().count("serving") == 1  # no second worker started
+        log = (tmp_path / "worker.log").read_text()
+        assert log.count("serving") == 2  # no second worker started, nor a second quick lane
+        assert "the train lane (train)" in log and "the quick lane (register, score)" in log
     finally:
         first.terminate()
         first.wait(timeout=30)
@@ -331,6 +334,28 @@ def test_the_worker_command_runs_until_the_queue_is_empty(tmp_path, command):
     )
     assert done.returncode == 0, done.stderr
     assert "stops after 0 job(s)" in done.stderr
+
+
+def test_once_the_training_lane_waits_for_the_registration_its_run_needs(tmp_path, tiny_config):
+    """`con2 worker --once` with both lanes: the train lane does not leave while its run waits for the dataset's
+    registration, which the quick lane runs; both jobs end succeeded, in that order."""
+    url = f"sqlite:///{tmp_path / 'con2.db'}"
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits").id
+        register = jobs.submit_register(session=session, dataset_id=dataset).id
+        config = tiny_config(epochs=1, tta=1).to_dict()
+        train = jobs.submit_train(session=session, dataset_id=dataset, config=config, projections=["pca"]).id
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "--db", url, "--once", "--poll", "0.2"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    with sessions() as session:
+        ended = {job_id: jobs.get_job(session=session, job_id=job_id) for job_id in (register, train)}
+    assert [ended[i].status for i in (register, train)] == ["succeeded", "succeeded"], done.stderr[-3000:]
+    assert ended[register].finished_at <= ended[train].started_at
+    sessions.kw["bind"].dispose()
 
 
 def test_con2_runs_the_worker_itself_and_hands_every_other_command_to_the_engine(capsys):
@@ -407,3 +432,55 @@ def test_registering_a_planted_folder_stores_near_duplicate_groups_and_hashes(se
     assert all(table["phash"][row[k]] is None and not table["readable"][row[k]] for k in UNREADABLE)
     assert all(len(table["phash"][row[k]]) == 16 for k in NEAR)
     assert finished.summary["near_duplicate_groups"] == len(NEAR) and finished.summary["near_duplicates"] == len(NEAR)
+
+
+@pytest.mark.slow  # compiles UMAP's numba code when no earlier test of the session did
+def test_the_projecting_phase_writes_umaps_progress_and_a_cancel_stops_it_before_the_fit_ends(sessions):
+    """Issue 12: UMAP's layout reaches the job row epoch by epoch (the bar moves through the projecting share, to
+    its end), and a job cancelled before it projects stops at UMAP's first report, not after the whole fit."""
+    import threading
+
+    from engine.tta import ScoreResult
+    from worker.kinds import _project
+    from worker.live import PHASES, Interrupted, JobRun
+
+    rng = np.random.default_rng(0)
+    plain = rng.normal(size=(150, 16)).astype(np.float32)
+    scores = ScoreResult(np.zeros(150), np.zeros(150), plain, -plain, np.zeros((150, 5), int), np.zeros((150, 5)),
+                         None, None, None, 0.0)  # fmt: skip
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits").id
+        first, second = (jobs.submit_train(session=session, dataset_id=dataset, config={}).id for _ in range(2))
+
+    def job_run(job_id: int) -> tuple[JobRun, list[tuple[float, str]]]:
+        """A claimed job's JobRun, and what its progress bar showed after each phase change (observed, not changed)."""
+        with sessions.begin() as session:
+            claim = jobs.claim(session=session, worker_id="w", kinds=("train",))
+            job = jobs.get_job(session=session, job_id=job_id)
+        run, shown = JobRun(sessions, claim, job, threading.Event()), []
+        set_phase = run.set_phase
+
+        def observed(phase, fraction=0.0, message=None, eta_s=None):
+            set_phase(phase, fraction, message, eta_s)
+            shown.append((run.progress(), message or ""))
+
+        run.set_phase = observed
+        return run, shown
+
+    run, shown = job_run(first)
+    assert _project(run, scores, ["umap"], seed=0)["umap"].shape == (150, 4)
+    run.flush(force=True)
+    start, width = PHASES["train"]["projecting"]
+    progress = [value for value, _ in shown]
+    assert progress == sorted(progress) and len(set(progress)) >= 4 and progress[-1] == pytest.approx(start + width)
+    assert sum(message.startswith("UMAP: layout, epoch ") for _, message in shown) >= 3
+    with sessions() as session:
+        row = jobs.get_job(session=session, job_id=first)
+    assert (row.phase, row.message, row.progress) == ("projecting", "UMAP: done", pytest.approx(start + width))
+
+    run, shown = job_run(second)
+    with sessions.begin() as session:
+        jobs.request_cancel(session=session, job_id=second)
+    with pytest.raises(Interrupted):
+        _project(run, scores, ["umap"], seed=0)
+    assert not any("epoch" in message or message == "UMAP: done" for _, message in shown)  # stopped before the layout

@@ -1,4 +1,5 @@
-"""Faults with real worker processes: SIGKILL mid-training, cancel while training, SIGTERM."""
+"""Real worker processes: SIGKILL mid-training, cancel while training, SIGTERM, and the quick lane beside a
+training run."""
 
 import os
 import signal
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from db import artifacts, datasets, jobs, results
 from db.models import Metric
 from db.session import open_database
+from tests.imagefiles import labelled_folder
 
 
 @pytest.fixture
@@ -139,3 +141,32 @@ def test_a_stopped_worker_puts_its_job_back_in_the_queue(queue, workers, wait_fo
     job = job_row(sessions, job_id)
     assert (job.status, job.worker_id, job.attempts, job.max_attempts) == ("queued", None, 1, 4)
     assert "requeued to resume" in job.message
+
+
+@pytest.mark.slow
+def test_a_registration_finishes_while_a_long_training_run_is_still_running(
+    queue, workers, wait_for, tiny_config, tmp_path
+):
+    """Issue 12: a registration queued behind a training run of thousands of epochs does not wait for it: the
+    worker's quick lane (a second process) registers the folder while the training lane trains."""
+    sessions, url, dataset_id = queue
+    with sessions.begin() as session:
+        train = submit_training(session, dataset_id, tiny_config(epochs=5000))
+    worker = workers.start(url, name="lanes")
+    wait_for(lambda: job_row(sessions, train).phase == "training", 300, "training")
+    folder = labelled_folder(tmp_path / "scans", 3, (16, 16), "copy.png")
+    with sessions.begin() as session:
+        scans = datasets.create_dataset(session=session, location=str(folder)).id
+        register = jobs.submit_register(session=session, dataset_id=scans).id
+    wait_for(lambda: jobs.is_finished(job_row(sessions, register).status), 300, "the registration")
+    registered, training = job_row(sessions, register), job_row(sessions, train)
+    assert registered.status == "succeeded", registered.error
+    assert registered.summary["samples"] == 7
+    assert training.status == "running" and training.progress < 0.85, "the training run was meant to outlast it"
+    assert (training.worker_id, registered.worker_id) == ("lanes", "lanes-quick")
+    with sessions.begin() as session:
+        jobs.request_cancel(session=session, job_id=train)
+    wait_for(lambda: job_row(sessions, train).status == "cancelled", 60, "the cancel")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0  # and its quick lane stopped with it
+    assert "the quick lane (register, score)" in workers.log(worker)
