@@ -18,6 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
+from dashboard.seed import seed_run
+from db.models import Review
+from db.session import open_database
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -92,15 +97,43 @@ def streamlit_script(script: Path, data_dir: Path, log: Path, *flags: str, **env
 
 
 @contextmanager
-def browser_page() -> Iterator:
+def browser_context(height: int = 1000) -> Iterator:
+    """A headless Chromium (Debian's) context 1400 px wide; closed afterwards."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-            yield context.new_page()
+            yield browser.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
         finally:
             browser.close()
+
+
+@contextmanager
+def browser_page(height: int = 1000) -> Iterator:
+    with browser_context(height) as context:
+        yield context.new_page()
+
+
+@contextmanager
+def seeded_review_app(tmp_path: Path, samples: int) -> Iterator[tuple[str, str, list[int]]]:
+    """The app on a seeded database (dashboard.seed: a finished synthetic run) with no worker, so every row in
+    the reviews table comes from the clicks under test; yields (url, database url, scored sample ids by rank)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = f"sqlite:///{data_dir / 'con2.db'}"
+    seeded = seed_run(database, samples=samples)
+    with streamlit_app(data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e") as url:
+        yield url, database, seeded.scored_ids
+
+
+def stored_reviews(database: str) -> list[Review]:
+    """Every row of the reviews table, oldest first, read through a connection of its own."""
+    sessions = open_database(database)
+    try:
+        with sessions() as session:
+            return list(session.scalars(select(Review).order_by(Review.id)))
+    finally:
+        sessions.kw["bind"].dispose()
 
 
 def screenshot(page, name: str) -> None:

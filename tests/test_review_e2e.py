@@ -15,12 +15,15 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
-from test_dashboard_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, settle, streamlit_app
-
-from dashboard.seed import seed_run
-from db.models import Review
-from db.session import open_database
+from test_dashboard_e2e import (
+    ARTIFACTS,
+    CHROMIUM,
+    NO_CHROMIUM,
+    browser_context,
+    seeded_review_app,
+    settle,
+    stored_reviews,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)]
 
@@ -32,25 +35,14 @@ LOCK_S = 30.0
 @pytest.fixture
 def review_app(tmp_path):
     """The app on a seeded run (no worker: nothing else writes); yields (url, database url, sample ids by rank)."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    database = f"sqlite:///{data_dir / 'con2.db'}"
-    seeded = seed_run(database, samples=120)
-    app = streamlit_app(data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e")
-    with app as url:
-        yield url, database, seeded.scored_ids
+    with seeded_review_app(tmp_path, samples=120) as app:
+        yield app
 
 
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            # tall enough for a whole page of the queue: no click waits for scrolling
-            yield chromium.new_context(viewport={"width": 1400, "height": 4000})
-        finally:
-            chromium.close()
+    with browser_context(height=4000) as context:  # tall enough for a whole page of the queue: no click scrolls
+        yield context
 
 
 def rows_drawn(page) -> None:
@@ -64,15 +56,6 @@ def open_review(context, url: str):
     page.goto(f"{url}/review")
     rows_drawn(page)
     return page
-
-
-def reviews(database: str) -> list[Review]:
-    sessions = open_database(database)
-    try:
-        with sessions() as session:
-            return list(session.scalars(select(Review).order_by(Review.id)))
-    finally:
-        sessions.kw["bind"].dispose()
 
 
 def no_traceback(page) -> None:
@@ -120,7 +103,7 @@ def test_two_tabs_clicking_five_times_a_second_lose_no_verdict_and_no_note(revie
         settle(page)
     deadline = time.monotonic() + 60  # reruns queued behind the clicks finish their writes
     while time.monotonic() < deadline:
-        rows = reviews(database)
+        rows = stored_reviews(database)
         if len(rows) >= len(actions):
             break
         time.sleep(1)
@@ -172,7 +155,7 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "review-locked-saving.png"))
         no_traceback(page)
-        assert reviews(database) == []  # not written yet: the lock holds (readers still read, WAL)
+        assert stored_reviews(database) == []  # not written yet: the lock holds (readers still read, WAL)
         # an ordering, not a stopwatch: the page answered while the other process still held the lock
         assert locker.poll() is None, "the page only answered once the lock was gone"
         # a rerun while the verdict waits (another widget) keeps it waiting, not lost
@@ -185,7 +168,7 @@ def test_a_verdict_clicked_while_another_process_locks_the_database_is_saved_whe
         if locker.poll() is None:
             locker.kill()
     page.get_by_text("Saving… 1 click waiting").wait_for(state="detached", timeout=30_000)
-    rows = reviews(database)
+    rows = stored_reviews(database)
     assert [(r.sample_id, r.verdict, r.reviewer) for r in rows] == [(ranked[0], "anomaly", "e2e")]
     page.get_by_text("All", exact=True).click()
     rows_drawn(page)
@@ -233,4 +216,4 @@ def test_a_note_with_an_image_link_and_html_is_shown_as_text_and_never_fetched(r
         no_traceback(page)
     finally:
         server.shutdown()
-    assert [r.note for r in reviews(database)] == [note, note]
+    assert [r.note for r in stored_reviews(database)] == [note, note]

@@ -10,11 +10,18 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import select
-from test_dashboard_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, settle, streamlit_app
+from test_dashboard_e2e import (
+    ARTIFACTS,
+    CHROMIUM,
+    NO_CHROMIUM,
+    browser_page,
+    seeded_review_app,
+    settle,
+    stored_reviews,
+    streamlit_app,
+)
 
 from dashboard.seed import seed_run
-from db.models import Review
 from db.session import open_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)]
@@ -26,33 +33,14 @@ TRIAGED = 50
 
 @pytest.fixture
 def review_app(tmp_path):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    database = f"sqlite:///{data_dir / 'con2.db'}"
-    seeded = seed_run(database, samples=SAMPLES)
-    app = streamlit_app(data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e")
-    with app as url:
-        yield url, database, seeded.scored_ids
+    with seeded_review_app(tmp_path, samples=SAMPLES) as app:
+        yield app
 
 
 @pytest.fixture
 def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium.new_context(viewport={"width": 1400, "height": 1400}).new_page()
-        finally:
-            chromium.close()
-
-
-def reviews(database: str) -> list[Review]:
-    sessions = open_database(database)
-    try:
-        with sessions() as session:
-            return list(session.scalars(select(Review).order_by(Review.id)))
-    finally:
-        sessions.kw["bind"].dispose()
+    with browser_page(height=1400) as page:
+        yield page
 
 
 def at_case(page, position: int) -> None:
@@ -94,11 +82,11 @@ def test_fifty_verdicts_by_keys_alone_are_all_in_the_database(review_app, page):
         expected.append((ranked[i], VERDICTS[verdict], note or None))
         at_case(page, i + 2)  # the verdict moved the cursor on: the analyst sees the next case, then judges it
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and sum(r.verdict is not None for r in reviews(database)) < TRIAGED:
+    while time.monotonic() < deadline and sum(r.verdict is not None for r in stored_reviews(database)) < TRIAGED:
         time.sleep(1)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "review-keyboard-triage.png"))
-    rows = reviews(database)
+    rows = stored_reviews(database)
     assert [(r.sample_id, r.verdict, r.note) for r in rows if r.verdict is not None] == expected
     assert [(r.sample_id, r.note) for r in rows if r.verdict is None] == [(ranked[4], "odd ring")]
     assert all(r.reviewer == "e2e" for r in rows)
@@ -196,13 +184,13 @@ def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_p
         assert heading.first.inner_text().startswith(f"{count} selected"), (count, heading.first.inner_text())
         page.locator(".st-key-explore_bulk_verdict_unsure button").click()  # the one action
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(reviews(database)) < count:
+        while time.monotonic() < deadline and len(stored_reviews(database)) < count:
             time.sleep(1)
         page.get_by_text(f"Saved: unsure for {count} samples").first.wait_for(timeout=60_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "explore-lasso-verdict.png"))
         assert page.locator("[data-testid=stException]").count() == 0
-    rows = reviews(database)
+    rows = stored_reviews(database)
     assert sorted(r.sample_id for r in rows) == sorted(chosen)
     assert {(r.verdict, r.reviewer) for r in rows} == {("unsure", "e2e")}
     assert len({r.created_at for r in rows}) == 1  # one action: one time for all of them
