@@ -15,8 +15,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.config import MASKED_SAME_CLASS_WEIGHT
-
 COLOR_BY = ("context", "s_nnd", "s_lh", "label", "split", "verdict")
 SCORES = {"s_nnd": "S_NND", "s_lh": "S_LH"}
 CONTEXT_COLORS = {"original": "#1f77b4", "context": "#ff7f0e"}
@@ -179,16 +177,13 @@ def content_chance(train: dict[str, Any]) -> float | None:
     so −log(1 / (V − 1)) with V views in a batch: 2 contexts × views_per_context × batch_size for Con2, 2 ×
     batch_size for SimCLR, 2 views × 4 rotations × batch_size for CSI, 2 × 2 rotations × batch_size for self-OECL
     (its NT-Xent; its outliers are not in it), 2 views × (normal + rotated) × batch_size for FIRM (each positive's
-    term, so its normal anchors' loss too). Masked contrastive weighs its same-rotation negatives down, so its
-    level is log of the weighted denominator: an anchor's partner, the 6 × batch_size views of other rotations
-    and ρ × the 2 × batch_size − 2 of its own. None for methods without a contrastive loss (the classical
-    references)."""
+    term, so its normal anchors' loss too), 8 × batch_size for masked contrastive (its per-pair logit scales
+    multiply similarities that are all 0 for such a head, so they leave the level as NT-Xent's). None for methods
+    without a contrastive loss (the classical references)."""
     method, batch = train.get("method", "con2"), int(train.get("batch_size", 64))
-    if method == "masked_contrastive":
-        return math.log(1 + 6 * batch + MASKED_SAME_CLASS_WEIGHT * (2 * batch - 2))
     if method == "simclr":
         views = 2 * batch
-    elif method == "csi":
+    elif method in ("csi", "masked_contrastive"):
         views = 8 * batch
     elif method == "firm":
         views = 4 * batch

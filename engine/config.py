@@ -20,10 +20,6 @@ CLASSICAL_METHODS = ("pixels_knn", "pixels_pca_knn", "pixels_iforest")
 # CSI (engine/csi.py), self-OECL (engine/oecl.py), FIRM (engine/firm.py) and masked contrastive learning
 # (engine/masked.py). They have no context augmentation.
 ROTATION_METHODS = ("csi", "self_oecl", "firm", "masked_contrastive")
-# ρ of masked contrastive learning's class-conditional mask (engine/masked.py): the share of the usual repulsion
-# a negative of the anchor's own rotation keeps. Here, not there, so the dashboard's chance level can read it
-# without loading torch.
-MASKED_SAME_CLASS_WEIGHT = 0.5
 METHODS = ("con2", "context_only", "content_only", "simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
 ENCODERS = ("resnet18", "resnet_small")
 CONTEXT_BANKS = ("context", "original")

@@ -1,10 +1,12 @@
 """A score averaged over fixed transforms of the image: FIRM's rotation ensemble and masked contrastive
 learning's self-ensemble inference (engine/firm.py, engine/masked.py).
 
-For each transform t (a quarter-turn count and a horizontal mirror) the training images' encoder features under
-t are the bank of a scorer fitted for t alone, and the queries under t are scored against it: a rotated query is
-compared with rotated training images, never with upright ones, because the methods trained the rotations apart.
-The ensemble is the mean of the per-transform anomaly scores.
+For each rotation the training images' encoder features under it are the bank of a scorer fitted for that
+rotation alone, and a query under transform t (a quarter-turn count and a left-right mirror) is scored against the
+scorer of t's rotation: a rotated query is compared with rotated training images, never with upright ones, because
+the methods trained the rotations apart; a mirror is a view, not a class, so it has no scorer of its own (masked
+contrastive's SEI, engine/masked.py). The ensemble is the mean of the per-transform anomaly scores (FIRM) or
+their harmonic mean (SEI's inverse-distance weighted average of distances).
 """
 
 from __future__ import annotations
@@ -47,26 +49,37 @@ def ensemble_scores(
     copies: torch.Tensor | None,
     exclude: torch.Tensor | None,
     reference_rows: torch.Tensor | None,
+    combine: str = "mean",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mean over `transforms` of the per-transform anomaly scores: (M,) for the queries and, with
-    reference_rows, (R,) for those bank rows scored leave-one-out (they and their copies out of their bank).
+    """Mean (`combine="mean"`) or harmonic mean (`"harmonic"`, for positive scores such as distances) over
+    `transforms` of the per-transform anomaly scores: (M,) for the queries and, with reference_rows, (R,) for
+    those bank rows scored leave-one-out (they and their copies out of their bank).
 
     exclude[i]: the bank row of query i when it is a training image, else −1 (engine/tta.py). One draw of T
     (params; None = none) follows the transform, for the bank and the queries alike. features: the encoder's
     "pooled" or "grid" features (`Con2Model.features`), as S_NND and S_LH use them.
     """
+    if combine not in ("mean", "harmonic"):
+        raise ValueError(f"unknown combination {combine!r}")
     view = {"params": params, "augmentation": augmentation, "batch_size": batch_size, "amp": amp, "features": features}
+    # the harmonic mean sums reciprocals; a distance of exactly 0 (a query equal to the mean) would be infinite
+    term = (lambda s: s.double()) if combine == "mean" else (lambda s: 1.0 / s.double().clamp_min(1e-12))
     total_queries = torch.zeros(queries.shape[0], dtype=torch.float64)
     total_reference = None if reference_rows is None else torch.zeros(len(reference_rows), dtype=torch.float64)
+    scorers: dict[int, Scorer] = {}  # one per rotation, fitted on the unmirrored training images under it
     for turns, mirrored in transforms:
-        bank_features = embed(model, transformed(bank, mirrored), quarter_turns=turns, **view)
-        scorer = make_scorer().fit(bank_features, copies)
+        if turns not in scorers:
+            scorers[turns] = make_scorer().fit(embed(model, bank, quarter_turns=turns, **view), copies)
+        scorer = scorers[turns]
         query_features = embed(model, transformed(queries, mirrored), quarter_turns=turns, **view)
         total_queries = total_queries.to(query_features.device)
-        total_queries += scorer.anomaly_scores(query_features, exclude).double()
+        total_queries += term(scorer.anomaly_scores(query_features, exclude))
         if total_reference is not None:
-            total_reference = total_reference.to(bank_features.device)
-            total_reference += scorer.anomaly_scores(bank_features[reference_rows], reference_rows).double()
+            own = embed(model, transformed(bank[reference_rows], mirrored), quarter_turns=turns, **view)
+            total_reference = total_reference.to(own.device)
+            total_reference += term(scorer.anomaly_scores(own, reference_rows))
+    if combine == "harmonic":
+        return len(transforms) / total_queries, None if total_reference is None else len(transforms) / total_reference
     if total_reference is not None:
         total_reference = total_reference / len(transforms)
     return total_queries / len(transforms), total_reference

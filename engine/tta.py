@@ -10,10 +10,10 @@ bank is held at a time, so memory stays at one n×D matrix whatever A is.
 
 The rotation methods CSI, self-OECL, FIRM and masked contrastive (engine/csi.py, oecl.py, firm.py, masked.py)
 have no context: their A views are all on x, and their own score (CSI's s_con-SI + s_cls-SI, self-OECL's
-projection norm, both negated; FIRM's S_NND over the four rotations, masked contrastive's Gaussian NLL over its
-eight self-ensemble transforms, engine/ensemble.py) takes S_NND's slot, the one the Review queue ranks by, as
-the classical references' does (engine/classical.py); S_LH stays on the encoder features, and the context
-features are those of x rotated by 180°, the outlier their training made.
+projection norm, both negated; FIRM's S_NND over the four rotations, masked contrastive's harmonic mean of
+Mahalanobis distances over its eight self-ensemble transforms, engine/ensemble.py) takes S_NND's slot, the one
+the Review queue ranks by, as the classical references' does (engine/classical.py); S_LH stays on the encoder
+features, and the context features are those of x rotated by 180°, the outlier their training made.
 """
 
 from __future__ import annotations
@@ -247,12 +247,13 @@ def _own_view(
     model = trained.model
     if trained.config.method in ("firm", "masked_contrastive"):
         if trained.config.method == "firm":
-            transforms, make_scorer = firm.ROTATION_ENSEMBLE, lambda: NNDScorer(config.k)
+            transforms, make_scorer, combine = firm.ROTATION_ENSEMBLE, lambda: NNDScorer(config.k), "mean"
         else:
-            transforms = masked.SELF_ENSEMBLE
-            make_scorer = lambda: LHScorer(config.lh_shrinkage, config.lh_epsilon)  # noqa: E731
+            transforms, combine = masked.SELF_ENSEMBLE, "harmonic"
+            make_scorer = lambda: masked.MahalanobisScorer(config.lh_shrinkage, config.lh_epsilon)  # noqa: E731
         return ensemble_scores(model, bank, queries, transforms, make_scorer, **view, features=config.features,
-                               copies=copies, exclude=exclude, reference_rows=reference_rows)  # fmt: skip
+                               copies=copies, exclude=exclude, reference_rows=reference_rows,
+                               combine=combine)  # fmt: skip
     if trained.config.method == "csi":
         bank_out = rotated_outputs(model, bank, **view)
         scorer = CSIScorer().fit(bank_out, copies)

@@ -143,10 +143,10 @@ def test_the_content_loss_chance_level_is_log_of_the_other_views_in_a_batch():
     # CSI: 2 views of 4 rotations of each original; self-OECL: 2 views of its 2 normal rotations
     assert charts.content_chance({"method": "csi", "batch_size": 32}) == math.log(255)
     assert charts.content_chance({"method": "self_oecl", "batch_size": 32}) == math.log(127)
-    # FIRM: 2 views of each image and of its rotated outlier; masked contrastive: CSI's 8 × 32 views, the anchor's
-    # 62 same-rotation negatives at weight ρ = 0.5 (tests/test_masked.py checks it against the loss itself)
+    # FIRM: 2 views of each image and of its rotated outlier; masked contrastive: CSI's 8 × 32 views (its pair
+    # scales multiply similarities that are all 0 at chance; tests/test_masked.py checks it against the loss itself)
     assert charts.content_chance({"method": "firm", "batch_size": 32}) == math.log(127)
-    assert charts.content_chance({"method": "masked_contrastive", "batch_size": 32}) == math.log(1 + 192 + 31)
+    assert charts.content_chance({"method": "masked_contrastive", "batch_size": 32}) == math.log(255)
     steps = pd.DataFrame({"step": [1, 5], "loss": [4.0, 3.0], "loss_content": [4.1, 3.9], "alpha": [1.0, 1.0]})
     line = charts.training_curves(steps, chance=math.log(63)).data[0]
     assert list(line.x) == [1, 5] and list(line.y) == [math.log(63)] * 2 and "chance" in line.name

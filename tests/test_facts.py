@@ -18,7 +18,6 @@ OWNERS = {
     "SECTIONS": "engine.config",
     "STALE_AFTER_S": "db.jobs",
     "PROJECTIONS": "engine.projection",
-    "MASKED_SAME_CLASS_WEIGHT": "engine.config",  # masked contrastive's ρ: the loss and the dashboard's chance level
 }
 # copies the layering makes necessary: (module, fact); each is checked equal to its owner below
 MIRRORS = {("db.job_configs", "PROJECTIONS")}  # db/ may not import the engine; the queue validates job configs
