@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from peer_runs import assert_bundle_scores_as_the_original, assert_trained_and_scored_finitely, tiny_digits_run
 
 from engine import csi
-from engine.artifacts import Bundle
 from engine.augment import ContentAugmentation, normalize, to_float
-from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import TrainConfig
 from engine.embed import HeadOutputs
 from engine.model import Con2Model
 from engine.rotations import rotate
-from engine.run import train_run
 from engine.train import _objective
-from engine.tta import score_images
 
 
 def nt_xent_loop(z: torch.Tensor, instance: list, tau: float) -> float:
@@ -139,25 +137,15 @@ def test_the_score_is_eq_6_to_8_and_ranks_an_obvious_outlier_last():
     assert np.allclose(-own.numpy(), csi_score_loop(bank, bank, list(range(20))), rtol=1e-6)
 
 
-def digits_run(method: str) -> RunConfig:
-    return RunConfig(
-        DataConfig(source="digits", normal_label="0", image_size=16),
-        TrainConfig(method=method, epochs=1, batch_size=32, projection_dim=16, device="cpu", seed=2),
-        ScoreConfig(tta=1, reference_size=50),
-    )
-
-
 @pytest.fixture(scope="module")
 def digits_csi():
-    return train_run(digits_run("csi"))
+    return tiny_digits_run("csi")
 
 
 def test_a_tiny_run_on_the_digits_trains_and_scores_finitely(digits_csi):
     result = digits_csi
-    assert all(math.isfinite(v) for row in result.trained.history for v in row.values())
+    assert_trained_and_scored_finitely(result)
     scores = result.scores
-    for name in ("s_nnd", "s_lh", "features", "context_features", "train_s_nnd", "train_s_lh"):
-        assert np.isfinite(getattr(scores, name)).all(), name
     assert len(scores.train_s_nnd) == 50 and scores.neighbours.shape == (len(result.scored), 5)
     assert result.metrics["auroc_nnd"] is not None
     # the context features are the 180°-rotated image's, not the plain image's
@@ -165,16 +153,10 @@ def test_a_tiny_run_on_the_digits_trains_and_scores_finitely(digits_csi):
 
 
 def test_the_bundle_keeps_the_rotation_head_and_scores_as_the_original(digits_csi):
-    trained = digits_csi.trained
-    back = Bundle.from_bytes(Bundle(trained, digits_csi.bank, digits_csi.config.data).to_bytes(), device="cpu")
-    theirs, ours = back.trained.model.state_dict(), trained.model.state_dict()
+    back = assert_bundle_scores_as_the_original(digits_csi)
+    theirs, ours = back.trained.model.state_dict(), digits_csi.trained.model.state_dict()
     assert "shift_head.weight" in theirs and list(theirs) == list(ours)
     assert all(torch.equal(theirs[k].cpu(), ours[k].cpu()) for k in ours)
-    queries = digits_csi.scored.pixels[:20]
-    config = ScoreConfig(tta=2, tta_augment=True, seed=4)
-    before = score_images(trained, digits_csi.bank.pixels, queries, config)
-    after = score_images(back.trained, back.bank.pixels, queries, config)
-    assert np.array_equal(before.s_nnd, after.s_nnd) and np.array_equal(before.train_s_nnd, after.train_s_nnd)
 
 
 def test_only_a_csi_model_has_a_rotation_head():

@@ -9,19 +9,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from peer_runs import assert_bundle_scores_as_the_original, assert_trained_and_scored_finitely, tiny_digits_run
 
 from engine import firm
-from engine.artifacts import Bundle
 from engine.augment import ContentAugmentation, normalize, to_float
-from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import TrainConfig
 from engine.embed import embed
 from engine.ensemble import ensemble_scores
 from engine.model import Con2Model
 from engine.rotations import rotate
-from engine.run import train_run
 from engine.scoring import NNDScorer
 from engine.train import _objective
-from engine.tta import score_images
 
 IDENTITY = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.0, jitter_p=0.0, grey_p=0.0, blur_p=0.0)
 
@@ -119,30 +117,15 @@ def test_the_score_is_s_nnd_averaged_over_the_four_rotations():
 
 @pytest.fixture(scope="module")
 def digits_firm():
-    # digit 8 as the normal class: the demo's 0 is separated perfectly even by raw pixels
-    return train_run(
-        RunConfig(
-            DataConfig(source="digits", normal_label="8", image_size=16),
-            TrainConfig(method="firm", epochs=1, batch_size=32, projection_dim=16, device="cpu", seed=2),
-            ScoreConfig(tta=1, reference_size=50),
-        )
-    )
+    return tiny_digits_run("firm", normal="8")  # the demo's 0 is separated perfectly even by raw pixels
 
 
 def test_a_tiny_run_on_the_digits_ranks_the_other_digits_above_the_eights(digits_firm):
     result = digits_firm
-    assert all(math.isfinite(v) for row in result.trained.history for v in row.values())
-    for name in ("s_nnd", "s_lh", "features", "context_features", "train_s_nnd", "train_s_lh"):
-        assert np.isfinite(getattr(result.scores, name)).all(), name
+    assert_trained_and_scored_finitely(result)
     assert result.metrics["auroc_nnd"] >= 0.85  # measured 0.967 (seed 2, one epoch, grid features)
 
 
 def test_the_bundle_round_trip_scores_as_the_original_and_adds_no_head(digits_firm):
-    trained = digits_firm.trained
-    back = Bundle.from_bytes(Bundle(trained, digits_firm.bank, digits_firm.config.data).to_bytes(), device="cpu")
+    back = assert_bundle_scores_as_the_original(digits_firm)
     assert list(back.trained.model.state_dict()) == list(Con2Model("resnet_small", 16, 16).state_dict())
-    queries = digits_firm.scored.pixels[:20]
-    config = ScoreConfig(tta=2, tta_augment=True, seed=4)
-    before = score_images(trained, digits_firm.bank.pixels, queries, config)
-    after = score_images(back.trained, back.bank.pixels, queries, config)
-    assert np.array_equal(before.s_nnd, after.s_nnd) and np.array_equal(before.train_s_nnd, after.train_s_nnd)

@@ -10,19 +10,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from peer_runs import assert_bundle_scores_as_the_original, assert_trained_and_scored_finitely, tiny_digits_run
 
 from dashboard.charts import content_chance
 from engine import masked
-from engine.artifacts import Bundle
 from engine.augment import ContentAugmentation
-from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import TrainConfig
 from engine.embed import embed
 from engine.ensemble import ensemble_scores
 from engine.losses import simclr_loss
 from engine.model import Con2Model
-from engine.run import train_run
 from engine.train import _objective
-from engine.tta import score_images
 
 
 def masked_loop(z: torch.Tensor, labels: list[int], tau: float, alpha: float, beta: float) -> float:
@@ -142,33 +140,18 @@ def test_self_ensemble_inference_is_the_harmonic_mean_of_distances_to_each_rotat
 
 @pytest.fixture(scope="module")
 def digits_masked():
-    # digit 8 as the normal class: the demo's 0 is separated perfectly even by raw pixels
-    return train_run(
-        RunConfig(
-            DataConfig(source="digits", normal_label="8", image_size=16),
-            TrainConfig(method="masked_contrastive", epochs=1, batch_size=32, projection_dim=16, device="cpu", seed=2),
-            ScoreConfig(tta=1, reference_size=50),
-        )
-    )
+    return tiny_digits_run("masked_contrastive", normal="8")  # the demo's 0 is perfect even for raw pixels
 
 
 def test_a_tiny_run_on_the_digits_ranks_the_other_digits_above_the_eights(digits_masked):
     result = digits_masked
-    assert all(math.isfinite(v) for row in result.trained.history for v in row.values())
-    for name in ("s_nnd", "s_lh", "features", "context_features", "train_s_nnd", "train_s_lh"):
-        assert np.isfinite(getattr(result.scores, name)).all(), name
+    assert_trained_and_scored_finitely(result)
     assert len(result.scores.train_s_nnd) == 50
     assert result.metrics["auroc_nnd"] >= 0.85  # measured 0.958 (seed 2, one epoch, grid features, SEI)
 
 
 def test_the_bundle_keeps_the_rotation_head_and_scores_as_the_original(digits_masked):
-    trained = digits_masked.trained
-    back = Bundle.from_bytes(Bundle(trained, digits_masked.bank, digits_masked.config.data).to_bytes(), device="cpu")
-    theirs, ours = back.trained.model.state_dict(), trained.model.state_dict()
+    back = assert_bundle_scores_as_the_original(digits_masked)
+    theirs, ours = back.trained.model.state_dict(), digits_masked.trained.model.state_dict()
     assert "shift_head.weight" in theirs and list(theirs) == list(ours)
     assert all(torch.equal(theirs[k].cpu(), ours[k].cpu()) for k in ours)
-    queries = digits_masked.scored.pixels[:20]
-    config = ScoreConfig(tta=2, tta_augment=True, seed=4)
-    before = score_images(trained, digits_masked.bank.pixels, queries, config)
-    after = score_images(back.trained, back.bank.pixels, queries, config)
-    assert np.array_equal(before.s_nnd, after.s_nnd) and np.array_equal(before.train_s_nnd, after.train_s_nnd)

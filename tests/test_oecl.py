@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from peer_runs import assert_bundle_scores_as_the_original, assert_trained_and_scored_finitely, tiny_digits_run
 
 from engine import oecl
-from engine.artifacts import Bundle
 from engine.augment import ContentAugmentation, normalize, to_float
-from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import TrainConfig
 from engine.model import Con2Model
 from engine.rotations import rotate
-from engine.run import train_run
 from engine.train import _objective, train
-from engine.tta import score_images
 
 
 def test_views_are_two_views_of_the_upright_and_quarter_turned_images_then_of_the_outliers():
@@ -110,30 +107,16 @@ def test_the_score_is_the_norm_of_the_mean_projection_and_ranks_a_short_one_last
 
 @pytest.fixture(scope="module")
 def digits_oecl():
-    return train_run(
-        RunConfig(
-            DataConfig(source="digits", normal_label="0", image_size=16),
-            TrainConfig(method="self_oecl", epochs=1, batch_size=32, projection_dim=16, device="cpu", seed=2),
-            ScoreConfig(tta=1, reference_size=50),
-        )
-    )
+    return tiny_digits_run("self_oecl")
 
 
 def test_a_tiny_run_on_the_digits_trains_and_scores_finitely(digits_oecl):
     result = digits_oecl
-    assert all(math.isfinite(v) for row in result.trained.history for v in row.values())
-    for name in ("s_nnd", "s_lh", "features", "context_features", "train_s_nnd", "train_s_lh"):
-        assert np.isfinite(getattr(result.scores, name)).all(), name
+    assert_trained_and_scored_finitely(result)
     assert (result.scores.s_nnd < 0).all()  # −‖·‖: a norm is positive
     assert result.metrics["auroc_nnd"] is not None
 
 
 def test_the_bundle_round_trip_scores_as_the_original_and_adds_no_head(digits_oecl):
-    trained = digits_oecl.trained
-    back = Bundle.from_bytes(Bundle(trained, digits_oecl.bank, digits_oecl.config.data).to_bytes(), device="cpu")
+    back = assert_bundle_scores_as_the_original(digits_oecl, tta=3)
     assert list(back.trained.model.state_dict()) == list(Con2Model("resnet_small", 16, 16).state_dict())
-    queries = digits_oecl.scored.pixels[:20]
-    config = ScoreConfig(tta=3, tta_augment=True, seed=4)
-    before = score_images(trained, digits_oecl.bank.pixels, queries, config)
-    after = score_images(back.trained, back.bank.pixels, queries, config)
-    assert np.array_equal(before.s_nnd, after.s_nnd) and np.array_equal(before.train_s_nnd, after.train_s_nnd)
