@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from peer_runs import assert_bundle_scores_as_the_original, assert_trained_and_scored_finitely, tiny_digits_run
+from peer_runs import (
+    assert_bundle_scores_as_the_original,
+    assert_gradients_reach_the_rotation_head,
+    assert_trained_and_scored_finitely,
+    tiny_digits_run,
+)
 
 from engine import csi
 from engine.augment import ContentAugmentation, normalize, to_float
-from engine.config import TrainConfig
 from engine.embed import HeadOutputs
 from engine.model import Con2Model
 from engine.rotations import rotate
-from engine.train import _objective
 
 
 def nt_xent_loop(z: torch.Tensor, instance: list, tau: float) -> float:
@@ -75,20 +78,7 @@ def test_views_are_both_views_of_each_rotation_with_their_labels():
 
 
 def test_gradients_reach_the_encoder_the_content_head_and_the_rotation_head():
-    torch.manual_seed(0)
-    config = TrainConfig(method="csi", projection_dim=8, device="cpu")
-    model = Con2Model("resnet_small", 12, 8, shift_classes=4)
-    pixels = torch.randint(0, 256, (4, 1, 12, 12), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
-    augmentation = ContentAugmentation.from_config(config, 12)
-    loss, l_rotation, l_contrast = _objective(
-        model, pixels, config, augmentation, torch.Generator().manual_seed(0), 1.0
-    )
-    assert loss.item() == pytest.approx(l_contrast.item() + l_rotation.item(), rel=1e-6)
-    loss.backward()
-    for name, module in (("encoder", model.encoder), ("content", model.content_head), ("shift", model.shift_head)):
-        grads = [p.grad for p in module.parameters()]
-        assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads), name
-    assert all(p.grad is None for p in model.context_head.parameters())  # CSI has no context
+    assert_gradients_reach_the_rotation_head("csi", seed=0)
 
 
 def csi_score_loop(bank: list[HeadOutputs], queries: list[HeadOutputs], exclude: list[int]) -> list[float]:

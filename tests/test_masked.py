@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from peer_runs import assert_bundle_scores_as_the_original, assert_trained_and_scored_finitely, tiny_digits_run
+from peer_runs import (
+    assert_bundle_scores_as_the_original,
+    assert_gradients_reach_the_rotation_head,
+    assert_trained_and_scored_finitely,
+    tiny_digits_run,
+)
 
 from dashboard.charts import content_chance
 from engine import masked
 from engine.augment import ContentAugmentation
-from engine.config import TrainConfig
 from engine.embed import embed
 from engine.ensemble import ensemble_scores
 from engine.losses import simclr_loss
 from engine.model import Con2Model
-from engine.train import _objective
 
 
 def masked_loop(z: torch.Tensor, labels: list[int], tau: float, alpha: float, beta: float) -> float:
@@ -84,20 +87,7 @@ def test_a_head_that_tells_nothing_apart_sits_at_the_chance_level():
 
 
 def test_gradients_reach_the_encoder_the_content_head_and_the_rotation_head():
-    torch.manual_seed(3)
-    config = TrainConfig(method="masked_contrastive", projection_dim=8, device="cpu")
-    model = Con2Model("resnet_small", 12, 8, shift_classes=4)
-    pixels = torch.randint(0, 256, (4, 1, 12, 12), dtype=torch.uint8)
-    augmentation = ContentAugmentation.from_config(config, 12)
-    loss, l_rotation, l_contrast = _objective(
-        model, pixels, config, augmentation, torch.Generator().manual_seed(0), 1.0
-    )
-    assert loss.item() == pytest.approx(l_contrast.item() + l_rotation.item(), rel=1e-6)
-    loss.backward()
-    for name, module in (("encoder", model.encoder), ("content", model.content_head), ("shift", model.shift_head)):
-        grads = [p.grad for p in module.parameters()]
-        assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads), name
-    assert all(p.grad is None for p in model.context_head.parameters())  # no context
+    assert_gradients_reach_the_rotation_head("masked_contrastive", seed=3)
 
 
 def mahalanobis(bank: np.ndarray, query: np.ndarray, epsilon: float) -> float:
