@@ -88,13 +88,15 @@ def projection_scatter(
     color_by: str = "context",
     *,
     alignment_lines: bool = False,
+    line_points: pd.DataFrame | None = None,
 ) -> go.Figure:
     """The 2-D projection of both contexts (the paper's Figure 1), drawn with WebGL.
 
     points: one row per sample with `sample_id`, `x`, `y` (the original image), `cx`, `cy` (its context
     image), and optionally `s_nnd`, `s_lh`, `label`, `split`, `verdict`. Circles are originals,
     diamonds context images. `color_by` is one of COLOR_BY. With `alignment_lines`, one extra trace
-    joins each sample's two points. Every marker's `customdata[0]` is its sample id, so a box or lasso
+    joins each sample's two points (of `line_points` only, when given: dashboard/point_budget.py). Every
+    marker's `customdata[0]` is its sample id, so a box or lasso
     selection tells the page which samples were picked.
     """
     if color_by not in COLOR_BY:
@@ -105,7 +107,7 @@ def projection_scatter(
     figure = go.Figure()
     custom = _customdata(points)
     if alignment_lines:
-        xs, ys = alignment_segments(points)
+        xs, ys = alignment_segments(points if line_points is None else line_points)
         # SVG, not WebGL: one <path> of M/L pairs draws 20k segments in about a second, while WebGL's line
         # renderer splits at every gap and takes several times longer.
         figure.add_trace(

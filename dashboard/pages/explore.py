@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, charts, results, reviews, runs, settings, widgets
+from dashboard import auth, charts, point_budget, results, reviews, runs, settings, widgets
 from dashboard.outbox import Outbox, VerdictBatch
 
 st.title("Explore")
@@ -36,7 +36,9 @@ points = results.projection_points(job_id, method)
 if points.empty:
     st.warning(f"This run has no {method.upper()} projection; try the other one.", icon=":material/warning:")
     st.stop()
-figure = charts.projection_scatter(points, color_by, alignment_lines=lines)
+shown = point_budget.drawn_points(points)  # past the budget: the top anomalies and a seeded spread
+line_points = point_budget.line_points(shown)
+figure = charts.projection_scatter(shown, color_by, alignment_lines=lines, line_points=line_points)
 event = st.plotly_chart(
     figure,
     key=f"explore_chart_{job_id}_{method}",
@@ -45,7 +47,12 @@ event = st.plotly_chart(
     width="stretch",
     config={"displaylogo": False},
 )
-st.caption(f"{len(points):,} samples · {runs.run_caption(job_id)}")
+top = min(point_budget.TOP_ANOMALIES, len(shown))
+thinned = f" · {len(shown):,} drawn: the {top} most anomalous and a spread of the rest"
+drawn_note = "" if len(shown) == len(points) else thinned
+few_lines = lines and len(shown) > point_budget.LINE_BUDGET
+lines_note = f" · lines for the {point_budget.LINE_BUDGET} most anomalous" if few_lines else ""
+st.caption(f"{len(points):,} samples{drawn_note}{lines_note} · {runs.run_caption(job_id)}")
 
 selected = results.most_anomalous_first(job_id, results.selected_sample_ids(event), method)
 if not selected:

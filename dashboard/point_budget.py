@@ -1,0 +1,62 @@
+"""How many of a run's points Explore draws: all of them up to a budget, beyond it the most anomalous samples
+and a seeded spread of the rest.
+
+A browser draws 200,000 WebGL markers (100k samples, each with its context image) slowly, and a person cannot
+tell single points apart at that density anyway. So past `POINT_BUDGET` samples the chart keeps the
+`TOP_ANOMALIES` highest S_NND (the ones a reviewer looks for: always drawn) and fills the budget with the rest,
+taken round-robin over a 64 × 64 grid of the image points' layout after a seeded shuffle, so a sparse region
+(where out-of-place images sit) keeps its points while a dense cluster is thinned. The draw is deterministic:
+the same run shows the same points on every rerun, so a box or lasso selection stays on drawn points.
+Alignment lines are drawn for at most `LINE_BUDGET` samples (the most anomalous first): a few hundred lines read,
+thousands are a tangle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+POINT_BUDGET = 10_000  # samples drawn (twice the markers: the image and its context image)
+TOP_ANOMALIES = 500  # the most anomalous samples, always drawn
+LINE_BUDGET = 300  # samples with an alignment line
+GRID = 64  # cells per side of the spread
+
+
+def drawn_points(
+    points: pd.DataFrame, budget: int | None = None, top: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """The rows of `points` (sample_id, x, y, s_nnd, …) Explore draws, in their original order: all of them
+    when there are at most `budget` (default POINT_BUDGET), else the `top` (default TOP_ANOMALIES) highest
+    s_nnd and a grid-stratified seeded spread of the rest. Defaults are read at call time."""
+    budget = POINT_BUDGET if budget is None else budget
+    top = TOP_ANOMALIES if top is None else top
+    if len(points) <= budget:
+        return points
+    scores = points["s_nnd"].to_numpy(np.float64) if "s_nnd" in points else np.zeros(len(points))
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
+    chosen = np.zeros(len(points), dtype=bool)
+    chosen[order[: min(top, budget)]] = True
+    rest = np.flatnonzero(~chosen)
+    rng = np.random.default_rng(seed)
+    rest = rest[rng.permutation(len(rest))]
+    cells = _cells(points["x"].to_numpy(np.float64)[rest], points["y"].to_numpy(np.float64)[rest])
+    turn = pd.Series(cells).groupby(cells).cumcount().to_numpy()  # 0 for each cell's first point, 1, …
+    take = rest[np.argsort(turn, kind="stable")][: budget - int(chosen.sum())]
+    chosen[take] = True
+    return points[chosen]
+
+
+def line_points(drawn: pd.DataFrame, budget: int = LINE_BUDGET) -> pd.DataFrame:
+    """The drawn samples that get an alignment line: the `budget` most anomalous (all when fewer)."""
+    if len(drawn) <= budget or "s_nnd" not in drawn:
+        return drawn.head(budget)
+    return drawn.nlargest(budget, "s_nnd")
+
+
+def _cells(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def bins(v: np.ndarray) -> np.ndarray:
+        lo, hi = np.nanmin(v), np.nanmax(v)
+        span = hi - lo if hi > lo else 1.0
+        return np.clip(((v - lo) / span * GRID).astype(np.int64), 0, GRID - 1)
+
+    return bins(x) * GRID + bins(y)
