@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dashboard.point_budget import POINT_BUDGET  # noqa: E402
 from dashboard.seed import seed_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -89,6 +90,11 @@ def server(data_dir: Path) -> Iterator[str]:
         log.close()
 
 
+def markers(samples: int) -> int:
+    """WebGL markers Explore draws for a run of `samples`: each drawn sample and its context image."""
+    return 2 * min(samples, POINT_BUDGET)
+
+
 def timed(action: Callable[[], None]) -> float:
     started = time.perf_counter()
     action()
@@ -101,7 +107,7 @@ def explore_visit(browser, url: str, samples: int) -> tuple[float, float]:
 
         def open_until_drawn() -> None:
             page.goto(f"{url}/explore")
-            page.wait_for_function(PLOT_DRAWN, arg=2 * samples, timeout=180_000, polling=50)
+            page.wait_for_function(PLOT_DRAWN, arg=markers(samples), timeout=180_000, polling=50)
             page.wait_for_function(IDLE, timeout=180_000, polling=50)
 
         opened = timed(open_until_drawn)
@@ -163,7 +169,7 @@ def sidebar_visits(browser, url: str, samples: int) -> tuple[float, float]:
 
         def explore() -> None:
             nav.get_by_text("Explore", exact=True).click()
-            page.wait_for_function(PLOT_DRAWN, arg=2 * samples, timeout=180_000, polling=50)
+            page.wait_for_function(PLOT_DRAWN, arg=markers(samples), timeout=180_000, polling=50)
             page.wait_for_function(IDLE, timeout=180_000, polling=50)
 
         def review() -> None:
