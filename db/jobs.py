@@ -19,7 +19,7 @@ on one queue; on SQLite the statement holds the write lock). Each claim incremen
 every later write of the worker is conditional on (job, worker, attempt) still holding: a worker
 that was presumed dead and replaced can no longer write anything (`LostClaim`).
 
-Every function takes the caller's session and never commits. One module of about 500 lines on purpose: every
+Every function takes the caller's session and never commits. One module of about 580 lines on purpose: every
 function is a transition of the one state machine above, and they share its claim conditions (`_held`,
 `_update_held`); split by verb, the condition that keeps a replaced worker from writing would be in two places.
 """

@@ -233,6 +233,12 @@ def open_case(sample_id: int) -> None:
     widgets.case_view(results.sample_case(job_id, sample_id))
 
 
+def verdict_and_note(sample_id: int, review: Any, waiting: dict) -> tuple[str | None, str]:
+    """(the verdict a sample shows, its stored note): a verdict still on its way to the database wins over the
+    stored one, so a click shows at once."""
+    return waiting.get(sample_id, review.verdict if review else None), (review.note if review else None) or ""
+
+
 def verdict_caption(sample_id: int, current: str | None, review: Any, waiting: dict) -> None:
     if sample_id in waiting:
         st.caption(f"{widgets.plain(current)} · saving…")
@@ -262,8 +268,7 @@ def triage_case(row: pd.Series, ids: list[int], review: Any, waiting: dict) -> N
             args=(ids, 1), disabled=position == len(ids) - 1, width="stretch",
         )  # fmt: skip
         case = results.sample_case(job_id, sample_id)
-        current = waiting.get(sample_id, review.verdict if review else None)
-        stored_note = (review.note if review else None) or ""
+        current, stored_note = verdict_and_note(sample_id, review, waiting)
         field = f"review_triage_note_{sample_id}"
         widgets.verdict_buttons(
             verdicts,
@@ -353,8 +358,7 @@ def queue(view: pd.DataFrame, polling: bool) -> None:
             ):
                 open_case(sample_id)
             with cells[2]:
-                current = waiting.get(sample_id, review.verdict if review else None)
-                stored_note = (review.note if review else None) or ""
+                current, stored_note = verdict_and_note(sample_id, review, waiting)
                 field = f"review_note_{sample_id}"
                 widgets.verdict_buttons(
                     verdicts,
