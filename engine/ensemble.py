@@ -66,16 +66,23 @@ def ensemble_scores(
     term = (lambda s: s.double()) if combine == "mean" else (lambda s: 1.0 / s.double().clamp_min(1e-12))
     total_queries = torch.zeros(queries.shape[0], dtype=torch.float64)
     total_reference = None if reference_rows is None else torch.zeros(len(reference_rows), dtype=torch.float64)
-    scorers: dict[int, Scorer] = {}  # one per rotation, fitted on the unmirrored training images under it
+    # one scorer per rotation, fitted on the unmirrored training images under it; their features are kept for
+    # the reference rows' unmirrored views, so those are not embedded twice
+    scorers: dict[int, tuple[Scorer, torch.Tensor]] = {}
     for turns, mirrored in transforms:
         if turns not in scorers:
-            scorers[turns] = make_scorer().fit(embed(model, bank, quarter_turns=turns, **view), copies)
-        scorer = scorers[turns]
+            features_at = embed(model, bank, quarter_turns=turns, **view)
+            scorers[turns] = make_scorer().fit(features_at, copies), features_at
+        scorer, bank_features = scorers[turns]
         query_features = embed(model, transformed(queries, mirrored), quarter_turns=turns, **view)
         total_queries = total_queries.to(query_features.device)
         total_queries += term(scorer.anomaly_scores(query_features, exclude))
         if total_reference is not None:
-            own = embed(model, transformed(bank[reference_rows], mirrored), quarter_turns=turns, **view)
+            own = (
+                embed(model, transformed(bank[reference_rows], mirrored), quarter_turns=turns, **view)
+                if mirrored
+                else bank_features[reference_rows]
+            )
             total_reference = total_reference.to(own.device)
             total_reference += term(scorer.anomaly_scores(own, reference_rows))
     if combine == "harmonic":
