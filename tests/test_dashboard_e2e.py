@@ -1,6 +1,6 @@
 """The first-time user's journey in a real headless Chromium: start the app (which starts its own worker and
 registers the demo), train a tiny run, wait for it, review, reload, export. Screenshots of every page go to
-test-artifacts/e2e/ (git-ignored)."""
+test-artifacts/e2e/ (git-ignored): along the way, and of every page once more at the end (journey_screenshots)."""
 
 from __future__ import annotations
 
@@ -165,6 +165,35 @@ def open_page(page, url: str, path: str) -> None:
     settle(page)
 
 
+def drawn(page) -> None:
+    """Wait until the script run has ended and every element has drawn. settle() looks for 'Running' in the status
+    widget's text, which Streamlit 1.67 no longer writes there (only "Stop"; "Running..." is the running icon's
+    aria-label), and an element whose code the browser is still loading shows a grey placeholder (stSkeleton)."""
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stMain] [data-testid=stSkeleton]')",
+                           timeout=60_000)  # fmt: skip
+
+
+# Every page of the app as streamlit_app.py routes it: (URL path, st.title), in the sidebar's order.
+PAGES = (("", "Data"), ("train", "Train"), ("runs", "Runs"), ("explore", "Explore"), ("review", "Review"),
+         ("evaluate", "Evaluate"))  # fmt: skip
+
+
+def journey_screenshots(page, url: str, journey: str) -> None:
+    """At the end of a journey, every page as that journey left the app: `<journey>-end-<page>.png` each, once the
+    page has drawn its title and with no exception on it. Reuses whatever state the journey built."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    for path, title in PAGES:
+        open_page(page, url, path)
+        heading = page.locator("[data-testid=stMain] h1").first
+        sync_api.expect(heading).to_have_text(title, timeout=60_000)
+        settle(page)
+        drawn(page)
+        screenshot(page, f"{journey}-end-{title.lower()}")
+        errors = page.locator("[data-testid=stException]")
+        assert errors.count() == 0, f"{journey}: the {title} page shows an exception:\n{errors.first.inner_text()}"
+
+
 def test_first_time_user_from_nothing_to_an_exported_review(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     data_dir = tmp_path / "data"
@@ -234,3 +263,5 @@ def test_first_time_user_from_nothing_to_an_exported_review(tmp_path):
         )  # fmt: skip
         assert rows[0]["location"].startswith("sklearn digits[") and rows[0]["reviewed_at"].endswith("UTC")
         (ARTIFACTS / "review-export.csv").write_text(Path(path).read_text())
+
+        journey_screenshots(page, url, "analyst")

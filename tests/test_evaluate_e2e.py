@@ -9,7 +9,16 @@ import re
 import pytest
 
 from dashboard.seed import seed_other_run, seed_run
-from tests.test_dashboard_e2e import CHROMIUM, NO_CHROMIUM, browser_page, open_page, screenshot, settle, streamlit_app
+from tests.test_dashboard_e2e import (
+    CHROMIUM,
+    NO_CHROMIUM,
+    browser_page,
+    journey_screenshots,
+    open_page,
+    screenshot,
+    settle,
+    streamlit_app,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)]
 
@@ -57,6 +66,8 @@ def test_evaluate_compares_runs_of_one_normal_class_in_a_browser(tmp_path):
         text = page.locator("[data-testid=stMain]").inner_text()
         assert "simclr/" not in text and "normal 3 (AUROC" not in text  # one class only, SimCLR without a context
         screenshot(page, "evaluate-two-normal-classes")
+        # The instructor's journey ends here, Con2 and SimCLR compared on one class: every page as it leaves them
+        journey_screenshots(page, app, "instructor")
 
 
 def test_a_dataset_not_read_yet_says_what_happens_next(tmp_path):

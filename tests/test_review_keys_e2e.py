@@ -2,7 +2,7 @@
 verdict, j/k to move, n for the note) and every verdict is in the database.
 
 Same setup as test_review_e2e.py: the app on a seeded database with no worker, so every review row comes from
-the keys under test. Screenshots go to test-artifacts/e2e/ (git-ignored).
+the keys under test. Screenshots go to test-artifacts/e2e/ (git-ignored), after the triage of every page too.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from test_dashboard_e2e import (
     CHROMIUM,
     NO_CHROMIUM,
     browser_page,
+    journey_screenshots,
     seeded_review_app,
     settle,
     stored_reviews,
@@ -102,6 +103,8 @@ def test_fifty_verdicts_by_keys_alone_are_all_in_the_database(review_app, page):
     page.wait_for_timeout(1500)  # the table draws its rows on a canvas after it appears
     page.screenshot(path=str(ARTIFACTS / "review-case-history.png"))
     assert page.locator("[data-testid=stException]").count() == 0
+    # Where the triage left the app: every page once more, with the 50 verdicts in the database
+    journey_screenshots(page, url, "analyst-triage")
 
 
 LASSOED = 30
