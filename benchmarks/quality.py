@@ -144,7 +144,10 @@ def views_per_image(train_over: dict) -> int:
     method = train_over.get("method", TrainConfig.method)
     if method in PEER_VIEWS:
         return PEER_VIEWS[method]
-    return 2 * int(train_over.get("views_per_context", TrainConfig.views_per_context))
+    views = 2 * int(train_over.get("views_per_context", TrainConfig.views_per_context))
+    rotating = float(train_over.get("rotation_weight", TrainConfig.rotation_weight)) > 0
+    extra = train_over.get("rotation_views", TrainConfig.rotation_views) == "extra"
+    return views + (1 if rotating and extra else 0)  # the auxiliary rotation loss's own turned view
 
 
 def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:

@@ -59,7 +59,12 @@ class Bundle:
         try:
             config = TrainConfig(**saved["train_config"])
             # a CSI model's rotation head is part of its state dict, so the model must be built with it
-            model = Con2Model(config.encoder, saved["image_size"], config.projection_dim, shift_classes(config.method))
+            model = Con2Model(
+                config.encoder,
+                saved["image_size"],
+                config.projection_dim,
+                shift_classes(config.method, config.rotation_weight),
+            )
             model.load_state_dict(saved["state_dict"])
             bank = ImageSet(saved["bank_pixels"], [SampleRef(*r) for r in saved["bank_refs"]])
             data = DataConfig(**saved["data_config"])

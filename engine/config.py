@@ -234,6 +234,25 @@ class TrainConfig:
             max=2,
         ),
     )
+    rotation_weight: float = field(
+        default=0.0,
+        metadata=_help(
+            "Con2 only, beyond the paper: weight of an auxiliary rotation-prediction loss (a linear head on the "
+            "encoder features predicts which quarter turn an augmented view of the image was given; 0 = off, the "
+            "paper). It teaches the encoder orientation-bound detail that Con2's own losses leave out at small "
+            "budgets; the rotated views are never used as negatives, so no anomaly is assumed (docs/quality.md).",
+            min=0.0,
+        ),
+    )
+    rotation_views: str = field(
+        default="extra",
+        metadata=_help(
+            "With rotation_weight > 0: extra = one more view of each image per step, given a random quarter turn (3 "
+            "views per image instead of 2); shared = the Con2 views themselves are turned (each original and its "
+            "context image by the same random quarter turn), at no extra cost.",
+            choices=("extra", "shared"),
+        ),
+    )
     temperature: float = field(default=0.2, metadata=_help("Softmax temperature τ of both losses.", min=1e-3))
     seed: int = field(default=0, metadata=_help("Seeds weights, batches and augmentations."))
     device: str = field(

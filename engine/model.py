@@ -85,9 +85,11 @@ class Con2Output:
     shift_logits: torch.Tensor | None  # (B, 4) the rotation head's logits; None for a model without one
 
 
-def shift_classes(method: str) -> int:
-    """Outputs of the rotation head a model trained with `method` carries: 4, or 0 = none."""
-    return ROTATIONS if method in SHIFT_HEAD_METHODS else 0
+def shift_classes(method: str, rotation_weight: float = 0.0) -> int:
+    """Outputs of the rotation head a model trained with `method` carries: 4, or 0 = none. Con2 carries one when
+    trained with the auxiliary rotation loss (TrainConfig.rotation_weight > 0)."""
+    auxiliary = rotation_weight > 0 and method in ("con2", "context_only", "content_only")
+    return ROTATIONS if method in SHIFT_HEAD_METHODS or auxiliary else 0
 
 
 class Con2Model(nn.Module):

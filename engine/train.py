@@ -21,12 +21,13 @@ from typing import Any
 import torch
 
 from engine import csi, firm, masked, oecl
-from engine.augment import ContentAugmentation, con2_views, simclr_views
+from engine.augment import ContentAugmentation, con2_views, normalize, simclr_views, to_float
 from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
 from engine.device import BatchFeed, autocast, deterministic, resolve_device
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
 from engine.model import Con2Model, shift_classes
+from engine.rotations import ROTATIONS, rotate
 
 # Keep the training set on the GPU when it takes at most this share of free memory; else stream it.
 DEVICE_RESIDENT_SHARE = 0.3
@@ -127,7 +128,9 @@ def train(
         raise ValueError(f"training needs at least 2 images, got {n}")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = Con2Model(config.encoder, image_size, config.projection_dim, shift_classes(config.method))
+    model = Con2Model(
+        config.encoder, image_size, config.projection_dim, shift_classes(config.method, config.rotation_weight)
+    )
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay
@@ -280,14 +283,48 @@ def _objective(
             out = model(views.contiguous(memory_format=torch.channels_last))
         total, l_con, l_cls = masked.masked_loss(out.z_content, out.shift_logits, labels, tau)
         return total, l_cls, l_con
-    k = config.views_per_context
-    views = con2_views(batch, config.context, augmentation, generator, k).contiguous(memory_format=torch.channels_last)
+    k, n = config.views_per_context, batch.shape[0]
+    rotating = config.rotation_weight > 0
+    turns = torch.randint(0, ROTATIONS, (n,), generator=generator, device=batch.device) if rotating else None
+    if rotating and config.rotation_views == "shared":
+        batch = turned(batch, turns)  # each original, and so its context image, by its own quarter turn
+    views = con2_views(batch, config.context, augmentation, generator, k)
+    if rotating and config.rotation_views == "extra":
+        views = torch.cat([views, rotation_views(batch, turns, augmentation, generator)])
     with autocast(batch.device, config.amp):
-        out = model(views)  # 2kN views
-    l_context = context_contrasting_loss(out.z_context, tau, k)
-    l_content = content_alignment_loss(out.z_content, tau, k)
+        out = model(views.contiguous(memory_format=torch.channels_last))  # 2kN views (+ N turned ones)
+    m = 2 * k * n
+    l_context = context_contrasting_loss(out.z_context[:m], tau, k)
+    l_content = content_alignment_loss(out.z_content[:m], tau, k)
     if config.method == "context_only":
-        return l_context, l_context, l_content.detach()
-    if config.method == "content_only":
-        return l_content, l_context.detach(), l_content
-    return config.context_weight * l_context + alpha * l_content, l_context, l_content
+        total = l_context
+    elif config.method == "content_only":
+        total = l_content
+    else:
+        total = config.context_weight * l_context + alpha * l_content
+    if rotating:
+        # shared: the head reads the kN views of the originals (rows before the context images'); a context
+        # such as a flip would make the turn of a context image ambiguous
+        logits = out.shift_logits[m:] if config.rotation_views == "extra" else out.shift_logits[: k * n]
+        total = total + config.rotation_weight * csi.rotation_loss(logits.float(), turns.repeat(len(logits) // n))
+    return total, l_context, l_content
+
+
+def turned(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """images: (N, C, S, S), each rotated counter-clockwise by its own quarter turns (N,) (0–3)."""
+    out = images.clone()
+    for k in range(1, ROTATIONS):
+        chosen = turns == k
+        if chosen.any():
+            out[chosen] = rotate(images[chosen], k)
+    return out
+
+
+def rotation_views(
+    pixels: torch.Tensor, turns: torch.Tensor, augmentation: ContentAugmentation, generator: torch.Generator
+) -> torch.Tensor:
+    """One draw of T of each of N uint8 originals, then turned by its quarter turns: (N, 3, S', S') normalised.
+
+    Turned after T so that T's horizontal flip cannot make a 90° turn look like a 270° one.
+    """
+    return normalize(turned(augmentation(to_float(pixels), generator), turns))

@@ -244,3 +244,46 @@ def test_the_context_changes_what_is_learned(pixels):
     assert not torch.equal(weights["invert"], weights["flip"])
     assert not torch.equal(weights["flip"], weights["equalize"])
     assert not torch.equal(weights["invert"], weights["equalize"])
+
+
+@pytest.mark.parametrize("where", ["extra", "shared"])
+def test_the_auxiliary_rotation_loss_adds_its_weighted_cross_entropy_and_trains_the_head(pixels, where):
+    """L = λ·L_context + α·L_content + w·L_rotation: the extra term is linear in w, and its gradient reaches the
+    rotation head and the encoder; extra embeds one more (turned) view per image, shared none."""
+    config = tiny(rotation_weight=1.0, rotation_views=where)
+    model = Con2Model("resnet_small", 12, 16, shift_classes=4)
+    augmentation = ContentAugmentation.from_config(config, 12)
+    batch = pixels[:8]
+    seen = []
+    model.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+
+    def objective(weight: float):
+        generator = torch.Generator().manual_seed(3)
+        cfg = tiny(rotation_weight=weight, rotation_views=where)
+        return engine.train._objective(model, batch, cfg, augmentation, generator, alpha=1.0)
+
+    total, l_context, l_content = objective(1.0)
+    base = 0.3 * l_context + l_content
+    extra_1 = (total - base).item()
+    total_2, l_context_2, l_content_2 = objective(2.0)
+    extra_2 = (total_2 - (0.3 * l_context_2 + l_content_2)).item()
+    assert extra_1 > 0.5  # a cross-entropy over 4 turns starts near log 4 = 1.39
+    assert extra_2 == pytest.approx(2 * extra_1, rel=1e-4)
+    assert seen[0] == (3 * 8 if where == "extra" else 2 * 8)
+    model.zero_grad()
+    (total - base).backward()
+    assert model.shift_head.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_turned_rotates_each_image_by_its_own_quarter_turns(pixels):
+    turns = torch.tensor([0, 1, 2, 3, 3, 1])
+    out = engine.train.turned(pixels[:6], turns)
+    for image, original, k in zip(out, pixels[:6], turns.tolist(), strict=True):
+        assert torch.equal(image, torch.rot90(original, k, dims=(-2, -1)))
+
+
+def test_a_con2_model_carries_a_rotation_head_only_with_the_auxiliary_loss(pixels):
+    assert train(pixels, tiny(epochs=1)).model.shift_head is None
+    trained = train(pixels, tiny(epochs=1, rotation_weight=0.5))
+    assert trained.model.shift_head is not None and trained.model.shift_head.out_features == 4
