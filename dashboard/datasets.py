@@ -21,6 +21,7 @@ from dashboard.outcome import Outcome
 from db import datasets as db_datasets
 from db import jobs as db_jobs
 from db.session import data_dir
+from engine.near_duplicates import MIN_SIDE as NEAR_DUPLICATE_MIN_SIDE
 
 NO_LABEL, NO_SPLIT = "(no label)", "(no split)"  # the count table's names for samples without either
 NORMAL_NAMES = ("normal", "0", "good", "healthy", "no", "negative", "ok")  # likely normal-class labels
@@ -151,6 +152,14 @@ def _sorted_labels(values: Sequence[Any]) -> list[str]:
     return sorted(labels, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
 
 
+def _too_small(samples: pd.DataFrame) -> int:
+    """Readable images under engine.near_duplicates.MIN_SIDE a side: not compared for near duplicates."""
+    if samples.empty:
+        return 0
+    side = np.minimum(samples["width"], samples["height"])
+    return int(((side >= 0) & (side < NEAR_DUPLICATE_MIN_SIDE) & samples["readable"]).sum())
+
+
 def dataset_overview(dataset_id: int) -> dict[str, Any]:
     """Counts for the Data page: images, by label and split (a split × label table), unreadable, duplicates."""
     with connection.session() as session:
@@ -179,6 +188,8 @@ def dataset_overview(dataset_id: int) -> dict[str, Any]:
         "by_split": summary["by_split"],
         "unreadable": len(summary["unreadable"]),
         "duplicates": int(summary["duplicates"]),
+        "too_small_to_compare": _too_small(samples),
+        "near_duplicate_min_side": NEAR_DUPLICATE_MIN_SIDE,
         "labels": _sorted_labels(summary["by_label"]),
         "table": table,
     }

@@ -12,13 +12,13 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from engine.data import SampleRef, Skipped
 from engine.images import UnreadableImage, decode, open_image
-from engine.near_duplicates import near_duplicate_groups, perceptual_hashes
+from engine.near_duplicates import MIN_SIDE, near_duplicate_groups, perceptual_hashes, thumbnail
 from engine.sources import Source
 
 VERIFY_SIDE = 64  # pixels: images are verified (JPEGs at a reduced DCT scale, much faster) and hashed at this side
@@ -38,6 +38,8 @@ class SampleInfo:
     reason: str | None  # why not readable, as in `Skipped.reason`
     phash: str | None = None  # perceptual hashes (16 hex digits) of a readable image, `engine.near_duplicates`
     dhash: str | None = None
+    # the grey thumbnail near-duplicate candidates are checked on (engine.near_duplicates); not stored
+    thumb: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -88,7 +90,10 @@ def inventory(
     copies = {key for group in duplicates for key in group[1:]}  # an exact copy is already flagged as one
     hashed = [s for s in samples if s.phash is not None and s.dhash is not None and s.ref.sample_id not in copies]
     near = near_duplicate_groups(
-        [s.ref.sample_id for s in hashed], [s.phash for s in hashed], [s.dhash for s in hashed]
+        [s.ref.sample_id for s in hashed],
+        [s.phash for s in hashed],
+        [s.dhash for s in hashed],
+        thumbnails=np.stack([s.thumb for s in hashed]) if hashed else None,
     )
     return Inventory(
         kind=source.kind,
@@ -119,7 +124,7 @@ def _check(source: Source, ref: SampleRef, max_pixels: int) -> SampleInfo:
             pixels = decode(array, VERIFY_SIDE, max_pixels=max_pixels)
         except UnreadableImage as error:
             return SampleInfo(ref, digest, array.nbytes, width, height, mode, False, error.reason)
-        return SampleInfo(ref, digest, array.nbytes, width, height, mode, True, None, *perceptual_hashes(pixels))
+        return SampleInfo(ref, digest, array.nbytes, width, height, mode, True, None, *_looks(pixels, width, height))
     digest = hashlib.sha256(data).hexdigest()
     width = height = mode = None
     try:
@@ -128,4 +133,14 @@ def _check(source: Source, ref: SampleRef, max_pixels: int) -> SampleInfo:
         pixels = decode(image, VERIFY_SIDE, max_pixels=max_pixels)  # (C, 64, 64) uint8, as a run decodes it
     except UnreadableImage as error:
         return SampleInfo(ref, digest, len(data), width, height, mode, False, error.reason)
-    return SampleInfo(ref, digest, len(data), width, height, mode, True, None, *perceptual_hashes(pixels))
+    return SampleInfo(ref, digest, len(data), width, height, mode, True, None, *_looks(pixels, width, height))
+
+
+def _looks(
+    pixels: np.ndarray, width: int | None, height: int | None
+) -> tuple[str | None, str | None, np.ndarray | None]:
+    """(phash, dhash, thumbnail) of a readable image, or nothing for one under MIN_SIDE pixels a side."""
+    if min(width or MIN_SIDE, height or MIN_SIDE) < MIN_SIDE:
+        return None, None, None
+    phash, dhash = perceptual_hashes(pixels)
+    return phash, dhash, thumbnail(pixels) if phash is not None else None

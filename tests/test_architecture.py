@@ -23,7 +23,8 @@ PACKAGES = ("engine", "db", "worker", "dashboard")
 APP = "streamlit_app"  # the dashboard's entry script, at the top of the repository
 
 # The engine modules the dashboard may reach: forms (config, presets), the checks before a dataset is
-# registered (archives, sources and what they read with), the context previews of the gallery (augment),
+# registered (archives, sources and what they read with; near_duplicates for its minimum side, without
+# ImageHash, which it imports only to hash), the context previews of the gallery (augment),
 # the ROC and its area (metrics: numpy and scikit-learn). Never the training or scoring pipeline:
 # training runs in the worker, so the app never does.
 DASHBOARD_ENGINE = {
@@ -36,6 +37,7 @@ DASHBOARD_ENGINE = {
     "engine.sources",
     "engine.images",
     "engine.augment",
+    "engine.near_duplicates",
 }
 DATABASE = {"sqlalchemy", "alembic", "psycopg", "psycopg2"}
 UI = {"streamlit", "plotly"}

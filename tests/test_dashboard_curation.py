@@ -87,3 +87,20 @@ def test_every_planted_file_is_listed_with_its_reason_reachable_in_review_and_in
     kept = rows(curation.kept_csv(dataset.id, ["remove"]))
     assert sorted(r["key"] for r in kept) == sorted([f"digits/{i}.png" for i in range(10)] + ["near/seven-cropped.png"])
     assert all(r["path"].startswith(str(folder)) for r in kept)
+
+
+def test_the_demo_digits_are_too_small_to_compare_and_the_data_page_says_so(app_data_dir):
+    """8 × 8 digits: look-alikes would flood the near-duplicate list, so none are compared, and the page says why."""
+    url = f"sqlite:///{app_data_dir / 'con2.db'}"
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits", name="digits")
+        jobs.submit_register(session=session, dataset_id=dataset.id)
+    assert run_worker(url, once=True) == 1
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.selectbox(key="data_dataset").set_value(dataset.id).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Images"], metrics["Near duplicates"]) == ("1,797", "0")
+    captions = " ".join(c.value for c in at.caption)
+    assert "Near duplicates are not looked for among the 1,797 images under 16 px a side" in captions

@@ -120,8 +120,18 @@ counts[4].metric("Duplicates", overview["duplicates"], help="Byte-identical copi
 counts[5].metric(
     "Near duplicates",
     int((flags["kind"] == "near duplicate").sum()),
-    help="Files that look like another one (perceptual hashes within 12 bits): a re-encode, a resize, a slight crop.",
+    help=(
+        "Files that look like another one: perceptual hashes within 12 bits and pixels closer than nearly any two "
+        "other images of this set are. A re-encode, a resize, a slight crop."
+    ),
 )
+
+if overview["too_small_to_compare"]:
+    st.caption(
+        f"Near duplicates are not looked for among the {overview['too_small_to_compare']:,} images under "
+        f"{overview['near_duplicate_min_side']} px a side: at that size two different images look as alike as a "
+        "copy does."
+    )
 
 st.subheader("Counts by label and split")
 table: pd.DataFrame = overview["table"]
