@@ -49,6 +49,15 @@ def test_a_bundle_reads_back_whole_and_scores_as_the_original(bundle):
     assert np.array_equal(before.features, after.features)
 
 
+def test_a_con2_bundle_with_the_auxiliary_rotation_head_reads_back_whole(bundle):
+    """TrainConfig.rotation_weight > 0 gives Con2 a rotation head: the bundle rebuilds the model with it."""
+    trained = train(bundle.bank.pixels, TrainConfig(epochs=1, batch_size=8, projection_dim=16, rotation_weight=0.5))
+    rotating = Bundle(trained, bundle.bank, bundle.data)
+    back = Bundle.from_bytes(rotating.to_bytes(), device="cpu")
+    assert back.trained.model.shift_head is not None
+    assert_same_bundle(back, rotating)
+
+
 def test_save_and_load_through_a_file_or_its_directory(bundle, tmp_path):
     path = bundle.save(tmp_path / "run" / MODEL_FILE)
     assert_same_bundle(Bundle.load(path, device="cpu"), bundle)
