@@ -68,7 +68,7 @@ def empty_wal(url: str) -> None:
 
 
 def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
-    small_disk, workers, wait_for, tiny_config
+    small_disk, workers, wait_for, wait_progress, tiny_config
 ):
     url = f"sqlite:///{small_disk / 'con2.db'}"
     sessions = open_database(url)
@@ -83,7 +83,20 @@ def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
         job_id = jobs.submit_train(session=session, dataset_id=dataset_id, config=config, projections=["pca"]).id
     worker = workers.start(url)
     try:
-        wait_for(lambda: (j := job(job_id)).phase == "training" and j.progress > 0.06, 900, "training")
+
+        def training_under_way() -> bool:
+            j = job(job_id)
+            # a job that ended or a worker that died will never train: say why now, not after a long wait
+            assert j.status in ("queued", "running"), (j.status, j.error, workers.log(worker))
+            assert worker.poll() is None, workers.log(worker)
+            return j.phase == "training" and j.progress > 0.06
+
+        wait_progress(  # slow is fine on a loaded machine, stuck is not
+            training_under_way,
+            lambda: (job(job_id).status, job(job_id).phase, round(job(job_id).progress or 0.0, 3), workers.log(worker)),
+            "training",
+            stall_s=180,
+        )
         empty_wal(url)
         filled = fill(small_disk)
         print(f"disk filled with {filled / 1e6:.1f} MB")
