@@ -3,7 +3,8 @@ the projection's points, thumbnails of a selection, one sample's case, the evalu
 silhouette, labelled scores) and ROC curves of several runs.
 
 A run's table is read once (`st.cache_data`) under its job's stamp, so a 20k-sample run is read once
-and every view slices the same frame; verdicts are joined on top of it (`reviews.with_reviews`).
+and every view slices the same frame; verdicts are joined on top of it (`reviews.with_run_reviews`). The
+Review page reads less: the scores alone (`run_scores`), and keys and locations of the rows it shows.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dashboard import connection, gallery, triage
 from dashboard import runs as run_list
 from dashboard.datasets import thumbnails
 from dashboard.jobs import job_stamp
-from dashboard.reviews import with_reviews
+from dashboard.reviews import with_run_reviews
 from db import datasets as db_datasets
 from db import jobs as db_jobs
 from db import results as db_results
@@ -56,7 +57,8 @@ def projection_points(job_id: int, method: str) -> pd.DataFrame:
     """The run's 2-D projection with what a point can be coloured by (scores, label, split, verdict)."""
     frame = run_table(job_id, method)
     frame = frame[frame["x"].notna()]
-    frame = with_reviews(frame[["sample_id", "key", "x", "y", "cx", "cy", "s_nnd", "s_lh", "label", "split"]])
+    columns = ["sample_id", "key", "x", "y", "cx", "cy", "s_nnd", "s_lh", "label", "split"]
+    frame = with_run_reviews(frame[columns], job_id)  # cached by run, not by 100k ids (hashing them took seconds)
     return frame.reset_index(drop=True)
 
 
@@ -104,20 +106,43 @@ def reference_scores(job_id: int, score: str = "s_nnd") -> np.ndarray:
     return _reference(connection.database_url(), job_id, job_stamp(job_id))[score]
 
 
+@st.cache_data(max_entries=8, show_spinner="Loading the run…")
+def _scores(url: str, job_id: int, stamp: str) -> pd.DataFrame:
+    with connection.sessions(url).begin() as session:
+        return pd.DataFrame(db_results.read_scores(session=session, job_id=job_id, role="scored"))
+
+
+def run_scores(job_id: int) -> pd.DataFrame:
+    """Every scored sample's scores and ranks, nothing else (sample_id, s_nnd, s_lh, rank_nnd, rank_lh), most
+    anomalous by S_NND first: what the Review page's threshold, histogram and filters span. Numbers only, so a
+    100k-sample run is read in a fraction of `run_table`'s time and copied out of the cache in milliseconds; a
+    page adds keys, labels and locations for the rows it shows (`sample_rows`)."""
+    return _scores(connection.database_url(), job_id, job_stamp(job_id))
+
+
+def sample_rows(sample_ids: Sequence[int]) -> pd.DataFrame:
+    """key, location, label and split of the given samples, indexed by sample id (unknown ids absent)."""
+    with connection.session() as session:
+        samples = db_datasets.get_samples(session=session, sample_ids=[int(i) for i in sample_ids])
+        rows = [(i, s.key, s.location, s.label, s.split) for i, s in samples.items()]
+    return pd.DataFrame(rows, columns=["sample_id", "key", "location", "label", "split"]).set_index("sample_id")
+
+
 def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, Any] | None:
     """One scored sample: image and context image, scores, ranks, percentiles, verdict and note with their
     authors, the history of its reviews, nearest training images."""
-    frame = run_table(job_id, method)
-    row = frame[frame["sample_id"] == sample_id]
-    if row.empty:
-        return None
-    r = row.iloc[0]
+    # One sample's row, not the run's table: the Review page shows a case without reading the whole run.
     with connection.session() as session:
+        r = db_results.read_scored_sample(session=session, job_id=job_id, sample_id=sample_id)
+        if r is None:
+            return None
         job = db_jobs.get_job(session=session, job_id=job_id)
         parent = db_jobs.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
         context = run_list.settings(job, parent).get("train", {}).get("context", "invert") if job else "invert"
         near = db_results.read_neighbours(session=session, job_id=job_id, sample_id=sample_id)
-        samples = db_datasets.get_samples(session=session, sample_ids=[n for n, _ in near])
+        samples = db_datasets.get_samples(session=session, sample_ids=[sample_id, *[n for n, _ in near]])
+        this = samples[sample_id]
+        key, location, label, split = this.key, this.location, this.label, this.split
         latest = db_reviews.latest_reviews(session=session, sample_ids=[sample_id]).get(sample_id)
         history = db_reviews.review_changes(session=session, sample_id=sample_id)
         copies = db_datasets.exact_copies(session=session, sample_id=sample_id)
@@ -128,15 +153,15 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
     png = pngs.get(sample_id)
     return {
         "sample_id": sample_id,
-        "key": r["key"],
-        "location": r["location"],
-        "label": r["label"],
-        "split": r["split"],
-        "s_nnd": float(r["s_nnd"]),
-        "s_lh": float(r["s_lh"]),
-        "rank_nnd": int(r["rank_nnd"]),
-        "rank_lh": int(r["rank_lh"]),
-        "scored": len(frame),
+        "key": key,
+        "location": location,
+        "label": label,
+        "split": split,
+        "s_nnd": r["s_nnd"],
+        "s_lh": r["s_lh"],
+        "rank_nnd": r["rank_nnd"],
+        "rank_lh": r["rank_lh"],
+        "scored": r["scored"],
         "nnd_text": triage.score_value_text("s_nnd", float(r["s_nnd"])),
         "lh_text": triage.score_value_text("s_lh", float(r["s_lh"])),
         "standing_nnd": triage.standing_text(float(r["s_nnd"]), reference_scores(job_id, "s_nnd")),

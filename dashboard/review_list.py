@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from dashboard.formatting import when
-from dashboard.results import run_table
-from dashboard.reviews import with_reviews
+from dashboard.results import reference_scores, run_scores, run_table, sample_rows
+from dashboard.reviews import with_reviews, with_run_reviews
+from db.ranking import percentile
 
 EXPORTS = {
     "Reviewed samples": "reviewed",
@@ -25,16 +26,25 @@ EXPORTS = {
 
 
 def review_table(job_id: int, score: str = "s_nnd") -> pd.DataFrame:
-    """The ranked queue by `score` (s_nnd or s_lh), with each sample's percentile and current verdict.
+    """The ranked queue by `score` (s_nnd or s_lh): every scored sample with its percentile and current verdict.
 
-    Columns: sample_id, key, location, label, split, s_nnd, s_lh, rank, pct, verdict, note, reviewer,
-    reviewed_at; rank 1 = most anomalous by `score`.
+    Columns: sample_id, s_nnd, s_lh, rank, pct, verdict, note, reviewer, reviewed_at; rank 1 = most anomalous
+    by `score`. Numbers and verdicts only, what the threshold, histogram and filters span: keys, labels, splits
+    and locations come with `with_samples` for the rows a page shows (reading them for a 100k-sample run, with
+    its projection, took seconds of every page load).
     """
-    frame = run_table(job_id)
+    frame = run_scores(job_id)
     suffix = "nnd" if score == "s_nnd" else "lh"
-    frame = frame.assign(rank=frame[f"rank_{suffix}"], pct=frame[f"pct_{suffix}"]).sort_values("rank")
-    columns = ["sample_id", "key", "location", "label", "split", "s_nnd", "s_lh", "rank", "pct"]
-    return with_reviews(frame[columns]).reset_index(drop=True)
+    pct = percentile(frame[score].to_numpy(), reference_scores(job_id, score))
+    frame = frame.assign(rank=frame[f"rank_{suffix}"], pct=pct).sort_values("rank")
+    columns = ["sample_id", "s_nnd", "s_lh", "rank", "pct"]
+    return with_run_reviews(frame[columns], job_id).reset_index(drop=True)
+
+
+def with_samples(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of `review_table` (a page of them) with each sample's key, location, label and split, order kept."""
+    found = sample_rows(rows["sample_id"].tolist())
+    return rows.join(found, on="sample_id")
 
 
 def export_csv(

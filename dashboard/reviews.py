@@ -53,6 +53,28 @@ def with_reviews(frame: pd.DataFrame, *, fresh: bool = False) -> pd.DataFrame:
     return merged.astype({"verdict": "object", "note": "object", "reviewer": "object"})
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _run_reviews(url: str, job_id: int, stamp: int) -> pd.DataFrame:
+    """The latest review of each reviewed sample of the dataset a run scored, cached until any new review is
+    written. Keyed by the run, not by its samples' ids: hashing 100k ids for the key took longer than the read."""
+    with connection.sessions(url).begin() as session:
+        job = db_jobs.get_job(session=session, job_id=job_id)
+        latest = db_reviews.latest_reviews(session=session, dataset_id=job.dataset_id) if job else {}
+        rows = [
+            {"sample_id": s, "verdict": r.verdict, "note": r.note, "reviewer": r.reviewer, "reviewed_at": r.reviewed_at}
+            for s, r in latest.items()
+        ]
+    return pd.DataFrame(rows, columns=["sample_id", "verdict", "note", "reviewer", "reviewed_at"])
+
+
+def with_run_reviews(frame: pd.DataFrame, job_id: int) -> pd.DataFrame:
+    """`frame` (the run's samples, a sample_id column) joined with each sample's current verdict, note, reviewer
+    and reviewed_at, as `with_reviews` joins them, reading only the samples that have a review."""
+    reviews = _run_reviews(connection.database_url(), job_id, _review_stamp())
+    merged = frame.merge(reviews.astype({"sample_id": frame["sample_id"].dtype}), on="sample_id", how="left")
+    return merged.astype({"verdict": "object", "note": "object", "reviewer": "object"})
+
+
 def current_reviews(sample_ids: Sequence[int]) -> dict[int, db_reviews.CurrentReview]:
     """Where each reviewed sample's review stands now (verdict, who, when, note); unreviewed ones are absent."""
     with connection.session() as session:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, delete, select, text
+from sqlalchemy import Select, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from db.models import SCORE_ROLES, Embedding, Metric, Projection, Sample, Score
@@ -170,6 +170,26 @@ def read_scores(*, session: Session, job_id: int, role: str = "scored") -> dict[
         .order_by(Score.rank_nnd),
         {"sample_id": np.int64} | _SCORE_COLUMNS,
     )
+
+
+def read_scored_sample(*, session: Session, job_id: int, sample_id: int) -> dict[str, Any] | None:
+    """One scored sample of a job, for its case view: s_nnd, s_lh (float), rank_nnd, rank_lh (int), and `scored`,
+    how many samples the job scored (ranks are out of it); None when the job did not score this sample."""
+    row = session.execute(
+        select(Score.s_nnd, Score.s_lh, Score.rank_nnd, Score.rank_lh).where(
+            Score.job_id == job_id, Score.role == "scored", Score.sample_id == sample_id
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    scored = session.scalar(select(func.count()).where(Score.job_id == job_id, Score.role == "scored"))
+    return {
+        "s_nnd": float(row.s_nnd),
+        "s_lh": float(row.s_lh),
+        "rank_nnd": int(row.rank_nnd),
+        "rank_lh": int(row.rank_lh),
+        "scored": int(scored or 0),
+    }
 
 
 def read_neighbours(*, session: Session, job_id: int, sample_id: int) -> list[tuple[int, float]]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
+import sqlite3
 import zipfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
 from dashboard import widgets
@@ -414,6 +417,36 @@ def test_review_filters_threshold_and_verdict_sets(seeded):
     at.segmented_control(key="review_show").set_value("Unreviewed").run()
     assert "**299 samples**" in " ".join(m.value for m in at.markdown)
     assert f"review_verdict_{top}_remove" not in [b.key for b in at.button]
+
+
+def test_review_page_reads_a_page_of_samples_not_the_whole_run(app_data_dir):
+    """Opening the queue of a large run reads each scored sample's scores once (the threshold, histogram and
+    filters span them) but keys, labels and locations of the rows it shows only: reading the whole run's table
+    and every sample's location took seconds at 100k samples (issue 12). Rows are counted as the database
+    returns them: every SELECT the app sends is counted again on a second connection."""
+    samples, reference = 3000, 500
+    database = app_data_dir / "con2.db"
+    seed_run(f"sqlite:///{database}", samples=samples, reference=reference, reviewed=5)
+    counter = sqlite3.connect(database, check_same_thread=False)  # the script runs in its own thread
+    fetched: list[tuple[str, int]] = []
+
+    def count_rows(connection, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and not executemany:
+            rows = counter.execute(f"SELECT count(*) FROM ({statement})", parameters).fetchone()[0]
+            fetched.append((statement, rows))
+
+    at = app()  # the app's first page, before the count
+    event.listen(Engine, "after_cursor_execute", count_rows)
+    try:
+        at.switch_page("dashboard/pages/review.py").run()
+    finally:
+        event.remove(Engine, "after_cursor_execute", count_rows)
+        counter.close()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len([b for b in at.button if b.key and b.key.startswith("review_open_")]) == 20  # the page is there
+    per_sample = sum(rows for statement, rows in fetched if re.search(r"\b(FROM|JOIN) samples\b", statement))
+    assert per_sample < 200, per_sample  # a page of 20 rows, the case and its neighbours; not 3,000
+    assert sum(rows for _, rows in fetched) < samples + reference + 300  # each score read once
 
 
 def test_export_csv_holds_verdicts_notes_reviewer_time_scores_rank_percentile_and_location(seeded):

@@ -317,12 +317,12 @@ def queue(view: pd.DataFrame, polling: bool) -> None:
         return
     position = ids.index(here)
     start = cursor.page_start(ids, page_size)  # stays put while the keys move the cursor
-    rows = view.iloc[start : start + page_size]
+    rows = review_list.with_samples(view.iloc[start : start + page_size])  # keys and labels of these rows only
     shown = [int(i) for i in rows["sample_id"]]
     standing = reviews.current_reviews(shown)  # fresh on every rerun of the queue: each click shows at once
     pngs = datasets.thumbnails(shown)
     waiting = outbox.waiting_verdicts()  # sample id -> its verdict on its way to the database
-    triage_case(view.iloc[position], ids, standing.get(here), waiting)
+    triage_case(review_list.with_samples(view.iloc[[position]]).iloc[0], ids, standing.get(here), waiting)
     pager = st.columns([4, 1, 1], vertical_alignment="center")
     off_page = "" if start <= position < start + len(rows) else f" · the case under the cursor is #{position + 1:,}"
     pager[0].caption(f"Samples {start + 1:,}–{start + len(rows):,} of {len(ids):,}{off_page}")
