@@ -338,6 +338,26 @@ def roc_comparison(scores: pd.DataFrame, score: str = "s_nnd", runs: Sequence[st
     return figure
 
 
+def binned(values: np.ndarray, edges: np.ndarray, *, name: str, color: str, percent: bool = False) -> go.Bar:
+    """A histogram counted here and drawn as bars: the browser gets one number per bin, not every score (a
+    100k-sample run's scores were 1.4 MB of JSON on every Review page load). Hover shows each bin's range and
+    count; `percent` scales the bars to % of the group, as Plotly's histnorm="percent" does."""
+    counts, _ = np.histogram(values, bins=edges)
+    heights = counts * (100.0 / max(values.size, 1)) if percent else counts
+    return go.Bar(
+        x=(edges[:-1] + edges[1:]) / 2,
+        y=heights,
+        width=float(edges[1] - edges[0]),
+        customdata=np.column_stack([edges[:-1], edges[1:], counts]),
+        hovertemplate="%{customdata[0]:.4g} – %{customdata[1]:.4g}<br>%{customdata[2]:,.0f} samples<br>%{y:.3g}"
+        + (" %" if percent else "")
+        + f"<extra>{name}</extra>",
+        name=name,
+        opacity=0.6,
+        marker_color=color,
+    )
+
+
 def score_histograms(scores: pd.DataFrame, score: str = "s_nnd", by: str = "label") -> go.Figure:
     """Overlaid histograms of one score, one per value of `by` (label, or normal/anomalous)."""
     if scores.empty or score not in scores:
@@ -347,15 +367,7 @@ def score_histograms(scores: pd.DataFrame, score: str = "s_nnd", by: str = "labe
     edges = np.histogram_bin_edges(scores[score].to_numpy(float), bins=40)
     for i, group in enumerate(sorted(groups.unique(), key=str)):
         values = scores.loc[groups == group, score].to_numpy(float)
-        figure.add_trace(
-            go.Histogram(
-                x=values,
-                name=f"{group} ({len(values)})",
-                xbins=dict(start=edges[0], end=edges[-1], size=edges[1] - edges[0]),
-                opacity=0.6,
-                marker_color=PALETTE[i % len(PALETTE)],
-            )
-        )
+        figure.add_trace(binned(values, edges, name=f"{group} ({len(values)})", color=PALETTE[i % len(PALETTE)]))
     figure.update_layout(
         barmode="overlay",
         height=360,
@@ -377,21 +389,13 @@ def threshold_histogram(scored: np.ndarray, reference: np.ndarray, threshold: fl
         return _empty("No scores.")
     both = np.concatenate([scored, reference]) if reference.size else scored
     edges = np.histogram_bin_edges(both, bins=50)
-    bins = dict(start=edges[0], end=edges[-1], size=max(edges[1] - edges[0], 1e-12))
     figure = go.Figure()
     traces = [(scored, "scored", "context")]
     if reference.size:
         traces.append((reference, "training normals, leave-one-out", "original"))
     for values, name, color in traces:
         figure.add_trace(
-            go.Histogram(
-                x=values,
-                name=f"{name} ({values.size})",
-                histnorm="percent",
-                xbins=bins,
-                opacity=0.6,
-                marker_color=CONTEXT_COLORS[color],
-            )
+            binned(values, edges, name=f"{name} ({values.size})", color=CONTEXT_COLORS[color], percent=True)
         )
     if threshold is not None and np.isfinite(threshold):
         figure.add_vline(

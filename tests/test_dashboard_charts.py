@@ -162,6 +162,27 @@ def test_histograms_and_threshold_line():
     assert len(charts.threshold_histogram(np.ones(3), np.array([]), None, 0).data) == 1
 
 
+def test_histograms_send_counts_per_bin_not_every_score():
+    """100k scores reach the browser as 50 bars, each group's bars sum to its size (or 100 %), and every score
+    falls in a bar whose range holds it."""
+    rng = np.random.default_rng(0)
+    scored, reference = rng.normal(size=100_000), rng.normal(0.5, 1, size=1_000)
+    figure = charts.threshold_histogram(scored, reference, 1.0, 123)
+    assert [len(trace.x) for trace in figure.data] == [50, 50]
+    assert [round(float(np.sum(trace.y)), 6) for trace in figure.data] == [100.0, 100.0]
+    assert len(figure.to_json()) < 40_000  # 100k raw floats were about 2 MB
+    bars = figure.data[0]
+    low, high, count = np.asarray(bars.customdata).T
+    assert count.sum() == scored.size
+    i = int(np.argmax(count))
+    assert count[i] == np.sum((scored >= low[i]) & (scored < high[i]))
+    assert low[i] < bars.x[i] < high[i] and np.isclose(bars.width, high[i] - low[i])
+
+    frame = pd.DataFrame({"s_nnd": scored[:5000], "label": ["0"] * 4000 + ["1"] * 1000})
+    counts = sorted(int(np.sum(trace.y)) for trace in charts.score_histograms(frame, "s_nnd", "label").data)
+    assert counts == [1000, 4000]
+
+
 def test_run_comparison_bars():
     runs = pd.DataFrame(
         {"run": ["#1", "#2"], "auroc_nnd": [0.9, 0.8], "auroc_lh": [0.85, None], "silhouette": [0.3, -0.1]}
