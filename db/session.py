@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,30 @@ def _sqlite_pragmas(busy_timeout_s: float):
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")  # persistent; readers never block the writer
+            _use_wal(cursor, busy_timeout_s)  # persistent; readers never block the writer
             cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut may lose the last commit
         finally:
             cursor.close()
 
     return on_connect
+
+
+def _use_wal(cursor: sqlite3.Cursor, busy_timeout_s: float) -> None:
+    """Switch the file to write-ahead logging. On a new file the switch needs an exclusive lock, and SQLite says
+    "database is locked" at once, without waiting out the busy timeout, when another connection opens the file at
+    that moment (processes starting together on a new database: 3 in 60 tries of four threads): retry until the
+    busy timeout has passed, as any other write would wait."""
+    deadline = time.monotonic() + busy_timeout_s
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 def _clear_errors(url: URL, busy_timeout_s: float):
