@@ -67,6 +67,15 @@ class Cursor:
             here = list(ids).index(self.sample_id) if self.sample_id in ids else 0
             self.sample_id = int(ids[min(max(here + offset, 0), len(ids) - 1)])
 
+    def go_to(self, ids: Sequence[int], position: int) -> None:
+        """Put the cursor on the sample at `position` (1 = the first of `ids`, clamped to the queue) and show its
+        page of rows: the contact sheet's "Move the cursor there"."""
+        with self._lock:
+            if not len(ids):
+                return
+            self.sample_id = int(ids[min(max(position, 1), len(ids)) - 1])
+            self._page_first = None  # page_start finds the cursor's page
+
     def moved_on(self, judged: int, following: int | None) -> None:
         """After a verdict on `judged`: go to `following` (the next in the queue as shown), unless the cursor
         already left `judged` (a j or k pressed meanwhile wins)."""

@@ -449,6 +449,35 @@ def test_review_page_reads_a_page_of_samples_not_the_whole_run(app_data_dir):
     assert sum(rows for _, rows in fetched) < samples + reference + 300  # each score read once
 
 
+def test_the_contact_sheet_shows_a_stretch_of_the_queue_and_moves_the_cursor_there(seeded):
+    """The queue as a grid: 48 thumbnails from a chosen position, each captioned with its position, rank and
+    verdict; "Move the cursor there" puts the case above on that sample and shows its page of rows."""
+    seeded_run, _, _ = seeded
+    top, second = seeded_run.scored_ids[:2]
+    at = app("review")
+    at.button(key=f"review_verdict_{second}_anomaly").click().run()
+    assert not at.exception
+    images_before = len(at.image)
+    at.toggle(key="review_sheet").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.image) == images_before + 1  # st.image with a list of images is one element, drawn last
+    captions = at.image[-1].captions
+    assert len(captions) == 48 and captions[0].startswith("1 · rank #1")
+    assert captions[1].startswith("2 · rank #2 · anomaly")
+    assert "Queue positions 1–48 of 300" in texts(at.caption)
+
+    at.number_input(key="review_sheet_from").set_value(97).run()
+    captions = at.image[-1].captions
+    assert captions[0].startswith("97 · rank #97") and len(captions) == 48
+    at.number_input(key="review_sheet_target").set_value(123).run()
+    at.button(key="review_sheet_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    case = next(m.value for m in at.markdown if m.value.startswith("**123 of 300**"))
+    assert "rank #123" in case
+    assert f"review_open_{seeded_run.scored_ids[122]}" in [b.key for b in at.button]  # its page of rows
+    assert f"review_open_{top}" not in [b.key for b in at.button]
+
+
 def test_export_csv_holds_verdicts_notes_reviewer_time_scores_rank_percentile_and_location(seeded):
     from dashboard import review_list, reviews
 
