@@ -123,7 +123,8 @@ def test_processes_starting_together_upgrade_the_schema_once(url):
 
 def test_connections_opening_a_new_sqlite_file_together_all_get_in(tmp_path):
     """Switching a new file to write-ahead logging answered "database is locked" at once when another connection
-    opened the file at that moment (CI failed on it; 10 of 200 rounds here, without the retry): every opener must get in."""
+    opened the file at that moment (CI failed on it; 10 of 200 rounds here, without the retry): every opener must
+    get in."""
     errors = []
 
     def start(url):
