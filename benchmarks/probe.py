@@ -6,7 +6,9 @@ so nothing in the engine is patched), measures on the scored split without TTA:
   uses), with the training batch-norm statistics and with statistics re-estimated on the plain training images;
 - the effective rank of the centred layer-4 features of the training images;
 - L_context and L_content of the last epoch (chance level of L_content: log(4N − 1)).
-Then it scores the final model with the TTA variants of `--score` (JSON objects of ScoreConfig fields).
+Then it scores the final model with the TTA variants of `--score` (JSON objects of ScoreConfig fields);
+`--score-each` scores every probe with the first of them too, so a long schedule shows the run's own
+S_NND / S_LH by epoch (how the paper's 2048 epochs were followed at 28 px).
 The same encoder at random initialisation and the raw-pixel floor come first, as references.
 
     python benchmarks/probe.py --data ../shared/data/breastmnist.npz --normal 1 --image-size 28 \\
@@ -38,7 +40,7 @@ from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.model import Con2Model
 from engine.scoring import NNDScorer
-from engine.train import train
+from engine.train import TrainedModel, train
 from engine.tta import score_images
 
 DEFAULT_SCORES = '[{"tta": 1}, {"tta": 1, "batchnorm": "per_context"}, {}, {"batchnorm": "per_context"}]'
@@ -103,9 +105,13 @@ def probe(model: Con2Model, loaded: LoadedData, targets) -> dict[str, float]:
 class Probes:
     """A checkpoint store that probes the model it is handed instead of saving it (train calls `save`)."""
 
-    def __init__(self, config: TrainConfig, image_size: int, loaded: LoadedData, targets) -> None:
+    def __init__(
+        self, config: TrainConfig, image_size: int, loaded: LoadedData, targets, scored: dict[str, Any] | None = None
+    ) -> None:
         self.model = Con2Model(config.encoder, image_size, config.projection_dim)
+        self.config, self.image_size = config, image_size
         self.loaded, self.targets = loaded, targets
+        self.scored = scored  # ScoreConfig fields to score with at every probe, as a run would (None: not)
         self.rows: list[dict[str, Any]] = []
 
     def load(self) -> None:
@@ -116,6 +122,9 @@ class Probes:
         last = state["history"][-1]
         row = {"epoch": state["epoch"], **probe(self.model, self.loaded, self.targets)}
         row.update({k: round(last[k], 3) for k in ("loss_context", "loss_content", "alpha")})
+        if self.scored is not None:
+            trained = TrainedModel(self.model, self.config, self.image_size, torch.device("cpu"))
+            row["s_nnd"], row["s_lh"] = tta_aurocs(trained, self.loaded, self.targets, self.scored)
         self.rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
@@ -129,6 +138,10 @@ def main() -> None:
     parser.add_argument("--train", default="{}", help="TrainConfig fields as a JSON object")
     parser.add_argument("--score", default=DEFAULT_SCORES, help="a JSON list of ScoreConfig field objects")
     parser.add_argument("--every", type=int, default=10, help="probe every N epochs")
+    parser.add_argument(
+        "--score-each", action="store_true",
+        help="at every probe, also score the model with the first --score entry (S_NND and S_LH with its TTA)",
+    )  # fmt: skip
     args = parser.parse_args()
     data = DataConfig(source=args.data, normal_label=args.normal, image_size=args.image_size,
                       holdout_fraction=args.holdout_fraction)  # fmt: skip
@@ -142,7 +155,7 @@ def main() -> None:
         "random": probe(Con2Model(config.encoder, args.image_size, config.projection_dim), loaded, targets),
     }  # fmt: skip
     print(json.dumps(out), file=sys.stderr, flush=True)
-    probes = Probes(config, args.image_size, loaded, targets)
+    probes = Probes(config, args.image_size, loaded, targets, json.loads(args.score)[0] if args.score_each else None)
     trained = train(loaded.train.pixels, config, checkpoints=probes)
     out["by_epoch"] = probes.rows
     out["train_s"] = round(trained.wall_s, 1)
