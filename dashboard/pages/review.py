@@ -390,38 +390,36 @@ def contact_sheet(view: pd.DataFrame) -> None:
     """A stretch of the queue as a grid of thumbnails with position, rank and verdict: a curator scans a few
     hundred images for the plainly broken ones, then triages them above. One image list, drawn only while the
     toggle is on and outside the queue's fragment, so the keys never wait for it."""
-    ids = [int(i) for i in view["sample_id"]]
     controls = st.columns(4, vertical_alignment="bottom")
     size = controls[0].selectbox("Thumbnails", SHEET_SIZES, key="review_sheet_size")
     first = controls[1].number_input(
-        "From #", min_value=1, max_value=len(ids), value=1, step=int(size), key="review_sheet_from",
+        "From #", min_value=1, max_value=len(view), value=1, step=int(size), key="review_sheet_from",
         help="Queue position of the first thumbnail (1 = the most anomalous sample the filters keep).",
     )  # fmt: skip
     target = controls[2].number_input(
-        "Open at #", min_value=1, max_value=len(ids), value=1, step=1, key="review_sheet_target"
+        "Open at #", min_value=1, max_value=len(view), value=1, step=1, key="review_sheet_target"
     )
     if controls[3].button("Move the cursor there", key="review_sheet_go", icon=":material/arrow_upward:"):
-        cursor.go_to(ids, int(target))
+        cursor.go_to([int(i) for i in view["sample_id"]], int(target))
         st.rerun()  # the whole page: the case and its page of rows follow the cursor
     rows = view.iloc[int(first) - 1 : int(first) - 1 + int(size)]
     shown = [int(i) for i in rows["sample_id"]]
     pngs = datasets.thumbnails(shown)
     standing = reviews.current_reviews(shown)
-    images, captions = [], []
+    drawn, captions = [], []
     for position, row in enumerate(rows.itertuples(), start=int(first)):
         sample_id = int(row.sample_id)
         if sample_id not in pngs:
             continue
         verdict = standing[sample_id].verdict if sample_id in standing else None
-        images.append(gallery.display(pngs[sample_id]))
+        drawn.append(pngs[sample_id])
         marks = [f"{position:,}", f"rank #{row.rank}", *([verdict] if verdict else []), *(["flagged"] * row.flagged)]
         captions.append(" · ".join(marks))
     st.caption(
-        f"Queue positions {int(first):,}–{int(first) + len(rows) - 1:,} of {len(ids):,}"
-        + (f" · {len(rows) - len(images):,} without a thumbnail" if len(images) < len(rows) else "")
+        f"Queue positions {int(first):,}–{int(first) + len(rows) - 1:,} of {len(view):,}"
+        + (f" · {len(rows) - len(drawn):,} without a thumbnail" if len(drawn) < len(rows) else "")
     )
-    if images:
-        st.image(images, caption=captions, width=96)
+    widgets.thumbnail_grid(drawn, captions)  # escapes the captions: a verdict set's names are user text
 
 
 if st.toggle(
