@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from db import datasets, jobs, results
+from db import datasets, job_submit, jobs, results
 from db.session import open_database, parse_url, shown
 from worker.store import WRITE_CHUNK
 
@@ -73,7 +73,9 @@ def bench_database(url: str, n: int, dim: int) -> dict:
             dataset = datasets.create_dataset(session=session, location="synthetic")
             rows = [{"key": f"img/{i:06d}.png", "label": str(i % 10), "split": "test", "position": i} for i in range(n)]
             ids = datasets.upsert_samples(session=session, dataset_id=dataset.id, samples=rows)
-            job = jobs.submit_train(session=session, dataset_id=dataset.id, config={}, projections=["umap", "pca"])
+            job = job_submit.submit_train(
+                session=session, dataset_id=dataset.id, config={}, projections=["umap", "pca"]
+            )
         with sessions.begin() as session:
             jobs.claim(session=session, worker_id="bench")
         return job.id, np.array([ids[f"img/{i:06d}.png"] for i in range(n)], dtype=np.int64)

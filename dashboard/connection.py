@@ -22,7 +22,7 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import datasets as db_datasets
-from db import jobs as db_jobs
+from db import job_submit as db_job_submit
 from db.session import DatabaseError, default_url, make_engine, make_sessionmaker, open_database, shown
 from worker.process import start_local_worker  # light: a lock file and a subprocess, no engine
 
@@ -98,7 +98,7 @@ def _first_start(url: str) -> bool:
         if db_datasets.list_datasets(session=opened):
             return False
         dataset = db_datasets.create_dataset(session=opened, location=DEMO_LOCATION, name=DEMO_NAME)
-        db_jobs.submit_register(session=opened, dataset_id=dataset.id)
+        db_job_submit.submit_register(session=opened, dataset_id=dataset.id)
     return True
 
 

@@ -19,7 +19,8 @@ from dashboard.formatting import queue_place
 from dashboard.intake import IntakeError, check_location, store_upload
 from dashboard.outcome import Outcome
 from db import datasets as db_datasets
-from db import jobs as db_jobs
+from db import job_reads as db_job_reads
+from db import job_submit as db_job_submit
 from db.session import data_dir
 from engine.near_duplicates import MIN_SIDE as NEAR_DUPLICATE_MIN_SIDE
 
@@ -58,14 +59,14 @@ def _register(spec: str, name: str | None) -> Outcome:
         existing = [d for d in db_datasets.list_datasets(session=session) if d.location == spec]
         if existing:
             dataset = existing[0]
-            job = db_jobs.submit_register(session=session, dataset_id=dataset.id)
+            job = db_job_submit.submit_register(session=session, dataset_id=dataset.id)
             return Outcome(
                 f"{spec} is already registered as '{dataset.name}'; checking it again (job #{job.id}).",
                 job_id=job.id,
                 dataset_id=dataset.id,
             )
         dataset = db_datasets.create_dataset(session=session, location=spec, name=name)
-        job = db_jobs.submit_register(session=session, dataset_id=dataset.id)
+        job = db_job_submit.submit_register(session=session, dataset_id=dataset.id)
         return Outcome(
             f"Registered '{dataset.name}': queued for the worker to read (job #{job.id}); its progress shows below.",
             job_id=job.id,
@@ -102,11 +103,11 @@ def register_upload(files: Sequence[tuple[str, bytes]], name: str | None = None)
 def registration(dataset_id: int) -> dict[str, Any] | None:
     """The latest register job of a dataset: status, progress, message, error, active."""
     with connection.session() as session:
-        found = db_jobs.list_jobs(session=session, kind="register", dataset_id=dataset_id, limit=1)
+        found = db_job_reads.list_jobs(session=session, kind="register", dataset_id=dataset_id, limit=1)
         if not found:
             return None
         job = found[0]
-        place = db_jobs.waiting(session=session).get(job.id) if job.status == "queued" else None
+        place = db_job_reads.waiting(session=session).get(job.id) if job.status == "queued" else None
         if place is not None:
             text = queue_place(place.lane, place.ahead, place.registration)
         else:
@@ -125,7 +126,7 @@ def registration(dataset_id: int) -> dict[str, Any] | None:
 def registrations_active() -> bool:
     """Whether any dataset is being registered (queued or running)."""
     with connection.session() as session:
-        return bool(db_jobs.count_active(session=session, kind="register"))
+        return bool(db_job_reads.count_active(session=session, kind="register"))
 
 
 def _dataset_stamp(dataset_id: int) -> str:

@@ -55,7 +55,7 @@ LANE_JOBS = {"train": ("training run", "training runs"), "quick": ("registration
 
 
 def queue_place(lane: str, ahead: int, registration: int | None) -> str:
-    """Why a queued job has not started, from its place in the queue (db.jobs.Waiting): never that it runs."""
+    """Why a queued job has not started, from its place in the queue (db.job_reads.Waiting): never that it runs."""
     if registration is not None:
         return f"queued: starts once its dataset's registration (job #{registration}) has finished"
     if ahead:

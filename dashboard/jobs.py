@@ -18,6 +18,8 @@ from dashboard.formatting import duration, method_label, number, queue_place
 from dashboard.outcome import Outcome
 from dashboard.presets import preset_config
 from db import datasets as db_datasets
+from db import job_reads as db_job_reads
+from db import job_submit as db_job_submit
 from db import jobs as db_jobs
 from db import results as db_results
 from engine.config import RunConfig
@@ -53,7 +55,7 @@ def submit_training(dataset_id: int, config: RunConfig, name: str | None = None)
         normal = config.data.normal_label if config.data.normal_label is not None else "all"
         name = name or f"{dataset.name} · {method_label(config.train.method, config.train.context)} · normal {normal}"
         try:
-            job = db_jobs.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), name=name)
+            job = db_job_submit.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), name=name)
         except db_jobs.JobError as error:
             return Outcome(error=str(error))
         return Outcome(f"Queued run #{job.id}: {name}. Progress appears below.", job_id=job.id, dataset_id=dataset_id)
@@ -66,7 +68,7 @@ def submit_scoring(run_id: int, dataset_id: int, *, split: str | None, normal_la
         if dataset is None:
             return Outcome(error=f"Dataset {dataset_id} no longer exists.")
         try:
-            job = db_jobs.submit_score(
+            job = db_job_submit.submit_score(
                 session=session,
                 parent_id=run_id,
                 dataset_id=dataset_id,
@@ -77,7 +79,7 @@ def submit_scoring(run_id: int, dataset_id: int, *, split: str | None, normal_la
         except db_jobs.JobError as error:
             return Outcome(error=str(error))
         outcome = Outcome(f"Queued scoring job #{job.id}; follow it on the Train page.", job_id=job.id)
-        parent = db_jobs.get_job(session=session, job_id=run_id)
+        parent = db_job_reads.get_job(session=session, job_id=run_id)
         shared = db_datasets.shared_content(session=session, dataset_id=dataset_id, other_dataset_id=parent.dataset_id)
         if shared:  # said before scoring; the job counts the exact number (same pixels) in its result
             outcome.warnings.append(
@@ -90,10 +92,10 @@ def submit_scoring(run_id: int, dataset_id: int, *, split: str | None, normal_la
 def jobs_active() -> bool:
     """Whether anything is queued or running (the live views poll only then)."""
     with connection.session() as session:
-        return bool(db_jobs.count_active(session=session))
+        return bool(db_job_reads.count_active(session=session))
 
 
-def state_text(status: str, message: str | None, place: db_jobs.Waiting | None) -> str:
+def state_text(status: str, message: str | None, place: db_job_reads.Waiting | None) -> str:
     """What a job is doing, in words: a queued job's place in the queue (never its last worker's message),
     a running job's progress message, a finished job's status."""
     if status == "queued":
@@ -107,8 +109,8 @@ def queue() -> pd.DataFrame:
     """Queued and running jobs, oldest first: id, kind, name, status, progress, message, state (what it is doing,
     in words), cancel_requested."""
     with connection.session() as session:
-        found = db_jobs.list_jobs(session=session, status=("queued", "running"))
-        places = db_jobs.waiting(session=session)
+        found = db_job_reads.list_jobs(session=session, status=("queued", "running"))
+        places = db_job_reads.waiting(session=session)
         rows = [
             {
                 "id": j.id,
@@ -143,7 +145,7 @@ def cancel(job_id: int) -> str:
 def job_status(job_id: int) -> dict[str, Any]:
     """A job's live status for the progress view."""
     with connection.session() as session:
-        job = db_jobs.get_job(session=session, job_id=job_id)
+        job = db_job_reads.get_job(session=session, job_id=job_id)
         if job is None:
             return {"status": "gone", "phase": None, "eta": None, "device": None, "progress": 0.0, "message": None,
                     "state": "gone", "error": None, "finished": True, "active": False, "summary_line": "",
@@ -151,7 +153,7 @@ def job_status(job_id: int) -> dict[str, Any]:
         summary = job.summary or {}
         train = dict(db_jobs.read_job_config(job).train) if job.kind == "train" else {}
         line = job.message or ""
-        place = db_jobs.waiting(session=session).get(job.id) if job.status == "queued" else None
+        place = db_job_reads.waiting(session=session).get(job.id) if job.status == "queued" else None
         if summary.get("auroc_nnd") is not None:
             line = f"{line} · AUROC S_LH {number(summary.get('auroc_lh'))}"
         return {
@@ -173,7 +175,7 @@ def job_status(job_id: int) -> dict[str, Any]:
 def job_stamp(job_id: int) -> str:
     """Changes when the job's status or finish time does, and with its progress while it runs."""
     with connection.session() as session:
-        status, finished, progress = db_jobs.job_state(session=session, job_id=job_id) or ("gone", None, 0.0)
+        status, finished, progress = db_job_reads.job_state(session=session, job_id=job_id) or ("gone", None, 0.0)
     return f"{status}:{finished}:{progress if status in ('queued', 'running') else ''}"
 
 

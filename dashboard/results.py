@@ -22,7 +22,8 @@ from dashboard.datasets import thumbnails
 from dashboard.jobs import job_stamp
 from dashboard.reviews import with_run_reviews
 from db import datasets as db_datasets
-from db import jobs as db_jobs
+from db import job_configs as db_job_configs
+from db import job_reads as db_job_reads
 from db import results as db_results
 from db import reviews as db_reviews
 
@@ -32,7 +33,7 @@ FULL_MAX_PIXELS = 50_000_000  # a larger original is not shown at full resolutio
 
 def projection_methods() -> list[str]:
     """The 2-D projections a run stores (the queue's list, the engine's methods), for the Explore page."""
-    return list(db_jobs.PROJECTIONS)
+    return list(db_job_configs.PROJECTIONS)
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading the run…")
@@ -40,7 +41,7 @@ def _run_frame(url: str, job_id: int, method: str, stamp: str) -> pd.DataFrame:
     """Everything per scored sample of a finished run, most anomalous (S_NND) first."""
     with connection.sessions(url).begin() as session:
         columns = db_results.read_run_table(session=session, job_id=job_id, method=method)
-        job = db_jobs.get_job(session=session, job_id=job_id)
+        job = db_job_reads.get_job(session=session, job_id=job_id)
         locations = db_datasets.sample_locations(session=session, dataset_id=job.dataset_id) if job else {}
     frame = pd.DataFrame(columns)
     frame["location"] = frame["sample_id"].map(locations)
@@ -136,8 +137,8 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         r = db_results.read_scored_sample(session=session, job_id=job_id, sample_id=sample_id)
         if r is None:
             return None
-        job = db_jobs.get_job(session=session, job_id=job_id)
-        parent = db_jobs.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
+        job = db_job_reads.get_job(session=session, job_id=job_id)
+        parent = db_job_reads.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
         context = run_list.settings(job, parent).get("train", {}).get("context", "invert") if job else "invert"
         near = db_results.read_neighbours(session=session, job_id=job_id, sample_id=sample_id)
         samples = db_datasets.get_samples(session=session, sample_ids=[sample_id, *[n for n, _ in near]])
@@ -192,7 +193,7 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
 def evaluation(job_id: int) -> dict[str, Any]:
     """AUROC of both scores, silhouette, and the labelled scores (anomalous = not the normal label)."""
     with connection.session() as session:
-        job = db_jobs.get_job(session=session, job_id=job_id)
+        job = db_job_reads.get_job(session=session, job_id=job_id)
         summary = (job.summary or {}) if job else {}
         normal = run_list.normal_label(job) if job else None
         dataset_id = job.dataset_id if job else None

@@ -16,7 +16,7 @@ import streamlit as st
 from dashboard import connection
 from dashboard.outbox import Outbox, Pending, ReviewWrite, VerdictBatch
 from db import datasets as db_datasets
-from db import jobs as db_jobs
+from db import job_reads as db_job_reads
 from db import reviews as db_reviews
 
 
@@ -58,7 +58,7 @@ def _run_reviews(url: str, job_id: int, stamp: int) -> pd.DataFrame:
     """The latest review of each reviewed sample of the dataset a run scored, cached until any new review is
     written. Keyed by the run, not by its samples' ids: hashing 100k ids for the key took longer than the read."""
     with connection.sessions(url).begin() as session:
-        job = db_jobs.get_job(session=session, job_id=job_id)
+        job = db_job_reads.get_job(session=session, job_id=job_id)
         latest = db_reviews.latest_reviews(session=session, dataset_id=job.dataset_id) if job else {}
         rows = [
             {"sample_id": s, "verdict": r.verdict, "note": r.note, "reviewer": r.reviewer, "reviewed_at": r.reviewed_at}
@@ -187,13 +187,13 @@ def outbox() -> Outbox:
 def stored_verdict_set(job_id: int) -> list[str] | None:
     """The verdict set stored with the dataset a run scored (None: none chosen yet)."""
     with connection.session() as session:
-        job = db_jobs.get_job(session=session, job_id=job_id)
+        job = db_job_reads.get_job(session=session, job_id=job_id)
         return db_reviews.verdict_set(session=session, dataset_id=job.dataset_id) if job else None
 
 
 def store_verdict_set(job_id: int, verdicts: Sequence[str]) -> None:
     """Keep `verdicts` with the dataset the run scored, for every page, reviewer and later visit."""
     with connection.session() as session:
-        job = db_jobs.get_job(session=session, job_id=job_id)
+        job = db_job_reads.get_job(session=session, job_id=job_id)
         if job is not None:
             db_reviews.store_verdict_set(session=session, dataset_id=job.dataset_id, verdicts=verdicts)

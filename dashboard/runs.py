@@ -16,6 +16,7 @@ import streamlit as st
 from dashboard import connection
 from dashboard.formatting import CONTEXT_FREE, duration, method_label
 from db import datasets as db_datasets
+from db import job_reads as db_job_reads
 from db import jobs as db_jobs
 from db.job_configs import JobConfig, JobConfigError, ScoreJobConfig, TrainJobConfig
 from db.models import Job
@@ -78,8 +79,10 @@ def listing(
     has_model (False for a classical reference, which trains no model to score other datasets with).
     """
     with connection.session() as session:
-        found = [j for j in db_jobs.list_jobs(session=session, status=status, dataset_id=dataset_id) if j.kind in kinds]
-        parents = {j.id: j for j in db_jobs.list_jobs(session=session, kind="train")}
+        found = [
+            j for j in db_job_reads.list_jobs(session=session, status=status, dataset_id=dataset_id) if j.kind in kinds
+        ]
+        parents = {j.id: j for j in db_job_reads.list_jobs(session=session, kind="train")}
         names = {d.id: d.name for d in db_datasets.list_datasets(session=session)}
         rows = []
         for job in found:
@@ -209,8 +212,8 @@ def compare_runs(job_ids: Sequence[int]) -> dict[str, pd.DataFrame]:
     with connection.session() as session:
         configs = {}
         for job_id in job_ids:
-            job = db_jobs.get_job(session=session, job_id=job_id)
-            parent = db_jobs.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
+            job = db_job_reads.get_job(session=session, job_id=job_id)
+            parent = db_job_reads.get_job(session=session, job_id=job.parent_id) if job and job.parent_id else None
             run = settings(job, parent) if job else {}
             flat = {f"{section}.{k}": v for section, values in run.items() for k, v in values.items()}
             flat.update(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from db import datasets, jobs, results, reviews
+from db import datasets, job_configs, job_submit, jobs, results, reviews
 from db.session import open_database
 from engine.config import DataConfig, RunConfig, ScoreConfig, TrainConfig
 
@@ -107,7 +107,9 @@ def seed_run(
             pngs={ids[r["key"]]: variants[i % THUMBNAIL_VARIANTS] for i, r in enumerate(rows) if r["readable"]},
             size=32,
         )
-        job = jobs.submit_train(session=session, dataset_id=dataset.id, config=config.to_dict(), name="synthetic run")
+        job = job_submit.submit_train(
+            session=session, dataset_id=dataset.id, config=config.to_dict(), name="synthetic run"
+        )
         claim = jobs.claim(session=session, worker_id="seed")
         assert claim is not None and claim.job_id == job.id
         steps = 120
@@ -145,7 +147,7 @@ def seed_run(
             s_nnd=-0.95 + 0.02 * rng.standard_normal(n_ref),
             s_lh=-300 + 10 * rng.standard_normal(n_ref),
         )
-        for method in jobs.PROJECTIONS:
+        for method in job_configs.PROJECTIONS:
             x, y = rng.normal(0, 1, samples), rng.normal(0, 1, samples)
             shift = np.where(anomalous, rng.normal(0, 3, samples), 0.0)
             coords = np.stack([x - 6, y, x + 6 + shift, y + 0.2 * rng.standard_normal(samples) - shift], axis=1)
@@ -178,7 +180,7 @@ def seed_run(
             )
         running_id = None
         if running:
-            second = jobs.submit_train(
+            second = job_submit.submit_train(
                 session=session, dataset_id=dataset.id, config=config.to_dict(), name="synthetic run (live)"
             )
             live = jobs.claim(session=session, worker_id="seed")
@@ -227,7 +229,7 @@ def seed_other_run(
         test_ids, train_ids = samples["id"][test], samples["id"][train]
         targets = np.array([samples["label"][i] != normal for i in test], dtype=int)
         name = f"synthetic · {method} · normal {normal}"
-        job = jobs.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), name=name)
+        job = job_submit.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), name=name)
         claim = jobs.claim(session=session, worker_id="seed", kinds=("train",))
         assert claim is not None and claim.job_id == job.id
         s_nnd = -0.9 + 0.02 * rng.standard_normal(len(test)) + 0.05 * targets

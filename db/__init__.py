@@ -4,6 +4,8 @@
     migrations/    Alembic, run by `upgrade(engine)` when the app or a worker starts
     models.py      the schema as typed models
     jobs.py        the queue: submit, claim, heartbeat, progress, cancel, finish, recover
+    job_reads.py   reading the queue: a job, lists, counts, a queued job's place, a job's history
+    job_submit.py  queueing a register, train or score job with its typed config (job_configs.py)
     datasets.py    datasets, samples (quality flags), thumbnails
     results.py     metrics, scores, embeddings, projections: bulk writes, numpy reads
     ranking.py     ranks and percentiles of scores (numpy only)

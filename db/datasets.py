@@ -39,7 +39,7 @@ GONE = "no longer in the source"
 
 def create_dataset(*, session: Session, location: str, name: str | None = None) -> Dataset:
     """A dataset row for a source spec (a folder, .zip, .csv, .npz, or 'digits'); samples come from a
-    register job (`db.jobs.submit_register`) or, without one, from the first run that uses it."""
+    register job (`db.job_submit.submit_register`) or, without one, from the first run that uses it."""
     location = location.strip()
     if not location:
         raise ValueError("a dataset needs a location: a folder, .zip, .csv, .npz or 'digits'")

@@ -1,6 +1,6 @@
 """What a queued job carries: one frozen dataclass per job kind, stored as JSON in `jobs.config`.
 
-`db.jobs.submit_register`, `submit_train` and `submit_score` build them; the worker (`worker.kinds`) and the
+`db.job_submit.submit_register`, `submit_train` and `submit_score` build them; the worker (`worker.kinds`) and the
 dashboard (`dashboard.runs.settings`, for the run listing, comparison and case view) read them back with
 `db.jobs.read_job_config`.
 

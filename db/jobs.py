@@ -19,28 +19,24 @@ on one queue; on SQLite the statement holds the write lock). Each claim incremen
 every later write of the worker is conditional on (job, worker, attempt) still holding: a worker
 that was presumed dead and replaced can no longer write anything (`LostClaim`).
 
-Every function takes the caller's session and never commits. One module of about 580 lines on purpose: every
-function is a transition of the one state machine above, and they share its claim conditions (`_held`,
-`_update_held`); split by verb, the condition that keeps a replaced worker from writing would be in two places.
+Every function takes the caller's session and never commits. The queue's reads live in `db/job_reads.py`
+and the typed submit helpers of each kind in `db/job_submit.py`; what stays here is the state machine, whose
+transitions share its claim conditions (`_held`, `_update_held`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Row, Select, exists, func, literal, select, update
+from sqlalchemy import ColumnElement, DateTime, Row, exists, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
 from db.job_configs import (
     CONFIGS,
-    PROJECTIONS,
     JobConfig,
-    JobConfigError,
-    RegisterJobConfig,
-    ScoreJobConfig,
     TrainJobConfig,
     read_config,
     to_json,
@@ -160,144 +156,12 @@ def submit(
     return job
 
 
-def submit_register(
-    *, session: Session, dataset_id: int, thumbnail_size: int = 64, max_pixels: int = 100_000_000
-) -> Job:
-    """Queue an inventory of the dataset's source: per-sample checks, duplicates, thumbnails (pixels)."""
-    try:
-        config = RegisterJobConfig(thumbnail_size, max_pixels)
-    except JobConfigError as error:
-        raise JobError(str(error)) from None
-    return submit(session=session, kind="register", dataset_id=dataset_id, config=config, name="register")
-
-
-def submit_train(
-    *,
-    session: Session,
-    dataset_id: int,
-    config: Mapping[str, Any],
-    name: str | None = None,
-    projections: Sequence[str] = PROJECTIONS,
-) -> Job:
-    """Queue a training run. `config` is the engine's `RunConfig.to_dict()`; the worker reads the data
-    from the dataset's location, whatever `config["data"]["source"]` says. `projections`: which 2-D
-    projections to fit after training (umap, pca), stored in the job's config under "projections"."""
-    try:
-        stored = TrainJobConfig.for_run(config, projections=projections)
-    except JobConfigError as error:
-        raise JobError(str(error)) from None
-    return submit(session=session, kind="train", dataset_id=dataset_id, config=stored, name=name)
-
-
-def submit_score(
-    *,
-    session: Session,
-    parent_id: int,
-    dataset_id: int,
-    score: Mapping[str, Any] | None = None,
-    split: str | None = None,
-    normal_label: str | None = None,
-    name: str | None = None,
-    projections: Sequence[str] = PROJECTIONS,
-) -> Job:
-    """Queue scoring of a dataset (a screening batch) with a succeeded train job's model, no retraining.
-
-    `score`: the engine's ScoreConfig as a dict (default: the parent run's); `split`: only score this
-    split (None = every image); `normal_label`: label of normal images, to report AUROC when known.
-    """
-    parent = session.get(Job, parent_id)
-    if parent is None or parent.kind != "train":
-        raise JobError(f"job {parent_id} is not a training run")
-    if parent.status != "succeeded":
-        raise JobError(f"run {parent_id} has not succeeded (it is {parent.status}); score with a finished run")
-    try:
-        run = read_job_config(parent)
-        config = ScoreJobConfig(dict(score) if score is not None else run.score, split, normal_label, projections)
-    except JobConfigError as error:
-        raise JobError(str(error)) from None
-    return submit(session=session, kind="score", dataset_id=dataset_id, config=config, parent_id=parent_id, name=name)
-
-
 def read_job_config(job: Job) -> JobConfig:
     """The job's config as its kind's dataclass (db.job_configs); raises JobConfigError on one it cannot read."""
     return read_config(job.kind, job.config)
 
 
-# ---------------------------------------------------------------------------------------------- reading
-
-
-def get_job(*, session: Session, job_id: int) -> Job | None:
-    return session.get(Job, job_id, populate_existing=True)
-
-
-def list_jobs(
-    *,
-    session: Session,
-    kind: str | None = None,
-    status: str | Sequence[str] | None = None,
-    dataset_id: int | None = None,
-    parent_id: int | None = None,
-    limit: int | None = None,
-) -> list[Job]:
-    """Jobs, newest first, optionally filtered."""
-    query: Select[tuple[Job]] = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
-    if kind is not None:
-        query = query.where(Job.kind == kind)
-    if status is not None:
-        query = query.where(Job.status.in_([status] if isinstance(status, str) else list(status)))
-    if dataset_id is not None:
-        query = query.where(Job.dataset_id == dataset_id)
-    if parent_id is not None:
-        query = query.where(Job.parent_id == parent_id)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query.execution_options(populate_existing=True)))
-
-
-def count_active(*, session: Session, kind: str | None = None) -> int:
-    """How many jobs (of `kind`, or of any kind) are queued or running."""
-    query = select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))
-    if kind is not None:
-        query = query.where(Job.kind == kind)
-    return int(session.scalar(query) or 0)
-
-
-def job_state(*, session: Session, job_id: int) -> tuple[str, datetime | None, float | None] | None:
-    """A job's (status, finished_at, progress), read without loading the row; None when it is gone."""
-    row = session.execute(select(Job.status, Job.finished_at, Job.progress).where(Job.id == job_id)).one_or_none()
-    return None if row is None else (row[0], row[1], row[2])
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """Why a queued job has not started: what runs or waits before it in its lane, or the registration it waits for."""
-
-    lane: str
-    ahead: int  # jobs of its lane running or queued before it
-    registration: int | None  # an older register job of its dataset, queued or running: it starts after that one
-
-
-def waiting(*, session: Session) -> dict[int, Waiting]:
-    """Every queued job's place in the queue, by job id, counted the way `claim` takes jobs (oldest first, per
-    lane). With several workers on one database, `ahead` counts every worker's jobs of the lane."""
-    active = session.execute(
-        select(Job.id, Job.kind, Job.status, Job.dataset_id)
-        .where(Job.status.in_(ACTIVE))
-        .order_by(Job.created_at, Job.id)
-    ).all()
-    places: dict[int, Waiting] = {}
-    before = dict.fromkeys(LANES, 0)  # running or older queued jobs per lane, so far
-    registering: dict[int, int] = {}  # dataset → its oldest active register job
-    for job in sorted(active, key=lambda j: j.status != "running"):  # running ones first: they are ahead of all
-        lane = lane_of(job.kind)
-        if job.status == "queued":
-            older = registering.get(job.dataset_id)
-            wait_for = older if job.kind != "register" and older is not None and older < job.id else None
-            places[job.id] = Waiting(lane, before[lane], wait_for)
-        before[lane] += 1
-        if job.kind == "register":
-            registering[job.dataset_id] = min(job.id, registering.get(job.dataset_id, job.id))
-    return places
+# ---------------------------------------------------------------------------------------------- the worker's side
 
 
 def waiting_for_registration(*, session: Session, kinds: Sequence[str] | None = None) -> list[int]:
@@ -306,14 +170,6 @@ def waiting_for_registration(*, session: Session, kinds: Sequence[str] | None = 
     if kinds is not None:
         query = query.where(Job.kind.in_(list(kinds)))
     return list(session.scalars(query.order_by(Job.id)))
-
-
-def job_events(*, session: Session, job_id: int) -> list[JobEvent]:
-    """A job's history, oldest first."""
-    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
-
-
-# ---------------------------------------------------------------------------------------------- the worker's side
 
 
 def _registering(job: type[Job]) -> ColumnElement[bool]:

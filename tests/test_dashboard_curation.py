@@ -11,7 +11,7 @@ import io
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from db import datasets, jobs
+from db import datasets, job_submit
 from db.models import CurationItem, Review
 from db.session import open_database
 from tests.curation_folder import EXACT, NEAR, UNREADABLE, curation_folder
@@ -33,7 +33,7 @@ def test_every_planted_file_is_listed_with_its_reason_reachable_in_review_and_in
     folder = curation_folder(tmp_path / "planted")
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location=str(folder), name="planted")
-        jobs.submit_register(session=session, dataset_id=dataset.id)
+        job_submit.submit_register(session=session, dataset_id=dataset.id)
     assert run_worker(url, once=True) == 1
     with sessions() as session:
         ids = datasets.sample_ids(session=session, dataset_id=dataset.id)
@@ -95,7 +95,7 @@ def test_the_demo_digits_are_too_small_to_compare_and_the_data_page_says_so(app_
     sessions = open_database(url)
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location="digits", name="digits")
-        jobs.submit_register(session=session, dataset_id=dataset.id)
+        job_submit.submit_register(session=session, dataset_id=dataset.id)
     assert run_worker(url, once=True) == 1
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.selectbox(key="data_dataset").set_value(dataset.id).run()

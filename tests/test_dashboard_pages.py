@@ -27,6 +27,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import widgets
 from dashboard.seed import seed_other_run, seed_run
 from db import datasets as db_datasets
+from db import job_submit as db_job_submit
 from db import jobs as db_jobs
 from db.models import Dataset, Job, Review
 from db.session import open_database
@@ -246,11 +247,11 @@ def test_the_queue_says_why_each_job_waits(seeded):
     sessions = open_database(url)
     with sessions.begin() as session:
         config = db_jobs.read_job_config(session.get(Job, seeded_run.running_id)).run()
-        waiting = db_jobs.submit_train(
+        waiting = db_job_submit.submit_train(
             session=session, dataset_id=seeded_run.dataset_id, config=config, name="second"
         ).id
         scans = db_datasets.create_dataset(session=session, location="digits", name="scans").id
-        register = db_jobs.submit_register(session=session, dataset_id=scans).id
+        register = db_job_submit.submit_register(session=session, dataset_id=scans).id
     rows = [t.replace("\\", "") for t in texts(app("train").markdown) if t.startswith("**#")]
     assert f"**#{waiting}** train · second · queued behind 1 training run (one trains at a time)" in rows
     assert f"**#{register}** register · register · queued: next in line, waiting for the worker to take it" in rows

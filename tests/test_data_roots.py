@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dashboard.intake import IntakeError, check_location
-from db import datasets, jobs
+from db import datasets, job_reads, job_submit
 from db.session import open_database
 from worker.loop import run_worker
 
@@ -92,10 +92,10 @@ def test_the_worker_refuses_a_dataset_outside_its_roots(roots, what):
         (tmp_path / "scans" / "list.csv").write_text(f"path,label\n{outside / '0' / '1.png'},0\n")
     with sessions.begin() as session:  # a row another app (or an older version) wrote: no check on the way in
         dataset = datasets.create_dataset(session=session, location=location)
-        job = jobs.submit_register(session=session, dataset_id=dataset.id)
+        job = job_submit.submit_register(session=session, dataset_id=dataset.id)
     assert run_worker(url, once=True) == 1
     with sessions() as session:
-        finished = jobs.get_job(session=session, job_id=job.id)
+        finished = job_reads.get_job(session=session, job_id=job.id)
         samples = datasets.read_samples(session=session, dataset_id=dataset.id)
     sessions.kw["bind"].dispose()
     assert finished.status == "failed" and "not inside a folder this server may read" in finished.error

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from db import artifacts, datasets, jobs, results
+from db import artifacts, datasets, job_reads, jobs, results
 from db.job_configs import RegisterJobConfig, ScoreJobConfig, TrainJobConfig
 from db.jobs import JobError
 from db.models import Dataset, Job
@@ -165,7 +165,7 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     if "umap" in queued.projections:  # compile UMAP while the bundle loads and the batch is scored
         warm_up_in_background()
     with run.sessions() as session:  # reads only: no write lock while a large bundle loads
-        parent = jobs.get_job(session=session, job_id=job.parent_id) if job.parent_id else None
+        parent = job_reads.get_job(session=session, job_id=job.parent_id) if job.parent_id else None
         if parent is None or parent.kind != "train" or parent.status != "succeeded":
             raise JobError(f"score job {job.id} needs a succeeded training run as its parent")
         bank_dataset = datasets.get_dataset(session=session, dataset_id=parent.dataset_id)

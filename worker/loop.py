@@ -11,7 +11,7 @@ import time
 from sqlalchemy.exc import DBAPIError as SQLAlchemyDBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import datasets, jobs
+from db import datasets, job_reads, jobs
 from db.jobs import STALE_AFTER_S, Claim, LostClaim
 from db.roots import resolve_within_roots
 from db.session import DatabaseError, open_database, parse_url, shown
@@ -107,7 +107,7 @@ def run_job(
 ) -> str:
     """Run one claimed job to its end; returns the status it ended in ("lost" when taken over)."""
     with sessions.begin() as session:
-        job = jobs.get_job(session=session, job_id=claim.job_id)
+        job = job_reads.get_job(session=session, job_id=claim.job_id)
         dataset = datasets.get_dataset(session=session, dataset_id=job.dataset_id) if job else None
     if job is None or dataset is None:
         return "lost"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from db import datasets, jobs
+from db import datasets, job_reads, job_submit, jobs
 from db.job_configs import JobConfigError, RegisterJobConfig, ScoreJobConfig, TrainJobConfig, read_config, to_json
 from db.jobs import JobError
 from db.models import Job, utcnow
@@ -107,7 +107,7 @@ def test_jobs_stored_by_the_previous_code_read_back(sessions, dataset_id):
             session.flush()
             ids[kind, bool(raw)] = job.id
     with sessions() as session:
-        read = {key: jobs.read_job_config(jobs.get_job(session=session, job_id=i)) for key, i in ids.items()}
+        read = {key: jobs.read_job_config(job_reads.get_job(session=session, job_id=i)) for key, i in ids.items()}
     assert read["register", True] == RegisterJobConfig(64, 100_000_000)
     train = read["train", True]
     assert train.projections == ("umap", "pca") and train.data["source"] == "digits"
@@ -124,16 +124,16 @@ def test_the_queue_stores_the_shape_it_always_stored(sessions, dataset_id):
     """Readers of the stored JSON (the dashboard's run listing) see the same keys as before."""
     run = RunConfig.from_dict({k: v for k, v in OLD_TRAIN.items() if k != "projections"}).to_dict()
     with sessions.begin() as session:
-        register = jobs.submit_register(session=session, dataset_id=dataset_id)
+        register = job_submit.submit_register(session=session, dataset_id=dataset_id)
         assert register.config == OLD_REGISTER
-        train = jobs.submit_train(session=session, dataset_id=dataset_id, config=run)
+        train = job_submit.submit_train(session=session, dataset_id=dataset_id, config=run)
         assert train.config == {**run, "projections": ["umap", "pca"]}
         train.status = "succeeded"
-        score = jobs.submit_score(
+        score = job_submit.submit_score(
             session=session, parent_id=train.id, dataset_id=dataset_id, normal_label="0", projections=["pca"]
         )
         assert score.config == {**OLD_SCORE, "score": run["score"]}  # the parent run's score config by default
         with pytest.raises(JobError, match="unknown section"):
-            jobs.submit_train(session=session, dataset_id=dataset_id, config={**run, "extra": {}})
+            job_submit.submit_train(session=session, dataset_id=dataset_id, config={**run, "extra": {}})
         with pytest.raises(JobError, match="needs a TrainJobConfig"):
             jobs.submit(session=session, kind="train", dataset_id=dataset_id, config=ScoreJobConfig())

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from db import datasets, jobs
+from db import datasets, job_reads, job_submit, jobs
 from db.jobs import JobError, LostClaim
 
 
@@ -17,7 +17,7 @@ def dataset_id(sessions):
 
 def submit_many(sessions, dataset_id, n):
     with sessions.begin() as session:
-        return [jobs.submit_register(session=session, dataset_id=dataset_id).id for _ in range(n)]
+        return [job_submit.submit_register(session=session, dataset_id=dataset_id).id for _ in range(n)]
 
 
 def claim(sessions, worker="w1"):
@@ -27,7 +27,7 @@ def claim(sessions, worker="w1"):
 
 def status(sessions, job_id):
     with sessions() as session:
-        return jobs.get_job(session=session, job_id=job_id)
+        return job_reads.get_job(session=session, job_id=job_id)
 
 
 def test_claims_take_the_oldest_job_and_each_job_once(sessions, dataset_id):
@@ -61,7 +61,7 @@ def test_concurrent_claims_give_every_job_to_exactly_one_worker(sessions, datase
     assert sorted(job_id for _, job_id in claimed) == ids
     with sessions() as session:
         for job_id in ids:
-            events = [e.event for e in jobs.job_events(session=session, job_id=job_id)]
+            events = [e.event for e in job_reads.job_events(session=session, job_id=job_id)]
             assert events.count("claimed") == 1
 
 
@@ -126,7 +126,7 @@ def test_a_stale_job_is_requeued_then_failed_after_its_last_attempt(sessions, da
     assert job.status == "failed"
     assert job.error == "worker dead-2 stopped responding (no heartbeat for 0.01 s) on attempt 2 of 2; giving up"
     with sessions() as session:
-        events = [e.event for e in jobs.job_events(session=session, job_id=job_id)]
+        events = [e.event for e in job_reads.job_events(session=session, job_id=job_id)]
     assert events == ["submitted", "claimed", "requeued", "claimed", "failed"]
 
 
@@ -174,13 +174,15 @@ def test_failing_records_a_one_line_reason_and_the_traceback(sessions, dataset_i
 
 def test_scoring_needs_a_succeeded_training_run(sessions, dataset_id):
     with sessions.begin() as session:
-        train = jobs.submit_train(session=session, dataset_id=dataset_id, config={"data": {"source": "elsewhere"}})
+        train = job_submit.submit_train(
+            session=session, dataset_id=dataset_id, config={"data": {"source": "elsewhere"}}
+        )
         assert train.config["data"]["source"] == "digits"  # the dataset's location wins
         assert train.config["projections"] == ["umap", "pca"]
         with pytest.raises(JobError, match="has not succeeded"):
-            jobs.submit_score(session=session, parent_id=train.id, dataset_id=dataset_id)
+            job_submit.submit_score(session=session, parent_id=train.id, dataset_id=dataset_id)
         with pytest.raises(JobError, match="unknown projection"):
-            jobs.submit_train(session=session, dataset_id=dataset_id, config={}, projections=["tsne"])
+            job_submit.submit_train(session=session, dataset_id=dataset_id, config={}, projections=["tsne"])
 
 
 def test_deleting_a_job_needs_it_stopped(sessions, dataset_id):
@@ -191,24 +193,24 @@ def test_deleting_a_job_needs_it_stopped(sessions, dataset_id):
     with sessions.begin() as session:
         jobs.delete_job(session=session, job_id=second)
     with sessions() as session:
-        assert [j.id for j in jobs.list_jobs(session=session)] == [first]
+        assert [j.id for j in job_reads.list_jobs(session=session)] == [first]
 
 
 def test_active_jobs_are_counted_and_a_jobs_state_read_by_id(sessions, dataset_id):
     first, second = submit_many(sessions, dataset_id, 2)
     claim(sessions)
     with sessions.begin() as session:
-        train = jobs.submit_train(session=session, dataset_id=dataset_id, config={}).id
+        train = job_submit.submit_train(session=session, dataset_id=dataset_id, config={}).id
         jobs.request_cancel(session=session, job_id=second)
     with sessions() as session:
-        assert jobs.count_active(session=session) == 2  # the running register and the queued train
-        assert jobs.count_active(session=session, kind="register") == 1
-        assert jobs.count_active(session=session, kind="score") == 0
-        assert jobs.job_state(session=session, job_id=first)[0] == "running"
-        status, finished, _ = jobs.job_state(session=session, job_id=second)
+        assert job_reads.count_active(session=session) == 2  # the running register and the queued train
+        assert job_reads.count_active(session=session, kind="register") == 1
+        assert job_reads.count_active(session=session, kind="score") == 0
+        assert job_reads.job_state(session=session, job_id=first)[0] == "running"
+        status, finished, _ = job_reads.job_state(session=session, job_id=second)
         assert status == "cancelled" and finished is not None
-        assert jobs.job_state(session=session, job_id=train)[0] == "queued"
-        assert jobs.job_state(session=session, job_id=train + 1) is None
+        assert job_reads.job_state(session=session, job_id=train)[0] == "queued"
+        assert job_reads.job_state(session=session, job_id=train + 1) is None
 
 
 def claim_kinds(sessions, kinds, worker="w1"):
@@ -227,8 +229,8 @@ def test_a_lane_claims_only_its_kinds_however_old_the_others_are(sessions):
     with sessions.begin() as session:
         digits = datasets.create_dataset(session=session, location="digits").id
         scans = datasets.create_dataset(session=session, location="scans").id
-        train = jobs.submit_train(session=session, dataset_id=digits, config={}).id
-        register = jobs.submit_register(session=session, dataset_id=scans).id
+        train = job_submit.submit_train(session=session, dataset_id=digits, config={}).id
+        register = job_submit.submit_register(session=session, dataset_id=scans).id
     assert jobs.LANES["quick"] == ("register", "score") and jobs.lane_of("train") == "train"
     quick = claim_kinds(sessions, jobs.LANES["quick"], "quick")
     assert quick.job_id == register
@@ -243,18 +245,18 @@ def test_a_train_or_score_job_waits_for_an_older_registration_of_its_dataset(ses
     with sessions.begin() as session:
         digits = datasets.create_dataset(session=session, location="digits").id
         scans = datasets.create_dataset(session=session, location="scans").id
-        parent = jobs.submit_train(session=session, dataset_id=digits, config={}).id
+        parent = job_submit.submit_train(session=session, dataset_id=digits, config={}).id
     finish(sessions, claim_kinds(sessions, ["train"]))
     with sessions.begin() as session:
-        register = jobs.submit_register(session=session, dataset_id=scans).id
-        score = jobs.submit_score(session=session, parent_id=parent, dataset_id=scans).id
-        train = jobs.submit_train(session=session, dataset_id=scans, config={}).id
-        other = jobs.submit_train(session=session, dataset_id=digits, config={}).id
+        register = job_submit.submit_register(session=session, dataset_id=scans).id
+        score = job_submit.submit_score(session=session, parent_id=parent, dataset_id=scans).id
+        train = job_submit.submit_train(session=session, dataset_id=scans, config={}).id
+        other = job_submit.submit_train(session=session, dataset_id=digits, config={}).id
     with sessions() as session:
-        places = jobs.waiting(session=session)
-    assert places[score] == jobs.Waiting("quick", 1, register)
-    assert places[train] == jobs.Waiting("train", 0, register)
-    assert places[other] == jobs.Waiting("train", 1, None)  # behind the older training run, which waits itself
+        places = job_reads.waiting(session=session)
+    assert places[score] == job_reads.Waiting("quick", 1, register)
+    assert places[train] == job_reads.Waiting("train", 0, register)
+    assert places[other] == job_reads.Waiting("train", 1, None)  # behind the older training run, which waits itself
     assert claim_kinds(sessions, ["train"]).job_id == other  # the older one waits for its dataset's registration
     with sessions() as session:
         assert jobs.waiting_for_registration(session=session, kinds=jobs.LANES["train"]) == [train]
@@ -272,12 +274,12 @@ def test_a_train_or_score_job_waits_for_an_older_registration_of_its_dataset(ses
 def test_a_queued_jobs_place_counts_its_lane_only(sessions):
     with sessions.begin() as session:
         digits = datasets.create_dataset(session=session, location="digits").id
-        trains = [jobs.submit_train(session=session, dataset_id=digits, config={}).id for _ in range(3)]
-        registers = [jobs.submit_register(session=session, dataset_id=digits).id for _ in range(2)]
+        trains = [job_submit.submit_train(session=session, dataset_id=digits, config={}).id for _ in range(3)]
+        registers = [job_submit.submit_register(session=session, dataset_id=digits).id for _ in range(2)]
     claim_kinds(sessions, ["train"])
     with sessions() as session:
-        places = jobs.waiting(session=session)
+        places = job_reads.waiting(session=session)
     assert trains[0] not in places  # running: no place in the queue
     assert [places[t].ahead for t in trains[1:]] == [1, 2]
     # registrations are never counted behind trainings, and never wait for a registration themselves
-    assert [places[r] for r in registers] == [jobs.Waiting("quick", 0, None), jobs.Waiting("quick", 1, None)]
+    assert [places[r] for r in registers] == [job_reads.Waiting("quick", 0, None), job_reads.Waiting("quick", 1, None)]

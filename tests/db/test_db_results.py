@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from db import artifacts, datasets, jobs, ranking, results
+from db import artifacts, datasets, job_submit, jobs, ranking, results
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def run(sessions):
             dataset_id=dataset.id,
             samples=[{"key": f"s{i}", "label": "0" if i < 40 else "1", "position": i} for i in range(50)],
         )
-        jobs.submit_train(session=session, dataset_id=dataset.id, config={})
+        job_submit.submit_train(session=session, dataset_id=dataset.id, config={})
     with sessions.begin() as session:
         claim = jobs.claim(session=session, worker_id="w")
     return claim, np.array([ids[f"s{i}"] for i in range(50)])

@@ -12,7 +12,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from db import datasets, jobs, reviews
+from db import datasets, job_reads, job_submit, reviews
 from db.migrations import current, head, upgrade
 from db.models import Base, Dataset, Job, Review
 from db.session import DatabaseError, DatabaseLocked, default_url, make_engine, open_database, parse_url
@@ -172,21 +172,21 @@ def test_a_database_locked_by_another_process_is_a_clear_error_and_rows_stay(tmp
     sessions = open_database(f"sqlite:///{path}", busy_timeout_s=0.5)
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location="digits")
-        first = jobs.submit_register(session=session, dataset_id=dataset.id)
+        first = job_submit.submit_register(session=session, dataset_id=dataset.id)
     holder = locker(path)
 
     with pytest.raises(DatabaseLocked, match="is locked by another process \\(waited 0.5 s\\)"):
         with sessions.begin() as session:
-            jobs.submit_register(session=session, dataset_id=dataset.id)
+            job_submit.submit_register(session=session, dataset_id=dataset.id)
     with sessions() as session:  # readers are not blocked (WAL)
-        assert [j.id for j in jobs.list_jobs(session=session)] == [first.id]
+        assert [j.id for j in job_reads.list_jobs(session=session)] == [first.id]
         # the wait SQLite was told, not a stopwatch on a shared machine: 0.5 s, not the driver's default 5 s
         assert session.execute(text("PRAGMA busy_timeout")).scalar() == 500
 
     holder.kill()
     holder.wait()
     with sessions.begin() as session:
-        jobs.submit_register(session=session, dataset_id=dataset.id)
+        job_submit.submit_register(session=session, dataset_id=dataset.id)
     with sessions() as session:
         assert session.query(Job).count() == 2 and session.query(Dataset).count() == 1
 

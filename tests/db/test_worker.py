@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from db import artifacts, datasets, jobs, results, reviews
+from db import artifacts, datasets, job_reads, job_submit, jobs, results, reviews
 from db.models import Dataset, Job, Review, Sample, Score
 from db.session import open_database
 from engine.config import DataConfig, RunConfig, TrainConfig
@@ -35,7 +35,7 @@ def wait_finished(sessions, job_id: int, wait_for, what: str = "the score job") 
 
     def done():
         with sessions() as session:
-            return jobs.get_job(session=session, job_id=job_id).status in ("succeeded", "failed")
+            return job_reads.get_job(session=session, job_id=job_id).status in ("succeeded", "failed")
 
     wait_for(done, 300, what)
 
@@ -48,8 +48,8 @@ def trained(tmp_path_factory, worker_pool, tiny_config, wait_for):
     sessions = open_database(url)
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location="digits", name="digits demo")
-        register = jobs.submit_register(session=session, dataset_id=dataset.id)
-        train = jobs.submit_train(
+        register = job_submit.submit_register(session=session, dataset_id=dataset.id)
+        train = job_submit.submit_train(
             session=session,
             dataset_id=dataset.id,
             config=tiny_config(epochs=EPOCHS, alpha_schedule="linear").to_dict(),
@@ -61,7 +61,7 @@ def trained(tmp_path_factory, worker_pool, tiny_config, wait_for):
 
     def finished():
         with sessions() as session:
-            return jobs.get_job(session=session, job_id=train.id).status in ("succeeded", "failed")
+            return job_reads.get_job(session=session, job_id=train.id).status in ("succeeded", "failed")
 
     wait_for(finished, 600, "the train job to finish")
     wall = time.monotonic() - started
@@ -74,7 +74,7 @@ def trained(tmp_path_factory, worker_pool, tiny_config, wait_for):
 def test_a_queued_train_job_leaves_metrics_scores_embeddings_and_projections(trained):
     sessions, job_id = trained["sessions"], trained["train"]
     with sessions() as session:
-        job = jobs.get_job(session=session, job_id=job_id)
+        job = job_reads.get_job(session=session, job_id=job_id)
         assert job.status == "succeeded", f"{job.error}\n{job.traceback}\n{trained['pool'].log(trained['worker'])}"
         assert (job.progress, job.device, job.worker_id, job.attempts, job.checkpoint) == (1.0, "cpu", "e2e", 1, None)
         assert job.started_at <= job.heartbeat_at <= job.finished_at
@@ -90,7 +90,7 @@ def test_a_queued_train_job_leaves_metrics_scores_embeddings_and_projections(tra
         assert artifacts.artifact_info(session=session, job_id=job_id, name="checkpoint") is None
         case = int(scored["sample_id"][0])
         near = results.read_neighbours(session=session, job_id=job_id, sample_id=case)
-        events = [e.event for e in jobs.job_events(session=session, job_id=job_id)]
+        events = [e.event for e in job_reads.job_events(session=session, job_id=job_id)]
 
     # metrics: every epoch once, steps throttled but at least one per epoch, every loss and α, lr, images/s
     assert epochs["epoch"].tolist() == list(range(1, EPOCHS + 1))
@@ -123,7 +123,7 @@ def test_a_queued_train_job_leaves_metrics_scores_embeddings_and_projections(tra
 def test_the_auroc_computed_from_the_database_equals_the_engines(trained):
     sessions = trained["sessions"]
     with sessions() as session:
-        job = jobs.get_job(session=session, job_id=trained["train"])
+        job = job_reads.get_job(session=session, job_id=trained["train"])
         table = results.read_run_table(session=session, job_id=job.id)
     targets = anomaly_targets(table["label"], "0")
     from_db = auroc(targets, table["s_nnd"])
@@ -142,7 +142,7 @@ def test_a_new_batch_is_scored_with_the_finished_model_without_retraining(traine
     np.savez(batch, test_images=(digits.images[pick] * 255 / 16).astype(np.uint8), test_labels=digits.target[pick])
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location=str(batch))
-        job = jobs.submit_score(
+        job = job_submit.submit_score(
             session=session,
             parent_id=trained["train"],
             dataset_id=dataset.id,
@@ -153,7 +153,7 @@ def test_a_new_batch_is_scored_with_the_finished_model_without_retraining(traine
 
     wait_finished(sessions, job.id, wait_for)
     with sessions() as session:
-        finished = jobs.get_job(session=session, job_id=job.id)
+        finished = job_reads.get_job(session=session, job_id=job.id)
         assert finished.status == "succeeded", finished.traceback
         table = results.read_run_table(session=session, job_id=job.id, method="pca")
         reference = results.read_scores(session=session, job_id=job.id, role="reference")
@@ -184,11 +184,13 @@ def test_training_images_inside_a_scored_batch_are_counted_by_the_job(trained, t
     np.savez(batch, test_images=pixels[copied + fresh], test_labels=digits.target[copied + fresh])
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location=str(batch))
-        job = jobs.submit_score(session=session, parent_id=trained["train"], dataset_id=dataset.id, projections=["pca"])
+        job = job_submit.submit_score(
+            session=session, parent_id=trained["train"], dataset_id=dataset.id, projections=["pca"]
+        )
 
     wait_finished(sessions, job.id, wait_for)
     with sessions() as session:
-        finished = jobs.get_job(session=session, job_id=job.id)
+        finished = job_reads.get_job(session=session, job_id=job.id)
     assert finished.status == "succeeded", finished.traceback
     assert finished.summary["n_training_images"] == 5
     assert "5 of them training images, scored leave-one-out" in finished.message
@@ -238,11 +240,11 @@ def test_registering_a_folder_stores_flags_and_thumbnails(sessions, tmp_path):
     folder = _folder(tmp_path / "scans")
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location=str(folder))
-        job = jobs.submit_register(session=session, dataset_id=dataset.id, thumbnail_size=32)
+        job = job_submit.submit_register(session=session, dataset_id=dataset.id, thumbnail_size=32)
     url = sessions.kw["bind"].url
     assert run_worker(url, once=True) == 1
     with sessions() as session:
-        finished = jobs.get_job(session=session, job_id=job.id)
+        finished = job_reads.get_job(session=session, job_id=job.id)
         assert finished.status == "succeeded", finished.traceback
         table = datasets.read_samples(session=session, dataset_id=dataset.id)
         summary = datasets.dataset_summary(session=session, dataset_id=dataset.id)
@@ -263,7 +265,7 @@ def test_a_vanished_folder_fails_its_jobs_clearly_and_touches_nothing_else(sessi
     folder = _folder(tmp_path / "scans")
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location=str(folder))
-        jobs.submit_register(session=session, dataset_id=dataset.id)
+        job_submit.submit_register(session=session, dataset_id=dataset.id)
     url = sessions.kw["bind"].url
     run_worker(url, once=True)
     with sessions() as session:
@@ -273,17 +275,17 @@ def test_a_vanished_folder_fails_its_jobs_clearly_and_touches_nothing_else(sessi
     shutil.rmtree(folder)
     config = tiny_config(epochs=1).to_dict()
     with sessions.begin() as session:
-        register = jobs.submit_register(session=session, dataset_id=dataset.id)
-        train = jobs.submit_train(session=session, dataset_id=dataset.id, config=config)
+        register = job_submit.submit_register(session=session, dataset_id=dataset.id)
+        train = job_submit.submit_train(session=session, dataset_id=dataset.id, config=config)
         digits = datasets.create_dataset(session=session, location="digits")
-        after = jobs.submit_register(session=session, dataset_id=digits.id)
+        after = job_submit.submit_register(session=session, dataset_id=digits.id)
     assert run_worker(url, once=True) == 3  # failures end jobs, never the worker
     with sessions() as session:
         for job_id in (register.id, train.id):
-            job = jobs.get_job(session=session, job_id=job_id)
+            job = job_reads.get_job(session=session, job_id=job_id)
             assert (job.status, job.error) == ("failed", f"no such file or folder: {folder}")
             assert "Traceback" in job.traceback
-        assert jobs.get_job(session=session, job_id=after.id).status == "succeeded"
+        assert job_reads.get_job(session=session, job_id=after.id).status == "succeeded"
         samples_after = datasets.read_samples(session=session, dataset_id=dataset.id)
         assert datasets.read_thumbnails(session=session, sample_ids=samples_after["id"].tolist()) == thumbs_before
     assert {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in samples_after.items()} == {
@@ -343,16 +345,16 @@ def test_once_the_training_lane_waits_for_the_registration_its_run_needs(tmp_pat
     sessions = open_database(url)
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location="digits").id
-        register = jobs.submit_register(session=session, dataset_id=dataset).id
+        register = job_submit.submit_register(session=session, dataset_id=dataset).id
         config = tiny_config(epochs=1, tta=1).to_dict()
-        train = jobs.submit_train(session=session, dataset_id=dataset, config=config, projections=["pca"]).id
+        train = job_submit.submit_train(session=session, dataset_id=dataset, config=config, projections=["pca"]).id
     done = subprocess.run(
         [sys.executable, "-m", "worker", "--db", url, "--once", "--poll", "0.2"],
         capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     with sessions() as session:
-        ended = {job_id: jobs.get_job(session=session, job_id=job_id) for job_id in (register, train)}
+        ended = {job_id: job_reads.get_job(session=session, job_id=job_id) for job_id in (register, train)}
     assert [ended[i].status for i in (register, train)] == ["succeeded", "succeeded"], done.stderr[-3000:]
     assert ended[register].finished_at <= ended[train].started_at
     sessions.kw["bind"].dispose()
@@ -382,10 +384,12 @@ def test_a_classical_reference_runs_as_a_train_job_and_is_stored_like_a_learned_
     )
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location="digits", name="digits")
-        train = jobs.submit_train(session=session, dataset_id=dataset.id, config=config.to_dict(), projections=["pca"])
+        train = job_submit.submit_train(
+            session=session, dataset_id=dataset.id, config=config.to_dict(), projections=["pca"]
+        )
     assert run_worker(url, once=True) == 1
     with sessions.begin() as session:
-        job = jobs.get_job(session=session, job_id=train.id)
+        job = job_reads.get_job(session=session, job_id=train.id)
         assert job.status == "succeeded", f"{job.error}\n{job.traceback}"
         scored = results.read_scores(session=session, job_id=train.id)
         reference = results.read_scores(session=session, job_id=train.id, role="reference")
@@ -394,7 +398,7 @@ def test_a_classical_reference_runs_as_a_train_job_and_is_stored_like_a_learned_
         table = results.read_run_table(session=session, job_id=train.id, method="pca")
         epochs = results.read_metrics(session=session, job_id=train.id, kind="epoch")
         assert artifacts.load_artifact(session=session, job_id=train.id, name="bundle") is None
-        score = jobs.submit_score(session=session, parent_id=train.id, dataset_id=dataset.id, split="test")
+        score = job_submit.submit_score(session=session, parent_id=train.id, dataset_id=dataset.id, split="test")
     summary = job.summary
     assert summary["history"] == [] and summary["epochs_trained"] == 0 and len(epochs["epoch"]) == 0
     assert summary["auroc_nnd"] >= 0.95 and summary["silhouette"] is None
@@ -405,7 +409,7 @@ def test_a_classical_reference_runs_as_a_train_job_and_is_stored_like_a_learned_
     assert np.isfinite(pca["x"]).all()
     assert run_worker(url, once=True) == 1
     with sessions() as session:
-        failed = jobs.get_job(session=session, job_id=score.id)
+        failed = job_reads.get_job(session=session, job_id=score.id)
     assert failed.status == "failed" and "classical reference" in failed.error
     sessions.kw["bind"].dispose()
 
@@ -416,10 +420,10 @@ def test_registering_a_planted_folder_stores_near_duplicate_groups_and_hashes(se
     folder = curation_folder(tmp_path / "planted")
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location=str(folder))
-        job = jobs.submit_register(session=session, dataset_id=dataset.id, thumbnail_size=32)
+        job = job_submit.submit_register(session=session, dataset_id=dataset.id, thumbnail_size=32)
     assert run_worker(sessions.kw["bind"].url, once=True) == 1
     with sessions() as session:
-        finished = jobs.get_job(session=session, job_id=job.id)
+        finished = job_reads.get_job(session=session, job_id=job.id)
         assert finished.status == "succeeded", finished.traceback
         table = datasets.read_samples(session=session, dataset_id=dataset.id)
     key = dict(zip(table["id"].tolist(), table["key"], strict=True))
@@ -450,13 +454,13 @@ def test_the_projecting_phase_writes_umaps_progress_and_a_cancel_stops_it_before
                          None, None, None, 0.0)  # fmt: skip
     with sessions.begin() as session:
         dataset = datasets.create_dataset(session=session, location="digits").id
-        first, second = (jobs.submit_train(session=session, dataset_id=dataset, config={}).id for _ in range(2))
+        first, second = (job_submit.submit_train(session=session, dataset_id=dataset, config={}).id for _ in range(2))
 
     def job_run(job_id: int) -> tuple[JobRun, list[tuple[float, str]]]:
         """A claimed job's JobRun, and what its progress bar showed after each phase change (observed, not changed)."""
         with sessions.begin() as session:
             claim = jobs.claim(session=session, worker_id="w", kinds=("train",))
-            job = jobs.get_job(session=session, job_id=job_id)
+            job = job_reads.get_job(session=session, job_id=job_id)
         run, shown = JobRun(sessions, claim, job, threading.Event()), []
         set_phase = run.set_phase
 
@@ -475,7 +479,7 @@ def test_the_projecting_phase_writes_umaps_progress_and_a_cancel_stops_it_before
     assert progress == sorted(progress) and len(set(progress)) >= 4 and progress[-1] == pytest.approx(start + width)
     assert sum(message.startswith("UMAP: layout, epoch ") for _, message in shown) >= 3
     with sessions() as session:
-        row = jobs.get_job(session=session, job_id=first)
+        row = job_reads.get_job(session=session, job_id=first)
     assert (row.phase, row.message, row.progress) == ("projecting", "UMAP: done", pytest.approx(start + width))
 
     run, shown = job_run(second)

@@ -13,7 +13,7 @@ import time
 import pytest
 from sqlalchemy import create_engine
 
-from db import datasets, jobs
+from db import datasets, job_reads, job_submit
 from db.session import open_database
 
 pytestmark = pytest.mark.slow
@@ -75,12 +75,12 @@ def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
 
     def job(job_id):
         with sessions() as session:
-            return jobs.get_job(session=session, job_id=job_id)
+            return job_reads.get_job(session=session, job_id=job_id)
 
     with sessions.begin() as session:
         dataset_id = datasets.create_dataset(session=session, location="digits").id
         config = tiny_config(epochs=500).to_dict()  # far longer than the test: the disk fills mid-training
-        job_id = jobs.submit_train(session=session, dataset_id=dataset_id, config=config, projections=["pca"]).id
+        job_id = job_submit.submit_train(session=session, dataset_id=dataset_id, config=config, projections=["pca"]).id
     worker = workers.start(url)
     try:
 
@@ -111,7 +111,7 @@ def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
         assert "\n" not in ended.error and "[SQL:" not in ended.error  # one line a user can read
         # the worker goes on serving the queue
         with sessions.begin() as session:
-            after = jobs.submit_register(session=session, dataset_id=dataset_id).id
+            after = job_submit.submit_register(session=session, dataset_id=dataset_id).id
         wait_for(lambda: job(after).status == "succeeded", 180, "the next job")
         assert worker.poll() is None, workers.log(worker)
     finally:

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from db import artifacts, datasets, jobs, results
+from db import artifacts, datasets, job_reads, job_submit, jobs, results
 from db.models import Metric
 from db.session import open_database
 from tests.imagefiles import labelled_folder
@@ -25,12 +25,14 @@ def queue(sqlite_url):
 
 def job_row(sessions, job_id):
     with sessions() as session:
-        return jobs.get_job(session=session, job_id=job_id)
+        return job_reads.get_job(session=session, job_id=job_id)
 
 
 def submit_training(session, dataset_id, config) -> int:
     """Queue a training run of `config` (a RunConfig) with a PCA projection; its job id."""
-    return jobs.submit_train(session=session, dataset_id=dataset_id, config=config.to_dict(), projections=["pca"]).id
+    return job_submit.submit_train(
+        session=session, dataset_id=dataset_id, config=config.to_dict(), projections=["pca"]
+    ).id
 
 
 def metric_rows(sessions, job_id):
@@ -94,7 +96,7 @@ def test_a_killed_worker_s_job_is_recovered_and_resumed_from_its_checkpoint(
     steps = [(r[1], r[2]) for r in after]
     assert len(steps) == len(set(steps))
     with sessions() as session:
-        events = [(e.event, e.worker_id) for e in jobs.job_events(session=session, job_id=job_id)]
+        events = [(e.event, e.worker_id) for e in job_reads.job_events(session=session, job_id=job_id)]
         scored = results.read_scores(session=session, job_id=job_id)
     assert events == [
         ("submitted", None),
@@ -111,7 +113,7 @@ def test_a_running_job_is_cancelled_within_seconds(queue, workers, wait_for, tin
     sessions, url, dataset_id = queue
     with sessions.begin() as session:
         job_id = submit_training(session, dataset_id, tiny_config(epochs=500))
-        after = jobs.submit_register(session=session, dataset_id=dataset_id).id
+        after = job_submit.submit_register(session=session, dataset_id=dataset_id).id
     worker = workers.start(url)
     wait_for(lambda: (j := job_row(sessions, job_id)).phase == "training" and j.progress > 0.06, 300, "training")
 
@@ -157,7 +159,7 @@ def test_a_registration_finishes_while_a_long_training_run_is_still_running(
     folder = labelled_folder(tmp_path / "scans", 3, (16, 16), "copy.png")
     with sessions.begin() as session:
         scans = datasets.create_dataset(session=session, location=str(folder)).id
-        register = jobs.submit_register(session=session, dataset_id=scans).id
+        register = job_submit.submit_register(session=session, dataset_id=scans).id
     wait_for(lambda: jobs.is_finished(job_row(sessions, register).status), 300, "the registration")
     registered, training = job_row(sessions, register), job_row(sessions, train)
     assert registered.status == "succeeded", registered.error

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from db import datasets, jobs, results
+from db import datasets, job_reads, job_submit, results
 from db.session import open_database
 from tests.imagefiles import labelled_folder
 
@@ -27,27 +27,27 @@ def test_three_workers_run_thirty_queued_jobs_exactly_once(postgres_url, workers
         for i in range(30):
             if i % 10 == 9:  # three small training runs among them: the whole worker path on PostgreSQL
                 trains.append(
-                    jobs.submit_train(session=session, dataset_id=digits, config=config, projections=["pca"]).id
+                    job_submit.submit_train(session=session, dataset_id=digits, config=config, projections=["pca"]).id
                 )
                 ids.append(trains[-1])
             else:
                 dataset = datasets.create_dataset(session=session, location=str(folder), name=f"scans {i}")
-                ids.append(jobs.submit_register(session=session, dataset_id=dataset.id).id)
+                ids.append(job_submit.submit_register(session=session, dataset_id=dataset.id).id)
     started = time.monotonic()
 
     def all_finished():
         with sessions() as session:
-            return all(j.status in ("succeeded", "failed") for j in jobs.list_jobs(session=session))
+            return all(j.status in ("succeeded", "failed") for j in job_reads.list_jobs(session=session))
 
     def progress():  # any job moving on (a claim, a progress write, an end) counts; a busy machine is only slow
         with sessions() as session:
-            return sorted((j.id, j.status, round(j.progress or 0.0, 3)) for j in jobs.list_jobs(session=session))
+            return sorted((j.id, j.status, round(j.progress or 0.0, 3)) for j in job_reads.list_jobs(session=session))
 
     wait_progress(all_finished, progress, "30 jobs on 3 workers", stall_s=180)
     took = time.monotonic() - started
     with sessions() as session:
-        finished = {j.id: j for j in jobs.list_jobs(session=session)}
-        claims = {job_id: [e for e in jobs.job_events(session=session, job_id=job_id) if e.event == "claimed"]
+        finished = {j.id: j for j in job_reads.list_jobs(session=session)}
+        claims = {job_id: [e for e in job_reads.job_events(session=session, job_id=job_id) if e.event == "claimed"]
                   for job_id in ids}  # fmt: skip
         scored = [len(results.read_scores(session=session, job_id=i)["sample_id"]) for i in trains]
     assert all(finished[i].status == "succeeded" for i in ids), [(i, finished[i].error) for i in ids]
