@@ -123,6 +123,7 @@ class Probes:
         row = {"epoch": state["epoch"], **probe(self.model, self.loaded, self.targets)}
         row.update({k: round(last[k], 3) for k in ("loss_context", "loss_content", "alpha")})
         if self.scored is not None:
+            # the probe's copy of the weights lives on the CPU (train may run on a GPU), so it is scored there
             trained = TrainedModel(self.model, self.config, self.image_size, torch.device("cpu"))
             row["s_nnd"], row["s_lh"] = tta_aurocs(trained, self.loaded, self.targets, self.scored)
         self.rows.append(row)
