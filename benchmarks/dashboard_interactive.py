@@ -11,7 +11,12 @@ db/ (dashboard.seed), starts `streamlit run streamlit_app.py` on it (no worker),
 "cold" is the first visit after the server starts (the run is read from the database); "warm" are later
 visits in new browser sessions (the server's cache holds the run). Prints one JSON object.
 
+`--point-budgets 10000,5000,2500` instead compares Explore at several CON2_POINT_BUDGET values side by side:
+round by round, one server per budget (its first, cold visit not counted), then a new-tab visit and a sidebar
+visit; the medians per budget and their ratios to the first budget's.
+
     .venv/bin/python benchmarks/dashboard_interactive.py --samples 20000
+    .venv/bin/python benchmarks/dashboard_interactive.py --samples 100000 --point-budgets 10000,5000,2500
 """
 
 from __future__ import annotations
@@ -64,9 +69,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(data_dir: Path) -> Iterator[str]:
+def server(data_dir: Path, budget: int | None = None) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "CON2_DATA_DIR": str(data_dir), "CON2_WORKER": "off"}
+    if budget is not None:
+        env["CON2_POINT_BUDGET"] = str(budget)
     env.pop("CON2_DATABASE_URL", None)
     log = open(data_dir / "streamlit.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
@@ -90,9 +97,9 @@ def server(data_dir: Path) -> Iterator[str]:
         log.close()
 
 
-def markers(samples: int) -> int:
+def markers(samples: int, budget: int = POINT_BUDGET) -> int:
     """WebGL markers Explore draws for a run of `samples`: each drawn sample and its context image."""
-    return 2 * min(samples, POINT_BUDGET)
+    return 2 * min(samples, budget)
 
 
 def timed(action: Callable[[], None]) -> float:
@@ -101,13 +108,13 @@ def timed(action: Callable[[], None]) -> float:
     return round(time.perf_counter() - started, 3)
 
 
-def explore_visit(browser, url: str, samples: int) -> tuple[float, float]:
+def explore_visit(browser, url: str, samples: int, budget: int = POINT_BUDGET) -> tuple[float, float]:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
 
         def open_until_drawn() -> None:
             page.goto(f"{url}/explore")
-            page.wait_for_function(PLOT_DRAWN, arg=markers(samples), timeout=180_000, polling=50)
+            page.wait_for_function(PLOT_DRAWN, arg=markers(samples, budget), timeout=180_000, polling=50)
             page.wait_for_function(IDLE, timeout=180_000, polling=50)
 
         opened = timed(open_until_drawn)
@@ -159,7 +166,7 @@ def shell_visit(browser, url: str) -> float:
         page.close()
 
 
-def sidebar_visits(browser, url: str, samples: int) -> tuple[float, float]:
+def sidebar_visits(browser, url: str, samples: int, budget: int = POINT_BUDGET) -> tuple[float, float]:
     """In-app navigation, as a user clicks: Runs → Explore (until drawn) → Review (until ready)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
@@ -169,7 +176,7 @@ def sidebar_visits(browser, url: str, samples: int) -> tuple[float, float]:
 
         def explore() -> None:
             nav.get_by_text("Explore", exact=True).click()
-            page.wait_for_function(PLOT_DRAWN, arg=markers(samples), timeout=180_000, polling=50)
+            page.wait_for_function(PLOT_DRAWN, arg=markers(samples, budget), timeout=180_000, polling=50)
             page.wait_for_function(IDLE, timeout=180_000, polling=50)
 
         def review() -> None:
@@ -211,10 +218,45 @@ def measure(data_dir: Path, samples: int, repeats: int, first: str) -> dict[str,
     return out
 
 
+def explore_by_budget(data_dir: Path, samples: int, repeats: int, budgets: list[int]) -> dict[str, object]:
+    """Explore's new-tab and sidebar seconds per point budget, the budgets interleaved round by round so that
+    a noisy spell on this shared machine falls on all of them alike."""
+    from playwright.sync_api import sync_playwright
+
+    times: dict[int, dict[str, list[float]]] = {b: {"new_tab": [], "sidebar": []} for b in budgets}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for _ in range(repeats):
+                for budget in budgets:
+                    with server(data_dir, budget) as url:
+                        explore_visit(browser, url, samples, budget)  # cold: the run read from the database
+                        times[budget]["new_tab"].append(explore_visit(browser, url, samples, budget)[0])
+                        times[budget]["sidebar"].append(sidebar_visits(browser, url, samples, budget)[0])
+        finally:
+            browser.close()
+    median = statistics.median
+    first = budgets[0]
+    return {
+        str(b): {
+            "new_tab_median_s": median(t["new_tab"]),
+            "from_sidebar_median_s": median(t["sidebar"]),
+            "new_tab_s": t["new_tab"],
+            "from_sidebar_s": t["sidebar"],
+            "new_tab_ratio_to_first": round(median(t["new_tab"]) / median(times[first]["new_tab"]), 3),
+            "from_sidebar_ratio_to_first": round(median(t["sidebar"]) / median(times[first]["sidebar"]), 3),
+        }
+        for b, t in times.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20_000, help="scored samples of the seeded run")
     parser.add_argument("--repeats", type=int, default=3, help="warm visits per page")
+    parser.add_argument(
+        "--point-budgets", default="", help="comma-separated CON2_POINT_BUDGET values: compare Explore at each"
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit(f"needs {CHROMIUM} (apt-get install chromium)")
@@ -223,6 +265,13 @@ def main() -> None:
         started = time.perf_counter()
         seed_run(f"sqlite:///{data_dir / 'con2.db'}", samples=args.samples, reference=5000)
         seed_s = round(time.perf_counter() - started, 2)
+        if args.point_budgets:
+            budgets = [int(b) for b in args.point_budgets.split(",")]
+            by_budget = explore_by_budget(data_dir, args.samples, args.repeats, budgets)
+            print(json.dumps({"benchmark": "dashboard_interactive", "samples": args.samples, "seed_s": seed_s,
+                              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                              "explore_by_point_budget": by_budget}, indent=2))  # fmt: skip
+            return
         cold_explore = measure(data_dir, args.samples, args.repeats, first="explore")
         cold_review = measure(data_dir, args.samples, 0, first="review")
     median = statistics.median

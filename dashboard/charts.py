@@ -25,6 +25,7 @@ PALETTE = (
 )  # fmt: skip
 OTHER_COLOR = "#c7c7c7"
 MISSING = "(none)"
+DENSITY_BINS = 96  # cells per side of Explore's density layer
 
 
 def _empty(message: str) -> go.Figure:
@@ -89,6 +90,7 @@ def projection_scatter(
     *,
     alignment_lines: bool = False,
     line_points: pd.DataFrame | None = None,
+    density: pd.DataFrame | None = None,
 ) -> go.Figure:
     """The 2-D projection of both contexts (the paper's Figure 1), drawn with WebGL.
 
@@ -97,7 +99,8 @@ def projection_scatter(
     diamonds context images. `color_by` is one of COLOR_BY. With `alignment_lines`, one extra trace
     joins each sample's two points (of `line_points` only, when given: dashboard/point_budget.py). Every
     marker's `customdata[0]` is its sample id, so a box or lasso
-    selection tells the page which samples were picked.
+    selection tells the page which samples were picked. `density` (every sample of the run, when `points` is
+    a thinned subset) is drawn underneath as a grey density layer, so the undrawn mass stays visible.
     """
     if color_by not in COLOR_BY:
         raise ValueError(f"unknown colouring {color_by!r}; choose one of {', '.join(COLOR_BY)}")
@@ -106,6 +109,8 @@ def projection_scatter(
     size = 3 if len(points) > 5000 else 5 if len(points) > 1000 else 7
     figure = go.Figure()
     custom = _customdata(points)
+    if density is not None and not density.empty:
+        figure.add_trace(density_layer(density))
     if alignment_lines:
         xs, ys = alignment_segments(points if line_points is None else line_points)
         # SVG, not WebGL: one <path> of M/L pairs draws 20k segments in about a second, while WebGL's line
@@ -172,6 +177,30 @@ def projection_scatter(
     figure.update_xaxes(showticklabels=False, title=None)
     figure.update_yaxes(showticklabels=False, title=None, scaleanchor="x", scaleratio=1)
     return figure
+
+
+def density_layer(points: pd.DataFrame, bins: int = DENSITY_BINS) -> go.Heatmap:
+    """Every sample's two points (x, y and cx, cy) counted on a bins × bins grid, as a grey heatmap.
+
+    Counted here, so the browser receives bins² numbers instead of 200,000 points; empty cells are left out
+    (NaN) so the background shows through, and the count is on a log scale so a sparse region next to a
+    dense cluster is still visible. A heatmap takes no part in a box or lasso selection.
+    """
+    x = np.concatenate([points["x"].to_numpy(np.float64), points["cx"].to_numpy(np.float64)])
+    y = np.concatenate([points["y"].to_numpy(np.float64), points["cy"].to_numpy(np.float64)])
+    keep = np.isfinite(x) & np.isfinite(y)
+    counts, xedges, yedges = np.histogram2d(x[keep], y[keep], bins=bins)
+    z = np.where(counts > 0, np.log10(np.maximum(counts, 1)) + 1, np.nan).T  # rows are y, columns x
+    return go.Heatmap(
+        z=z.astype(np.float32),
+        x=((xedges[:-1] + xedges[1:]) / 2).astype(np.float32),
+        y=((yedges[:-1] + yedges[1:]) / 2).astype(np.float32),
+        colorscale=[[0.0, "rgb(235,235,235)"], [1.0, "rgb(110,110,110)"]],
+        showscale=False,
+        hoverinfo="skip",
+        name="density (every sample)",
+        zsmooth=False,
+    )
 
 
 def content_chance(train: dict[str, Any]) -> float | None:

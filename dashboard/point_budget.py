@@ -8,16 +8,40 @@ taken round-robin over a 64 × 64 grid of the image points' layout after a seede
 (where out-of-place images sit) keeps its points while a dense cluster is thinned. The draw is deterministic:
 the same run shows the same points on every rerun, so a box or lasso selection stays on drawn points.
 Alignment lines are drawn for at most `LINE_BUDGET` samples (the most anomalous first): a few hundred lines read,
-thousands are a tangle.
+thousands are a tangle. Under a thinned chart Explore lays a density layer of every sample (charts.density_layer),
+and a box or lasso takes every sample inside it, drawn or not (dashboard/region.py).
+
+Environment: CON2_POINT_BUDGET, the samples drawn (default 5,000; a machine with a GPU-backed browser can
+draw more, a slow laptop fewer).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
-POINT_BUDGET = 10_000  # samples drawn (twice the markers: the image and its context image)
+BUDGET_ENV = "CON2_POINT_BUDGET"
+DEFAULT_POINT_BUDGET = 5_000  # docs/benchmarks.md: the time to draw Explore at 100k samples, by budget
 TOP_ANOMALIES = 500  # the most anomalous samples, always drawn
+
+
+def budget_from_env(value: str | None) -> int:
+    """CON2_POINT_BUDGET's value as a budget: unset or empty = the default; else a whole number from
+    TOP_ANOMALIES to 1,000,000, or a ValueError that says what is wrong."""
+    if value is None or not value.strip():
+        return DEFAULT_POINT_BUDGET
+    try:
+        budget = int(value.strip().replace("_", "").replace(",", ""))
+    except ValueError:
+        raise ValueError(f"{BUDGET_ENV} must be a whole number of samples, not {value!r}") from None
+    if not TOP_ANOMALIES <= budget <= 1_000_000:
+        raise ValueError(f"{BUDGET_ENV} must lie between {TOP_ANOMALIES:,} and 1,000,000 samples, not {budget:,}")
+    return budget
+
+
+POINT_BUDGET = budget_from_env(os.environ.get(BUDGET_ENV))  # samples drawn (markers: twice, image and context)
 LINE_BUDGET = 300  # samples with an alignment line
 GRID = 64  # cells per side of the spread
 

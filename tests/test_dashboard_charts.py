@@ -67,6 +67,24 @@ def test_projection_of_20k_points_is_a_fixed_number_of_traces():
     assert figure.data[1].marker.size == figure.data[2].marker.size == 3  # the smallest markers above 5,000
 
 
+def test_the_density_layer_counts_every_samples_two_points_under_the_drawn_ones():
+    everything = projection_frame(20_000)
+    drawn = everything.sample(1000, random_state=0)
+    figure = charts.projection_scatter(drawn, "context", density=everything)
+    assert [t.type for t in figure.data] == ["heatmap", "scattergl", "scattergl"]  # underneath the markers
+    layer = figure.data[0]
+    z = np.asarray(layer.z, dtype=np.float64)
+    assert z.shape == (charts.DENSITY_BINS, charts.DENSITY_BINS)  # bins², not 40,000 points, to the browser
+    counts = np.where(np.isnan(z), 0, 10 ** (z - 1))  # the layer's log scale undone; empty cells are NaN
+    assert round(counts.sum()) == 2 * len(everything)
+    # the two clouds (images around 0, context images around 5 on x) are both there
+    xs = np.asarray(layer.x)
+    assert counts[:, xs < 2.5].sum() == pytest.approx(len(everything), rel=0.01)
+    assert counts[:, xs > 2.5].sum() == pytest.approx(len(everything), rel=0.01)
+    assert layer.hoverinfo == "skip" and layer.showscale is False
+    assert charts.projection_scatter(drawn, "context").data[0].type == "scattergl"  # no layer unless asked
+
+
 def test_categorical_colouring_groups_rare_values():
     points = projection_frame(200)
     points["label"] = [str(i % 30) for i in range(200)]

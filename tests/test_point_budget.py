@@ -60,3 +60,15 @@ def test_explore_draws_the_budget_and_says_so(seeded, monkeypatch):  # noqa: F81
     traces = [t for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"] if t.get("type") == "scattergl"]
     ids = {int(row[0]) for t in traces for row in t["customdata"]}
     assert len(ids) == 100  # each drawn twice (image and context image), 100 samples in all
+
+
+def test_the_budget_from_the_environment_is_a_whole_number_in_range_or_a_clear_error():
+    assert point_budget.budget_from_env(None) == point_budget.budget_from_env("  ") == point_budget.DEFAULT_POINT_BUDGET
+    assert point_budget.budget_from_env("20000") == point_budget.budget_from_env("20,000") == 20_000
+    for bad, says in (("lots", "whole number"), ("2.5", "whole number"), ("10", "between"), ("5000000", "between")):
+        try:
+            point_budget.budget_from_env(bad)
+        except ValueError as error:
+            assert "CON2_POINT_BUDGET" in str(error) and says in str(error), error
+        else:
+            raise AssertionError(f"{bad!r} was accepted")

@@ -197,3 +197,51 @@ def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_p
     assert sorted(r.sample_id for r in rows) == sorted(chosen)
     assert {(r.verdict, r.reviewer) for r in rows} == {("unsure", "e2e")}
     assert len({r.created_at for r in rows}) == 1  # one action: one time for all of them
+
+
+def test_a_box_over_a_thinned_chart_takes_every_sample_inside_it_drawn_or_not(tmp_path, page):
+    """Past CON2_POINT_BUDGET Explore draws a subset over a density layer; a box around half the chart must
+    still give its verdict to every sample in that half, not only to the drawn ones."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = f"sqlite:///{data_dir / 'con2.db'}"
+    samples, budget = 2000, 600
+    seeded = seed_run(database, samples=samples, seed=3)
+    markers = projection(database, seeded.run_id)
+    leftmost: dict[int, float] = {}
+    for sample, x, _ in markers:  # a sample is inside when either of its two points is
+        leftmost[sample] = min(x, leftmost.get(sample, float("inf")))
+    cut = sorted(leftmost.values())[samples // 2]  # about half the samples lie left of the cut
+    with streamlit_app(
+        data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e", CON2_POINT_BUDGET=str(budget)
+    ) as url:
+        page.goto(f"{url}/explore")
+        settle(page)
+        page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=120_000)
+        page.get_by_text(f"{samples:,} samples · {budget:,} drawn").first.wait_for(timeout=60_000)
+        area = page.evaluate(PLOT_AREA)
+        (x0, x1) = area["x"]
+        right = area["left"] + (cut - x0) / (x1 - x0) * area["width"]
+        margin = 3 * (x1 - x0) / area["width"]  # three pixels in data units: the drag's own imprecision
+        certain = {s for s, x in leftmost.items() if x < cut - margin}
+        possible = {s for s, x in leftmost.items() if x < cut + margin}
+        assert len(certain) > budget  # more samples than the chart draws at all: the test can tell the two apart
+        left, top, bottom = area["left"] + 1, area["top"] + 1, area["top"] + area["height"] - 1
+        page.mouse.move(left + 10, top + 10)  # the toolbar shows on hover
+        page.locator(".modebar-btn[data-title='Box Select']").first.click(force=True)
+        page.mouse.move(left, top)
+        page.mouse.down()
+        page.mouse.move(right, bottom, steps=12)
+        page.mouse.up()
+        heading = page.locator("[data-testid=stMain] h3").filter(has_text="selected")
+        heading.first.wait_for(timeout=120_000)
+        settle(page)
+        count = int(heading.first.inner_text().split(" selected")[0].replace(",", ""))
+        assert len(certain) <= count <= len(possible), (len(certain), count, len(possible))
+        page.locator(".st-key-explore_bulk_verdict_unsure button").click()
+        page.get_by_text(f"Saved: unsure for {count:,} samples").first.wait_for(timeout=120_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "explore-thinned-box-verdict.png"))
+        assert page.locator("[data-testid=stException]").count() == 0
+    stored = {r.sample_id for r in stored_reviews(database)}
+    assert certain <= stored <= possible and len(stored) == count

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, charts, point_budget, results, reviews, runs, settings, widgets
+from dashboard import auth, charts, point_budget, region, results, reviews, runs, settings, widgets
 from dashboard.outbox import Outbox, VerdictBatch
 
 st.title("Explore")
@@ -38,7 +38,10 @@ if points.empty:
     st.stop()
 shown = point_budget.drawn_points(points)  # past the budget: the top anomalies and a seeded spread
 line_points = point_budget.line_points(shown)
-figure = charts.projection_scatter(shown, color_by, alignment_lines=lines, line_points=line_points)
+thinned = len(shown) < len(points)
+figure = charts.projection_scatter(
+    shown, color_by, alignment_lines=lines, line_points=line_points, density=points if thinned else None
+)
 event = st.plotly_chart(
     figure,
     key=f"explore_chart_{job_id}_{method}",
@@ -48,13 +51,19 @@ event = st.plotly_chart(
     config={"displaylogo": False},
 )
 top = min(point_budget.TOP_ANOMALIES, len(shown))
-thinned = f" · {len(shown):,} drawn: the {top} most anomalous and a spread of the rest"
-drawn_note = "" if len(shown) == len(points) else thinned
+drawn_note = (
+    f" · {len(shown):,} drawn: the {top} most anomalous and a spread of the rest, over a grey density of them all"
+    if thinned
+    else ""
+)
 few_lines = lines and len(shown) > point_budget.LINE_BUDGET
 lines_note = f" · lines for the {point_budget.LINE_BUDGET} most anomalous" if few_lines else ""
 st.caption(f"{len(points):,} samples{drawn_note}{lines_note} · {runs.run_caption(job_id)}")
 
-selected = results.most_anomalous_first(job_id, results.selected_sample_ids(event), method)
+picked = results.selected_sample_ids(event)
+if thinned:  # a box or lasso takes every sample inside it, drawn or not (dashboard/region.py)
+    picked = list(dict.fromkeys([*picked, *region.enclosed_ids(points, event)]))
+selected = results.most_anomalous_first(job_id, picked, method)
 if not selected:
     st.caption("Draw a box or a lasso around points (chart toolbar, top right) to see their thumbnails here.")
     st.stop()
