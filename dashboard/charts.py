@@ -1,7 +1,8 @@
-"""Every chart the dashboard draws: pure functions, a DataFrame in and a Plotly figure out.
+"""The dashboard's charts (training curves, ROC, score histograms, run comparison, the zoomable image): pure
+functions, a DataFrame in and a Plotly figure out, and the palette and category rules every chart shares.
 
-No Streamlit and no database here, so each chart is testable without a browser. Large scatters use
-WebGL (`Scattergl`) and pass numpy arrays, which Plotly ships to the browser as compact typed arrays.
+No Streamlit and no database here, so each chart is testable without a browser. Explore's projection, the one
+chart of many thousand points, has its own module (dashboard/projection_chart.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-COLOR_BY = ("context", "s_nnd", "s_lh", "label", "split", "verdict")
 SCORES = {"s_nnd": "S_NND", "s_lh": "S_LH"}
-CONTEXT_COLORS = {"original": "#1f77b4", "context": "#ff7f0e"}
+CONTEXT_COLORS = {"original": "#1f77b4", "context": "#ff7f0e"}  # the image and its context image, everywhere
 MAX_CATEGORIES = 12  # categorical colourings keep the most frequent ones and group the rest as "other"
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -25,10 +25,9 @@ PALETTE = (
 )  # fmt: skip
 OTHER_COLOR = "#c7c7c7"
 MISSING = "(none)"
-DENSITY_BINS = 96  # cells per side of Explore's density layer
 
 
-def _empty(message: str) -> go.Figure:
+def empty_figure(message: str) -> go.Figure:
     figure = go.Figure()
     figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     figure.update_xaxes(visible=False)
@@ -37,21 +36,7 @@ def _empty(message: str) -> go.Figure:
     return figure
 
 
-def alignment_segments(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of one line trace joining each sample's (x, y) to its (cx, cy), segments split by NaN.
-
-    points: columns x, y, cx, cy (M rows) → two arrays of length 3M: x0, x1, NaN, x0, x1, NaN, …
-    NaN (null in the browser) breaks the line, so M alignment lines cost one trace.
-    """
-    m = len(points)
-    xs = np.full(3 * m, np.nan, dtype=np.float32)
-    ys = np.full(3 * m, np.nan, dtype=np.float32)
-    xs[0::3], xs[1::3] = points["x"].to_numpy(np.float32), points["cx"].to_numpy(np.float32)
-    ys[0::3], ys[1::3] = points["y"].to_numpy(np.float32), points["cy"].to_numpy(np.float32)
-    return xs, ys
-
-
-def _categories(values: pd.Series) -> pd.Series:
+def categories(values: pd.Series) -> pd.Series:
     """Values as strings with missing ones named, the rarest grouped as "other" beyond MAX_CATEGORIES."""
     text = values.astype("string").fillna(MISSING)
     counts = text.value_counts()
@@ -59,148 +44,6 @@ def _categories(values: pd.Series) -> pd.Series:
         keep = set(counts.index[: MAX_CATEGORIES - 1])
         text = text.where(text.isin(keep), "other")
     return text
-
-
-def _marker_hover(points: pd.DataFrame, where: str) -> str:
-    """Hover text: the sample id and whichever of label, split, S_NND and verdict the frame has."""
-    shown = (("label", "label"), ("split", "split"), ("s_nnd", "S_NND"), ("verdict", "verdict"))
-    extra = "".join(
-        f"<br>{title}: %{{customdata[{i}]}}" for i, (column, title) in enumerate(shown, 1) if column in points
-    )
-    return f"%{{customdata[0]}} ({where}){extra}<extra></extra>"
-
-
-def _customdata(points: pd.DataFrame) -> np.ndarray:
-    """Per point: sample id, label, split, S_NND, verdict (what the hover shows and a selection returns)."""
-    columns = []
-    for name in ("sample_id", "label", "split", "s_nnd", "verdict"):
-        if name in points:
-            column = points[name]
-            if name == "s_nnd":
-                column = column.map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
-            columns.append(column.astype("string").fillna("").to_numpy(dtype=object))
-        else:
-            columns.append(np.full(len(points), "", dtype=object))
-    return np.stack(columns, axis=1) if len(points) else np.empty((0, 5), dtype=object)
-
-
-def projection_scatter(
-    points: pd.DataFrame,
-    color_by: str = "context",
-    *,
-    alignment_lines: bool = False,
-    line_points: pd.DataFrame | None = None,
-    density: pd.DataFrame | None = None,
-) -> go.Figure:
-    """The 2-D projection of both contexts (the paper's Figure 1), drawn with WebGL.
-
-    points: one row per sample with `sample_id`, `x`, `y` (the original image), `cx`, `cy` (its context
-    image), and optionally `s_nnd`, `s_lh`, `label`, `split`, `verdict`. Circles are originals,
-    diamonds context images. `color_by` is one of COLOR_BY. With `alignment_lines`, one extra trace
-    joins each sample's two points (of `line_points` only, when given: dashboard/point_budget.py). Every
-    marker's `customdata[0]` is its sample id, so a box or lasso
-    selection tells the page which samples were picked. `density` (every sample of the run, when `points` is
-    a thinned subset) is drawn underneath as a grey density layer, so the undrawn mass stays visible.
-    """
-    if color_by not in COLOR_BY:
-        raise ValueError(f"unknown colouring {color_by!r}; choose one of {', '.join(COLOR_BY)}")
-    if points.empty:
-        return _empty("No projection for this run yet.")
-    size = 3 if len(points) > 5000 else 5 if len(points) > 1000 else 7
-    figure = go.Figure()
-    custom = _customdata(points)
-    if density is not None and not density.empty:
-        figure.add_trace(density_layer(density))
-    if alignment_lines:
-        xs, ys = alignment_segments(points if line_points is None else line_points)
-        # SVG, not WebGL: one <path> of M/L pairs draws 20k segments in about a second, while WebGL's line
-        # renderer splits at every gap and takes several times longer.
-        figure.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line=dict(color="rgba(90,90,90,0.25)", width=1),
-                name="alignment",
-                hoverinfo="skip",
-                connectgaps=False,
-            )
-        )
-
-    def add(frame_mask: np.ndarray | None, name: str, color: object, *, group: str, showscale: bool = False) -> None:
-        sub = points if frame_mask is None else points[frame_mask]
-        data = custom if frame_mask is None else custom[frame_mask]
-        for where, xcol, ycol, symbol in (("original", "x", "y", "circle"), ("context", "cx", "cy", "diamond")):
-            if color_by == "context":
-                marker_color: object = CONTEXT_COLORS[where]
-            elif isinstance(color, str):
-                marker_color = color
-            else:
-                marker_color = np.asarray(color)[frame_mask] if frame_mask is not None else color
-            marker = dict(size=size, color=marker_color, symbol=symbol, opacity=0.75 if where == "original" else 0.5)
-            if showscale:
-                marker.update(colorscale="Viridis", showscale=where == "original", colorbar=dict(title=name))
-            figure.add_trace(
-                go.Scattergl(
-                    x=sub[xcol].to_numpy(np.float32),
-                    y=sub[ycol].to_numpy(np.float32),
-                    mode="markers",
-                    marker=marker,
-                    name=f"{where} image" if color_by == "context" else f"{name} ({where})",
-                    legendgroup=group,
-                    customdata=data,
-                    hovertemplate=_marker_hover(points, where),
-                )
-            )
-
-    if color_by == "context":
-        add(None, "context", None, group="context")
-    elif color_by in SCORES:
-        values = points[color_by].to_numpy(np.float64)
-        add(None, SCORES[color_by], values, group=color_by, showscale=True)
-    else:
-        column = points[color_by] if color_by in points else pd.Series([None] * len(points), index=points.index)
-        categories = _categories(column)
-        order = [c for c in categories.value_counts().index if c not in (MISSING, "other")]
-        order += [c for c in ("other", MISSING) if (categories == c).any()]
-        for i, category in enumerate(order):
-            color = OTHER_COLOR if category in ("other", MISSING) else PALETTE[i % len(PALETTE)]
-            add((categories == category).to_numpy(), str(category), color, group=str(category))
-    figure.update_layout(
-        height=620,
-        margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(itemsizing="constant", orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
-        dragmode="lasso",
-        hovermode="closest",
-        uirevision="projection",  # keep zoom and selection across reruns
-    )
-    figure.update_xaxes(showticklabels=False, title=None)
-    figure.update_yaxes(showticklabels=False, title=None, scaleanchor="x", scaleratio=1)
-    return figure
-
-
-def density_layer(points: pd.DataFrame, bins: int = DENSITY_BINS) -> go.Heatmap:
-    """Every sample's two points (x, y and cx, cy) counted on a bins × bins grid, as a grey heatmap.
-
-    Counted here, so the browser receives bins² numbers instead of 200,000 points; empty cells are left out
-    (NaN) so the background shows through, and the count is on a log scale so a sparse region next to a
-    dense cluster is still visible. A heatmap takes no part in a box or lasso selection.
-    """
-    x = np.concatenate([points["x"].to_numpy(np.float64), points["cx"].to_numpy(np.float64)])
-    y = np.concatenate([points["y"].to_numpy(np.float64), points["cy"].to_numpy(np.float64)])
-    keep = np.isfinite(x) & np.isfinite(y)
-    counts, xedges, yedges = np.histogram2d(x[keep], y[keep], bins=bins)
-    z = np.where(counts > 0, np.log10(np.maximum(counts, 1)) + 1, np.nan).T  # rows are y, columns x
-    return go.Heatmap(
-        z=z.astype(np.float32),
-        x=((xedges[:-1] + xedges[1:]) / 2).astype(np.float32),
-        y=((yedges[:-1] + yedges[1:]) / 2).astype(np.float32),
-        colorscale=[[0.0, "rgb(235,235,235)"], [1.0, "rgb(110,110,110)"]],
-        showscale=False,
-        hoverinfo="skip",
-        name="density (every sample)",
-        zsmooth=False,
-    )
 
 
 def content_chance(train: dict[str, Any]) -> float | None:
@@ -244,7 +87,7 @@ def training_curves(metrics: pd.DataFrame, chance: float | None = None, method: 
     loss can be seen leaving it. method: the run's, for what the two loss columns are called (LOSS_NAMES).
     """
     if metrics.empty:
-        return _empty("No training steps recorded yet.")
+        return empty_figure("No training steps recorded yet.")
     metrics = metrics.sort_values("step")
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     if chance is not None:
@@ -300,7 +143,7 @@ def roc_curves(scores: pd.DataFrame) -> go.Figure:
     scores: columns `anomalous` (1 = anomalous, 0 = normal) and `s_nnd`, `s_lh`.
     """
     if scores.empty or scores["anomalous"].nunique() < 2:
-        return _empty("ROC needs both normal and anomalous labelled samples.")
+        return empty_figure("ROC needs both normal and anomalous labelled samples.")
     from engine.metrics import roc  # imported here: scikit-learn loads only when a ROC is drawn
 
     figure = go.Figure()
@@ -339,7 +182,7 @@ def roc_comparison(scores: pd.DataFrame, score: str = "s_nnd", runs: Sequence[st
     """
     runs = list(dict.fromkeys(scores["run"])) if runs is None and not scores.empty else list(runs or [])
     if not runs:
-        return _empty("No runs to compare.")
+        return empty_figure("No runs to compare.")
     from engine.metrics import roc  # imported here: scikit-learn loads only when a ROC is drawn
 
     gaps = roc_gaps(scores, runs)
@@ -390,9 +233,9 @@ def binned(values: np.ndarray, edges: np.ndarray, *, name: str, color: str, perc
 def score_histograms(scores: pd.DataFrame, score: str = "s_nnd", by: str = "label") -> go.Figure:
     """Overlaid histograms of one score, one per value of `by` (label, or normal/anomalous)."""
     if scores.empty or score not in scores:
-        return _empty("No scores.")
+        return empty_figure("No scores.")
     figure = go.Figure()
-    groups = _categories(scores[by]) if by in scores else pd.Series(["all"] * len(scores), index=scores.index)
+    groups = categories(scores[by]) if by in scores else pd.Series(["all"] * len(scores), index=scores.index)
     edges = np.histogram_bin_edges(scores[score].to_numpy(float), bins=40)
     for i, group in enumerate(sorted(groups.unique(), key=str)):
         values = scores.loc[groups == group, score].to_numpy(float)
@@ -415,7 +258,7 @@ def threshold_histogram(scored: np.ndarray, reference: np.ndarray, threshold: fl
     scored = np.asarray(scored, dtype=float)
     reference = np.asarray(reference, dtype=float)
     if scored.size == 0:
-        return _empty("No scores.")
+        return empty_figure("No scores.")
     both = np.concatenate([scored, reference]) if reference.size else scored
     edges = np.histogram_bin_edges(both, bins=50)
     figure = go.Figure()
@@ -453,7 +296,7 @@ def run_comparison(runs: pd.DataFrame) -> go.Figure:
         c for c in ("auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette") if c in runs and runs[c].notna().any()
     ]
     if runs.empty or not columns:
-        return _empty("These runs have no AUROC or silhouette to compare.")
+        return empty_figure("These runs have no AUROC or silhouette to compare.")
     names = {
         "auroc_nnd": "AUROC S_NND",
         "auroc_lh": "AUROC S_LH",

@@ -8,8 +8,8 @@ taken round-robin over a 64 × 64 grid of the image points' layout after a seede
 (where out-of-place images sit) keeps its points while a dense cluster is thinned. The draw is deterministic:
 the same run shows the same points on every rerun, so a box or lasso selection stays on drawn points.
 Alignment lines are drawn for at most `LINE_BUDGET` samples (the most anomalous first): a few hundred lines read,
-thousands are a tangle. Under a thinned chart Explore lays a density layer of every sample (charts.density_layer),
-and a box or lasso takes every sample inside it, drawn or not (dashboard/region.py).
+thousands are a tangle. Under a thinned chart Explore lays a density layer of every sample
+(projection_chart.density_layer), and a box or lasso takes every sample inside it, drawn or not (dashboard/region.py).
 
 Environment: CON2_POINT_BUDGET, the samples drawn (default 5,000; a machine with a GPU-backed browser can
 draw more, a slow laptop fewer).

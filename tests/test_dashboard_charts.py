@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dashboard import charts
+from dashboard import charts, projection_chart
 from engine.metrics import roc
 
 
@@ -32,10 +32,10 @@ def projection_frame(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("color_by", charts.COLOR_BY)
+@pytest.mark.parametrize("color_by", projection_chart.COLOR_BY)
 def test_projection_scatter_is_webgl_and_carries_sample_ids(color_by):
     points = projection_frame(300)
-    figure = charts.projection_scatter(points, color_by)
+    figure = projection_chart.projection_scatter(points, color_by)
     markers = [t for t in figure.data if t.mode == "markers"]
     assert markers and all(t.type == "scattergl" for t in figure.data)
     # every sample appears once as an image and once as a context image
@@ -46,12 +46,12 @@ def test_projection_scatter_is_webgl_and_carries_sample_ids(color_by):
 
 def test_alignment_lines_are_one_trace_of_segments_split_by_gaps():
     points = projection_frame(4)
-    xs, ys = charts.alignment_segments(points)
+    xs, ys = projection_chart.alignment_segments(points)
     assert len(xs) == 12 and np.isnan(xs[2::3]).all() and np.isnan(ys[2::3]).all()
     np.testing.assert_allclose(xs[0::3], points["x"])
     np.testing.assert_allclose(xs[1::3], points["cx"])
     np.testing.assert_allclose(ys[1::3], points["cy"])
-    figure = charts.projection_scatter(points, "label", alignment_lines=True)
+    figure = projection_chart.projection_scatter(points, "label", alignment_lines=True)
     lines = [t for t in figure.data if t.mode == "lines"]
     assert len(lines) == 1 and lines[0].type == "scatter"  # one SVG path: faster than WebGL for gapped lines
 
@@ -60,7 +60,7 @@ def test_projection_of_20k_points_is_a_fixed_number_of_traces():
     # what keeps a large projection fast is counted here; how fast it is belongs to benchmarks/, not to a
     # timed assertion on a shared machine
     points = projection_frame(20_000)
-    figure = charts.projection_scatter(points, "s_nnd", alignment_lines=True)
+    figure = projection_chart.projection_scatter(points, "s_nnd", alignment_lines=True)
     assert len(figure.data) == 3  # lines, originals, context images: not one trace per sample
     assert [t.type for t in figure.data] == ["scatter", "scattergl", "scattergl"]
     assert [len(t.x) for t in figure.data] == [3 * 20_000, 20_000, 20_000]  # segments x, cx, gap; one per point
@@ -70,11 +70,14 @@ def test_projection_of_20k_points_is_a_fixed_number_of_traces():
 def test_the_density_layer_counts_every_samples_two_points_under_the_drawn_ones():
     everything = projection_frame(20_000)
     drawn = everything.sample(1000, random_state=0)
-    figure = charts.projection_scatter(drawn, "context", density=everything)
+    figure = projection_chart.projection_scatter(drawn, "context", density=everything)
     assert [t.type for t in figure.data] == ["heatmap", "scattergl", "scattergl"]  # underneath the markers
     layer = figure.data[0]
     z = np.asarray(layer.z, dtype=np.float64)
-    assert z.shape == (charts.DENSITY_BINS, charts.DENSITY_BINS)  # bins², not 40,000 points, to the browser
+    assert z.shape == (
+        projection_chart.DENSITY_BINS,
+        projection_chart.DENSITY_BINS,
+    )  # bins², not 40,000 points, to the browser
     counts = np.where(np.isnan(z), 0, 10 ** (z - 1))  # the layer's log scale undone; empty cells are NaN
     assert round(counts.sum()) == 2 * len(everything)
     # the two clouds (images around 0, context images around 5 on x) are both there
@@ -82,21 +85,21 @@ def test_the_density_layer_counts_every_samples_two_points_under_the_drawn_ones(
     assert counts[:, xs < 2.5].sum() == pytest.approx(len(everything), rel=0.01)
     assert counts[:, xs > 2.5].sum() == pytest.approx(len(everything), rel=0.01)
     assert layer.hoverinfo == "skip" and layer.showscale is False
-    assert charts.projection_scatter(drawn, "context").data[0].type == "scattergl"  # no layer unless asked
+    assert projection_chart.projection_scatter(drawn, "context").data[0].type == "scattergl"  # no layer unless asked
 
 
 def test_categorical_colouring_groups_rare_values():
     points = projection_frame(200)
     points["label"] = [str(i % 30) for i in range(200)]
-    figure = charts.projection_scatter(points, "label")
+    figure = projection_chart.projection_scatter(points, "label")
     names = {t.legendgroup for t in figure.data}
     assert len(names) == charts.MAX_CATEGORIES and "other" in names
 
 
 def test_unknown_colouring_and_empty_frames():
     with pytest.raises(ValueError, match="colouring"):
-        charts.projection_scatter(projection_frame(3), "nonsense")
-    assert charts.projection_scatter(projection_frame(0), "context").layout.annotations
+        projection_chart.projection_scatter(projection_frame(3), "nonsense")
+    assert projection_chart.projection_scatter(projection_frame(0), "context").layout.annotations
 
 
 def test_the_roc_the_charts_draw_is_scikit_learns_with_ties():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, charts, point_budget, region, results, reviews, runs, settings, widgets
+from dashboard import auth, charts, point_budget, projection_chart, region, results, reviews, runs, settings, widgets
 from dashboard.outbox import Outbox, VerdictBatch
 
 st.title("Explore")
@@ -26,7 +26,7 @@ with controls[0]:
 assert job_id is not None
 method = controls[1].radio("Projection", results.projection_methods(), horizontal=True, key="explore_method")
 color_by = controls[2].selectbox(
-    "Colour by", list(charts.COLOR_BY), format_func=lambda c: charts.SCORES.get(c, c), key="explore_color"
+    "Colour by", list(projection_chart.COLOR_BY), format_func=lambda c: charts.SCORES.get(c, c), key="explore_color"
 )
 lines = controls[3].toggle(
     "Lines", key="explore_lines", help="Alignment lines: join each image to its context image (the paper's Figure 1)."
@@ -39,7 +39,7 @@ if points.empty:
 shown = point_budget.drawn_points(points)  # past the budget: the top anomalies and a seeded spread
 line_points = point_budget.line_points(shown)
 thinned = len(shown) < len(points)
-figure = charts.projection_scatter(
+figure = projection_chart.projection_scatter(
     shown, color_by, alignment_lines=lines, line_points=line_points, density=points if thinned else None
 )
 event = st.plotly_chart(
