@@ -4,6 +4,8 @@ verdict buttons and a run picker.
 The form is generated from the fields of `DataConfig`, `TrainConfig` and `ScoreConfig`: every field is a
 widget whose help text is the field's own `help`, with its `choices`, `min` and `max`. Adding a field to
 the engine's config adds it to the form.
+
+About 400 lines: the pieces every page shares, each a few dozen lines; the form is the largest of them.
 """
 
 from __future__ import annotations

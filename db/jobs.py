@@ -21,7 +21,8 @@ that was presumed dead and replaced can no longer write anything (`LostClaim`).
 
 Every function takes the caller's session and never commits. The queue's reads live in `db/job_reads.py`
 and the typed submit helpers of each kind in `db/job_submit.py`; what stays here is the state machine, whose
-transitions share its claim conditions (`_held`, `_update_held`).
+transitions share its claim conditions (`_held`, `_update_held`): about 430 lines, kept together so that every
+write a worker makes is checked against one definition of holding its claim.
 """
 
 from __future__ import annotations
