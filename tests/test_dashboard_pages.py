@@ -601,3 +601,32 @@ def test_the_local_worker_is_checked_once_per_ttl_by_streamlits_cache(monkeypatc
         assert "sqlite:///three.db" not in started
     finally:
         connection._checked_worker.clear()
+
+
+def test_the_whole_queue_list_holds_every_sample_in_queue_order_with_scores_as_the_rows_word_them(seeded):
+    """The third view of the queue: one table of all 300 samples, the score as a cosine distance, how many
+    training normals lie below it and its reach (the rows' "× as far above their median" figure)."""
+    import numpy as np
+
+    from dashboard import queue_table
+
+    seeded_run, _, _ = seeded
+    second = seeded_run.scored_ids[1]
+    at = app("review")
+    at.button(key=f"review_verdict_{second}_anomaly").click().run()
+    at.toggle(key="review_table").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    frame = at.dataframe[-1].value
+    assert len(frame) == 300 and list(frame["#"]) == list(range(1, 301)) and list(frame["rank"]) == list(range(1, 301))
+    assert list(frame["verdict"][:3]) == ["", "anomaly", ""]
+    distances = frame[queue_table.SCORE_COLUMNS["s_nnd"]].to_numpy()
+    assert (np.diff(distances) <= 0).all()  # most anomalous first
+    # the top sample's row above the table, and the table's figures for the same sample, agree
+    case = next(m.value for m in at.markdown if "**#1** " in m.value and "cosine distance" in m.value)
+    assert f"cosine distance {distances[0]:.3f}" in case
+    below, reach = int(frame[queue_table.BELOW][0]), float(frame[queue_table.REACH][0])
+    words = re.search(r"above all ([\d,]+) training normals; ([\d.,]+) × as far", case)
+    if words:  # above every normal: the count is all of them, and the reach is the rows' figure
+        assert below == int(words.group(1).replace(",", "")) and f"{reach:,.1f}" == words.group(2)
+    else:
+        assert f"above {below:,} of" in case

@@ -245,3 +245,30 @@ def test_a_box_over_a_thinned_chart_takes_every_sample_inside_it_drawn_or_not(tm
         assert page.locator("[data-testid=stException]").count() == 0
     stored = {r.sample_id for r in stored_reviews(database)}
     assert certain <= stored <= possible and len(stored) == count
+
+
+def test_a_row_picked_in_the_whole_queue_list_puts_the_cursor_there_and_the_keys_go_on_from_it(review_app, page):
+    url, database, ranked = review_app
+    page.goto(f"{url}/review")
+    settle(page)
+    at_case(page, 1)
+    page.locator(".st-key-review_table").get_by_text("Whole queue as a list").click()
+    grid = page.locator("[data-testid=stDataFrame]").last
+    grid.wait_for(timeout=60_000)
+    settle(page)
+    grid.scroll_into_view_if_needed()  # it comes after the page's rows
+    page.wait_for_timeout(1500)  # the grid draws its rows on a canvas after it appears
+    box = grid.bounding_box()
+    row_height = 35  # Streamlit's data grid: a 35-pixel header, then 35-pixel rows
+    picked = 6  # the sixth sample of the queue
+    page.mouse.click(box["x"] + 18, box["y"] + row_height * picked + row_height / 2)  # its row marker
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review-whole-queue-list.png"))
+    at_case(page, picked)
+    page.keyboard.press("1")  # the first verdict, for the picked sample; then the cursor moves on
+    at_case(page, picked + 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stored_reviews(database):
+        time.sleep(1)
+    assert [(r.sample_id, r.verdict) for r in stored_reviews(database)] == [(ranked[picked - 1], VERDICTS[0])]
+    assert page.locator("[data-testid=stException]").count() == 0

@@ -22,6 +22,7 @@ from dashboard import (
     formatting,
     gallery,
     keyboard,
+    queue_table,
     results,
     review_list,
     reviews,
@@ -432,3 +433,10 @@ if st.toggle(
     help="The queue as a grid of thumbnails, 48–192 at a time, with each one's queue position, rank and verdict.",
 ):  # fmt: skip
     contact_sheet(view)
+
+if st.toggle(
+    "Whole queue as a list", key="review_table",
+    help="Every sample the filters keep in one scrolling table: position, rank, file, score, verdict and note. "
+    "Pick a row to put the cursor on it.",
+):  # fmt: skip
+    queue_table.whole_queue(view, score, reference, cursor)
