@@ -1,7 +1,7 @@
 """Review: the ranked queue, most anomalous first, with a verdict and a note per sample saved at once;
 a threshold chosen on the score histogram; filters; export of the reviewed or flagged list as CSV.
 
-Why one page of about 430 lines: it is the page script Streamlit runs top to bottom, and its fragments (the
+Why one page of about 440 lines: it is the page script Streamlit runs top to bottom, and its fragments (the
 case under the cursor, the rows, the contact sheet) share the queue, the cursor and the outbox built above
 them; what has a noun of its own already lives beside it (triage, keyboard, review_list, reviews, outbox).
 """
