@@ -127,7 +127,11 @@ def review_items(dataset_id: int) -> pd.DataFrame:
 def leave_out_choices(dataset_id: int, verdicts: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The verdicts the export may leave out (those in use in the dataset, `verdicts`, and "remove") and the
     default choice among them."""
-    used = decisions(dataset_id, ())["verdict"].dropna().unique().tolist()
+    # Only the verdicts in use: every file's current review, not every file's fate (decisions walks the
+    # duplicate groups, seconds at 100k files, and the Data page asks this on every load).
+    ids = _sample_frame(dataset_id)["id"]
+    reviewed = with_reviews(pd.DataFrame({"sample_id": ids.astype("int64")}), fresh=True)
+    used = reviewed["verdict"].dropna().unique().tolist()
     options = list(dict.fromkeys(["remove", *verdicts, *sorted(used)]))
     return options, [v for v in LEAVE_OUT if v in options]
 
@@ -151,9 +155,8 @@ def decisions(dataset_id: int, leave_out: Sequence[str]) -> pd.DataFrame:
     out = left_out | ~frame["readable"]
     keys = dict(zip(frame["sample_id"], frame["key"], strict=True))
     group = frame["duplicate_of"].where(frame["duplicate_of"] >= 0, frame["sample_id"])  # the group's first id
-    for _, members in frame[frame["readable"]].groupby(group):
-        if len(members) < 2:
-            continue
+    copied = frame["readable"] & group.duplicated(keep=False)  # only groups of two or more: a Python loop
+    for _, members in frame[copied].groupby(group[copied]):
         survivors = members[~out[members.index]]
         chosen = survivors[survivors["verdict"] == KEEP]
         kept = chosen.index if len(chosen) else survivors.index[:1]
