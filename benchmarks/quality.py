@@ -285,12 +285,31 @@ def sections(text: str) -> tuple[str, dict[str, str]]:
     return head, {part.splitlines()[0][3:]: part.rstrip("\n") + "\n\n" for part in parts}
 
 
+def merged_section(kept: str, fresh: str) -> str:
+    """A label's section as freshly written, plus the rows of tasks that only the page still had: the state
+    files are local, so a task measured for this label in an earlier checkout lives only in the page's table."""
+    fresh_rows = [line for line in fresh.splitlines() if line.startswith("| ") and not line.startswith("| task ")]
+    tasks = {row.split(" | ")[0] for row in fresh_rows}
+    old_rows = [
+        line
+        for line in kept.splitlines()
+        if line.startswith("| ") and not line.startswith("| task ") and line.split(" | ")[0] not in tasks
+    ]
+    if not old_rows or not fresh_rows:
+        return fresh
+    last = fresh.rstrip("\n").splitlines()
+    at = max(i for i, line in enumerate(last) if line in fresh_rows)  # the table's last row
+    return "\n".join([*last[: at + 1 - len(fresh_rows)], *old_rows, *last[at + 1 - len(fresh_rows) :]]) + "\n\n"
+
+
 def write_table(results: dict[str, list[dict]]) -> None:
     """Rewrite the labels that have stored results and keep the page's other sections as they are: the state
-    files are local and git-ignored, so a label measured in an earlier checkout survives only on the page."""
+    files are local and git-ignored, so a label measured in an earlier checkout survives only on the page (and
+    within a label, the rows of tasks measured there: `merged_section`)."""
     head, fresh = sections(markdown(results))
     kept = sections(TABLE.read_text())[1] if TABLE.exists() else {}
-    TABLE.write_text((head + "".join({**kept, **fresh}.values())).rstrip("\n") + "\n")
+    merged = {label: merged_section(kept[label], part) if label in kept else part for label, part in fresh.items()}
+    TABLE.write_text((head + "".join({**kept, **merged}.values())).rstrip("\n") + "\n")
 
 
 def load_state(label: str) -> list[dict]:

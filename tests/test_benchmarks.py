@@ -185,3 +185,18 @@ def test_the_old_command_still_runs():
     script = ROOT / "benchmarks" / "reproduce.py"
     done = subprocess.run([sys.executable, str(script), "--budget", "cpu", "--datasets", "nope"], capture_output=True)
     assert done.returncode == 2 and b"unknown dataset: nope" in done.stderr
+
+
+def test_the_quality_table_keeps_a_labels_rows_that_only_the_page_still_has():
+    """benchmarks/quality.py rewrites a label's section from local state; a task measured for the label in an
+    earlier checkout (its state gone) keeps its row, and a task measured again gets the fresh row."""
+    from benchmarks import quality
+
+    header = "| task | floor | recipe S_NND | seeds |\n|---|---|---|---|\n"
+    kept = f"## v3\n\nRecipe: `{{}}`\n\n{header}| old | 50.0 | 60.0 | 3 |\n| both | 70.0 | 71.0 | 1 |\n\n"
+    fresh = f"## v3\n\nRecipe: `{{}}`\n\n{header}| both | 70.0 | 75.0 | 3 |\n| new | 90.0 | 95.0 | 3 |\n\n"
+    merged = quality.merged_section(kept, fresh)
+    rows = [line for line in merged.splitlines() if line.startswith("| ") and not line.startswith("| task")]
+    assert rows == ["| old | 50.0 | 60.0 | 3 |", "| both | 70.0 | 75.0 | 3 |", "| new | 90.0 | 95.0 | 3 |"]
+    assert merged.startswith("## v3\n\nRecipe:") and merged.endswith("|\n\n")
+    assert quality.merged_section(fresh, fresh) == fresh  # nothing only the page has: the fresh section as it is
