@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from db.models import Dataset, Review, Sample, utcnow
@@ -216,22 +216,49 @@ def add_verdicts(
     """Give every sample of `sample_ids` the same verdict (a box or lasso on the Explore page): one new row
     each, carrying the sample's current note, so no note is cleared. Returns how many samples it covered.
 
-    `at` as for `add_review`: with it, writing the same action again adds nothing new.
+    `at` as for `add_review`: with it, writing the same action again adds nothing new. An unknown sample id
+    refuses the whole action (ValueError), as `add_review` refuses one. Set-wise, in chunks: a lasso over a
+    thinned chart can hold tens of thousands of samples, and row by row they held the write lock for seconds.
     """
     ids = list(dict.fromkeys(int(i) for i in sample_ids))
+    verdict, reviewer = verdict.strip(), reviewer.strip()
+    if not verdict:
+        raise ValueError("a verdict cannot be blank")
+    if not reviewer:
+        raise ValueError("a review needs a reviewer's name")
+    chunks = [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+    for chunk in chunks:
+        known = set(session.scalars(select(Sample.id).where(Sample.id.in_(chunk))))
+        missing = [i for i in chunk if i not in known]
+        if missing:
+            raise ValueError(f"no sample {missing[0]}")
     notes = {s: r.note for s, r in latest_reviews(session=session, sample_ids=ids).items()}
+    done: set[int] = set()
+    if at is not None:  # the same action written before (a retry after an unclear error): those rows stay one
+        for chunk in chunks:
+            done.update(
+                session.scalars(
+                    select(Review.sample_id).where(
+                        Review.sample_id.in_(chunk),
+                        Review.reviewer == reviewer,
+                        Review.created_at == at,
+                        Review.verdict == verdict,
+                    )
+                )
+            )
     at = at or utcnow()
-    for sample_id in ids:
-        add_review(
-            session=session,
-            sample_id=sample_id,
-            verdict=verdict,
-            reviewer=reviewer,
-            note=notes.get(sample_id),
-            job_id=job_id,
-            at=at,
-        )
+    rows = [
+        {"sample_id": i, "verdict": verdict, "reviewer": reviewer, "note": notes.get(i), "job_id": job_id,
+         "created_at": at}
+        for i in ids
+        if i not in done
+    ]  # fmt: skip
+    for i in range(0, len(rows), _CHUNK):
+        session.execute(insert(Review), rows[i : i + _CHUNK])
     return len(ids)
+
+
+_CHUNK = 5000  # ids per IN list: under SQLite's bound-parameter limit, as latest_reviews chunks
 
 
 MAX_VERDICTS = 9  # one key each on the Review page: 1 … 9

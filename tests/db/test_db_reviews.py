@@ -140,6 +140,17 @@ def test_a_bulk_verdict_gives_every_sample_one_row_keeps_each_note_and_is_writte
     assert rows == 4
 
 
+def test_a_bulk_verdict_with_an_unknown_sample_is_refused_whole_and_writes_nothing(sessions, sample_ids):
+    a, b, _ = sample_ids
+    with pytest.raises(ValueError, match="no sample 999999"), sessions.begin() as session:
+        reviews.add_verdicts(session=session, sample_ids=[a, 999999, b], verdict="remove", reviewer="ben")
+    for blank in ({"verdict": " ", "reviewer": "ben"}, {"verdict": "remove", "reviewer": " "}):
+        with pytest.raises(ValueError), sessions.begin() as session:
+            reviews.add_verdicts(session=session, sample_ids=[a], **blank)
+    with sessions() as session:
+        assert session.query(Review).count() == 0
+
+
 def test_a_dataset_keeps_its_verdict_set(sessions, sample_ids):
     with sessions.begin() as session:
         assert reviews.verdict_set(session=session, dataset_id=1) is None
