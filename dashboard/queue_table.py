@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import review_list
+from dashboard import review_list, triage
 from dashboard.keyboard import Cursor
 
 ACTED = "review_table_acted"  # the row selection the cursor last followed, so a rerun does not move it again
@@ -33,17 +33,13 @@ def table_frame(view: pd.DataFrame, score: str, reference: np.ndarray | None) ->
     percentile does) — then flag, verdict and note."""
     rows = review_list.with_samples(view)
     values = rows[score].to_numpy(np.float64)
-    reference = np.sort(np.asarray([] if reference is None else reference, dtype=np.float64))
-    reference = reference[np.isfinite(reference)]
-    below = np.searchsorted(reference, values, side="left") if reference.size else np.zeros(len(values), int)
-    median, highest = (float(np.median(reference)), float(reference[-1])) if reference.size else (np.nan, np.nan)
-    reach = (values - median) / (highest - median) if highest > median else np.full(len(values), np.nan)
+    below, reach, _ = triage.standing(values, reference)
     return pd.DataFrame(
         {
             "#": np.arange(1, len(rows) + 1),
             "rank": rows["rank"].to_numpy(),
             "file": rows["key"].astype("string").to_numpy(),
-            SCORE_COLUMNS[score]: values + 1.0 if score == "s_nnd" else values,  # triage.score_value_text's wording
+            SCORE_COLUMNS[score]: triage.readable_scores(score, values),
             BELOW: below,
             REACH: reach,
             "flagged": rows["flagged"].astype(bool).to_numpy(),
@@ -64,7 +60,7 @@ def view_key(view: pd.DataFrame) -> str:
 def whole_queue(view: pd.DataFrame, score: str, reference: np.ndarray | None, cursor: Cursor) -> None:
     """The table, and the cursor moved to the row a reviewer picks (once per pick)."""
     key = view_key(view)
-    n = 0 if reference is None else int(np.isfinite(np.asarray(reference, dtype=np.float64)).sum())
+    n = triage.standing(np.empty(0), reference)[2]
     event = st.dataframe(
         table_frame(view, score, reference),
         key=key,

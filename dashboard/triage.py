@@ -81,35 +81,53 @@ SCORE_MEANING = (
 )
 
 
+def readable_scores(score: str, values: np.ndarray | float) -> np.ndarray:
+    """Scores as a reader takes them in: 1 + S_NND, the mean cosine distance to the nearest training images
+    (∈ [0, 2], for the raw −0.9518), or S_LH as it is (a negative log-likelihood)."""
+    values = np.asarray(values, dtype=np.float64)
+    return values + 1.0 if score == "s_nnd" else values
+
+
 def score_value_text(score: str, value: float) -> str:
-    """A score as a reader takes it in: "cosine distance 0.048" (S_NND, 1 + S_NND ∈ [0, 2]: the mean cosine
-    distance to the nearest training images) or "NLL 152.3" (S_LH), for the raw −0.9518 or 152.3456."""
+    """A score in words: "cosine distance 0.048" (S_NND) or "NLL 152.3" (S_LH), for the raw −0.9518 or 152.3456."""
     if not np.isfinite(value):
         return "no score"
-    if score == "s_nnd":
-        return f"cosine distance {1.0 + value:.3f}"
-    return f"NLL {value:,.1f}"
+    shown = float(readable_scores(score, value))
+    return f"cosine distance {shown:.3f}" if score == "s_nnd" else f"NLL {shown:,.1f}"
+
+
+def standing(values: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Where scores stand among the training normals' (finite) scores: for each, how many normals score below it
+    and its reach — its distance above the normals' median in units of the highest normal's (1 = as high as the
+    highest normal; NaN when every normal scores alike) — and how many normals there are."""
+    values = np.asarray(values, dtype=np.float64)
+    reference = np.sort(np.asarray([] if reference is None else reference, dtype=np.float64))
+    reference = reference[np.isfinite(reference)]
+    if reference.size == 0:
+        return np.zeros(len(values), dtype=np.int64), np.full(len(values), np.nan), 0
+    below = np.searchsorted(reference, values, side="left")
+    median, highest = float(np.median(reference)), float(reference[-1])
+    reach = (values - median) / (highest - median) if highest > median else np.full(len(values), np.nan)
+    return below, reach, int(reference.size)
 
 
 def standing_text(value: float, reference: np.ndarray | None) -> str:
     """Where a score stands among the training normals' scores, in words that never saturate at 100 %.
 
     "above 1,041 of 1,050 training normals"; a score above every normal says how far: "above all 1,050
-    training normals; 3.1 × as far above their median as the highest of them" (its distance from the
-    normals' median in units of the highest normal's). Or why there is no such figure.
+    training normals; 3.1 × as far above their median as the highest of them" (its reach, `standing`). Or why
+    there is no such figure.
     """
-    reference = np.asarray([] if reference is None else reference, dtype=np.float64)
-    reference = reference[np.isfinite(reference)]
-    if reference.size == 0:
+    below, reach, n = standing(np.array([value], dtype=np.float64), reference)
+    if n == 0:
         return "no training reference"
     if not np.isfinite(value):
         return "no score"
-    n = reference.size
-    below = int((reference < value).sum())
-    if below < n:
-        return f"above {below:,} of {n:,} training normals" if below else f"above none of the {n:,} training normals"
-    median, highest = float(np.median(reference)), float(reference.max())
+    if below[0] < n:
+        return (
+            f"above {below[0]:,} of {n:,} training normals" if below[0] else f"above none of the {n:,} training normals"
+        )
     text = f"above all {n:,} training normals" if n > 1 else "above the one training normal"
-    if highest > median:
-        text += f"; {(value - median) / (highest - median):,.1f} × as far above their median as the highest of them"
+    if np.isfinite(reach[0]):
+        text += f"; {reach[0]:,.1f} × as far above their median as the highest of them"
     return text
