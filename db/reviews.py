@@ -37,12 +37,8 @@ def add_review(
     review (sample, reviewer, time, verdict, note) already stored is returned instead of being added again,
     so a write retried after an error whose outcome was unclear stays one row.
     """
-    reviewer, note = reviewer.strip(), (note or "").strip() or None
-    verdict = verdict.strip() if verdict is not None else None
-    if verdict is not None and not verdict:
-        raise ValueError("a verdict cannot be blank")
-    if not reviewer:
-        raise ValueError("a review needs a reviewer's name")
+    verdict, reviewer = _checked(verdict, reviewer)
+    note = (note or "").strip() or None
     if session.get(Sample, sample_id) is None:
         raise ValueError(f"no sample {sample_id}")
     if verdict is None and note is None and not session.scalar(select(Review.id).where(Review.sample_id == sample_id)):
@@ -65,6 +61,16 @@ def add_review(
     session.add(review)
     session.flush()
     return review
+
+
+def _checked(verdict: str | None, reviewer: str) -> tuple[str | None, str]:
+    """(verdict, reviewer) stripped; a blank verdict (None is no verdict) or a nameless reviewer refused."""
+    verdict = verdict.strip() if verdict is not None else None
+    if verdict is not None and not verdict:
+        raise ValueError("a verdict cannot be blank")
+    if not reviewer.strip():
+        raise ValueError("a review needs a reviewer's name")
+    return verdict, reviewer.strip()
 
 
 @dataclass(frozen=True)
@@ -221,11 +227,7 @@ def add_verdicts(
     thinned chart can hold tens of thousands of samples, and row by row they held the write lock for seconds.
     """
     ids = list(dict.fromkeys(int(i) for i in sample_ids))
-    verdict, reviewer = verdict.strip(), reviewer.strip()
-    if not verdict:
-        raise ValueError("a verdict cannot be blank")
-    if not reviewer:
-        raise ValueError("a review needs a reviewer's name")
+    verdict, reviewer = _checked(verdict, reviewer)
     chunks = [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
     for chunk in chunks:
         known = set(session.scalars(select(Sample.id).where(Sample.id.in_(chunk))))
