@@ -12,6 +12,7 @@ import time
 
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 
 from db import datasets, job_reads, job_submit
 from db.session import open_database
@@ -38,7 +39,7 @@ def small_disk(tmp_path):
 def fill(disk) -> int:
     """Write a file until not one more byte fits; returns the bytes written."""
     written = 0
-    descriptor = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    descriptor = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)  # again: only new blocks
     try:
         for chunk in (1 << 16, 1 << 12, 1 << 9, 1):  # ever smaller writes take the last free blocks too
             while True:
@@ -52,15 +53,21 @@ def fill(disk) -> int:
     return written
 
 
-def empty_wal(url: str) -> None:
+def empty_wal(url: str, strict: bool = True) -> None:
     """Fold the write-ahead log into the database and truncate it, so that the worker's next write needs new
-    disk blocks (a log with room left would take a few small writes even on a full disk)."""
+    disk blocks (a log with room left would take a few small writes even on a full disk). Not `strict`: a try
+    that may fail (the disk is full, the worker is writing), and the caller tries again later."""
     engine = create_engine(url)
     try:
         for _ in range(50):
-            with engine.connect() as connection:
-                busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-            if not busy:
+            try:
+                with engine.connect() as connection:
+                    busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+            except OperationalError:
+                if strict:
+                    raise
+                return
+            if not busy or not strict:
                 return
             time.sleep(0.1)
         pytest.fail("could not truncate the write-ahead log")
@@ -99,10 +106,19 @@ def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
             stall_s=180,
         )
         empty_wal(url)
-        filled = fill(small_disk)
-        print(f"disk filled with {filled / 1e6:.1f} MB")
+        print(f"disk filled with {fill(small_disk) / 1e6:.1f} MB")
+
+        def refused() -> bool:
+            if "could not record the failure" in workers.log(worker):
+                return True
+            # Again: fold the log into the database and take every block that freed. A log that kept its blocks
+            # is reused from its start after each checkpoint, so the worker could write on a full disk for ever.
+            empty_wal(url, strict=False)
+            fill(small_disk)
+            return "could not record the failure" in workers.log(worker)
+
         # the worker's next checkpoint or progress write fails, and so does its first try to record that
-        wait_for(lambda: "could not record the failure" in workers.log(worker), 180, "a refused failure write")
+        wait_for(refused, 180, "a refused failure write", every=2.0)
         assert job(job_id).status == "running"
         (small_disk / "filler").unlink()  # space again
         wait_for(lambda: job(job_id).status != "running", 30, "the failure to be recorded once space is back")
