@@ -256,7 +256,30 @@ class TrainConfig:
             choices=("extra", "shared"),
         ),
     )
-    temperature: float = field(default=0.2, metadata=_help("Softmax temperature τ of both losses.", min=1e-3))
+    temperature: float = field(
+        default=0.2,
+        metadata=_help(
+            "Softmax temperature τ of both losses (of L_content alone when context_temperature is set).", min=1e-3
+        ),
+    )
+    context_temperature: float = field(
+        default=0.0,
+        metadata=_help(
+            "Con2 only, beyond the paper: a temperature of L_context's own; 0 = temperature (one τ for both losses, "
+            "the paper). A higher one makes the pull of every same-context view together gentler "
+            "(docs/quality.md finding 20).",
+            min=0.0,
+        ),
+    )
+    split_batchnorm: bool = field(
+        default=False,
+        metadata=_help(
+            "Con2 only, beyond the paper: in training, the originals' views and the context images' views pass the "
+            "encoder as two batches, so batch norm standardises each context by its own statistics (off = one batch "
+            "of both contexts, the paper). Pair it with ScoreConfig.batchnorm = per_context, which scores the same "
+            "way (docs/quality.md finding 20).",
+        ),
+    )
     seed: int = field(default=0, metadata=_help("Seeds weights, batches and augmentations."))
     device: str = field(
         default="auto", metadata=_help("auto (CUDA when present), cpu or cuda.", choices=("auto", "cpu", "cuda"))

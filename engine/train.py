@@ -26,7 +26,7 @@ from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
 from engine.device import BatchFeed, autocast, deterministic, resolve_device
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
-from engine.model import Con2Model, shift_classes
+from engine.model import Con2Model, Con2Output, shift_classes
 from engine.rotations import ROTATIONS, rotate
 
 # Keep the training set on the GPU when it takes at most this share of free memory; else stream it.
@@ -291,10 +291,11 @@ def _objective(
     views = con2_views(batch, config.context, augmentation, generator, k)
     if rotating and config.rotation_views == "extra":
         views = torch.cat([views, rotation_views(batch, turns, augmentation, generator)])
+    views = views.contiguous(memory_format=torch.channels_last)
     with autocast(batch.device, config.amp):
-        out = model(views.contiguous(memory_format=torch.channels_last))  # 2kN views (+ N turned ones)
+        out = per_context_forward(model, views, k * n) if config.split_batchnorm else model(views)  # 2kN (+ N)
     m = 2 * k * n
-    l_context = context_contrasting_loss(out.z_context[:m], tau, k)
+    l_context = context_contrasting_loss(out.z_context[:m], config.context_temperature or tau, k)
     l_content = content_alignment_loss(out.z_content[:m], tau, k)
     if config.method == "context_only":
         total = l_context
@@ -308,6 +309,23 @@ def _objective(
         logits = out.shift_logits[m:] if config.rotation_views == "extra" else out.shift_logits[: k * n]
         total = total + config.rotation_weight * csi.rotation_loss(logits.float(), turns.repeat(len(logits) // n))
     return total, l_context, l_content
+
+
+def per_context_forward(model: Con2Model, views: torch.Tensor, originals: int) -> Con2Output:
+    """The model on two batches: the first `originals` rows (the originals' views, with any turned extra views
+    after the context images' rows), then the context images' views, so that in training mode each batch-norm
+    layer standardises a context by its own statistics. One shared batch would let the first layer tell the
+    contexts apart by their means alone (an inverted image is 1 − x), which the context loss then rewards.
+    """
+    m = 2 * originals
+    first = torch.cat([views[:originals], views[m:]])
+    a, b = model(first), model(views[originals:m])
+
+    def joined(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
+        # rows back in the one-batch layout: originals', context images', then the extra views
+        return None if x is None else torch.cat([x[:originals], y, x[originals:]])
+
+    return Con2Output(*(joined(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(Con2Output)))
 
 
 def turned(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:

@@ -287,3 +287,46 @@ def test_a_con2_model_carries_a_rotation_head_only_with_the_auxiliary_loss(pixel
     assert train(pixels, tiny(epochs=1)).model.shift_head is None
     trained = train(pixels, tiny(epochs=1, rotation_weight=0.5))
     assert trained.model.shift_head is not None and trained.model.shift_head.out_features == 4
+
+
+def test_a_context_temperature_of_its_own_changes_l_context_only(pixels):
+    """context_temperature τ_c divides L_context's logits alone; 0 (the default) keeps one τ for both losses."""
+    model = Con2Model("resnet_small", 12, 16)
+    augmentation = ContentAugmentation.from_config(tiny(), 12)
+
+    def losses(**fields):
+        generator = torch.Generator().manual_seed(5)
+        return engine.train._objective(model, pixels[:8], tiny(**fields), augmentation, generator, alpha=1.0)
+
+    _, shared_context, shared_content = losses()
+    _, same_context, same_content = losses(context_temperature=0.2)  # τ_c = τ: the same losses
+    _, own_context, own_content = losses(context_temperature=1.0)
+    assert same_context.item() == pytest.approx(shared_context.item(), rel=1e-6)
+    assert own_content.item() == pytest.approx(shared_content.item(), rel=1e-6)
+    assert abs(own_context.item() - shared_context.item()) > 1e-3
+
+
+def test_split_batchnorm_standardises_each_context_by_its_own_statistics(pixels):
+    """With split_batchnorm the originals' and the context images' views pass batch norm as two batches: each
+    half's outputs are those of the model on that half alone, and the rows keep the one-batch layout."""
+    torch.manual_seed(0)
+    model = Con2Model("resnet_small", 12, 16, shift_classes=4).train()
+    views = torch.randn(3 * 8, 3, 12, 12)  # 8 originals' views, 8 context images' views, 8 turned extra views
+    joined = engine.train.per_context_forward(model, views, 8)
+    alone_originals = model(torch.cat([views[:8], views[16:]]))
+    alone_contexts = model(views[8:16])
+    one_batch = model(views)
+    assert joined.features.shape == one_batch.features.shape and joined.shift_logits.shape == (24, 4)
+    torch.testing.assert_close(joined.z_context[:8], alone_originals.z_context[:8])
+    torch.testing.assert_close(joined.z_context[16:], alone_originals.z_context[8:])
+    torch.testing.assert_close(joined.z_content[8:16], alone_contexts.z_content)
+    assert not torch.allclose(joined.features[8:16], one_batch.features[8:16], atol=1e-4)  # statistics differ
+
+
+def test_split_batchnorm_trains_and_differs_from_one_shared_batch(pixels):
+    reports = []
+    split = train(pixels, tiny(epochs=1, split_batchnorm=True), on_step=reports.append)
+    shared = train(pixels, tiny(epochs=1))
+    assert all(math.isfinite(r.loss) for r in reports)
+    w_split, w_shared = (next(m.model.encoder.parameters()) for m in (split, shared))
+    assert not torch.equal(w_split, w_shared)
