@@ -60,7 +60,7 @@ def view_key(view: pd.DataFrame) -> str:
 def whole_queue(view: pd.DataFrame, score: str, reference: np.ndarray | None, cursor: Cursor) -> None:
     """The table, and the cursor moved to the row a reviewer picks (once per pick)."""
     key = view_key(view)
-    n = triage.standing(np.empty(0), reference)[2]
+    n = triage.finite_reference(reference).size  # counted, not sorted: the table sorts once, below
     event = st.dataframe(
         table_frame(view, score, reference),
         key=key,

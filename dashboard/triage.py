@@ -96,13 +96,18 @@ def score_value_text(score: str, value: float) -> str:
     return f"cosine distance {shown:.3f}" if score == "s_nnd" else f"NLL {shown:,.1f}"
 
 
+def finite_reference(reference: np.ndarray | None) -> np.ndarray:
+    """The training normals' scores that can stand as a reference (finite ones), unsorted."""
+    reference = np.asarray([] if reference is None else reference, dtype=np.float64)
+    return reference[np.isfinite(reference)]
+
+
 def standing(values: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
     """Where scores stand among the training normals' (finite) scores: for each, how many normals score below it
     and its reach — its distance above the normals' median in units of the highest normal's (1 = as high as the
     highest normal; NaN when every normal scores alike) — and how many normals there are."""
     values = np.asarray(values, dtype=np.float64)
-    reference = np.sort(np.asarray([] if reference is None else reference, dtype=np.float64))
-    reference = reference[np.isfinite(reference)]
+    reference = np.sort(finite_reference(reference))
     if reference.size == 0:
         return np.zeros(len(values), dtype=np.int64), np.full(len(values), np.nan), 0
     below = np.searchsorted(reference, values, side="left")

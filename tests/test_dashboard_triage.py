@@ -90,6 +90,13 @@ def test_standing_text_never_saturates():
     assert triage.standing_text(float("nan"), reference) == "no score"
 
 
+def test_the_reference_counts_only_finite_normal_scores():
+    # the queue's column help counts the normals without sorting them; it must agree with the standing it explains
+    reference = np.array([3.0, np.nan, 1.0, np.inf, 2.0])
+    assert triage.finite_reference(reference).size == 3 == triage.standing(np.array([2.5]), reference)[2]
+    assert triage.finite_reference(None).size == 0
+
+
 def test_score_value_text_is_readable():
     assert triage.score_value_text("s_nnd", -0.9518) == "cosine distance 0.048"
     assert triage.score_value_text("s_lh", 1523.456) == "NLL 1,523.5"
