@@ -7,6 +7,7 @@ The data is a few random 8 px images in a MedMNIST-style .npz, so nothing here n
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,17 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_s
     assert json.loads((cell / "result.json").read_text()) == older
 
     assert run(tiny, "--epochs", "3") == 2  # other settings than the finished cell: refused, not mixed
+
+    # the page re-rendered from results.json alone, its state gone, keeps every measured row
+    stored = (tiny["docs"] / "results.json").read_text()
+    (tiny["docs"] / "results.md").write_text("stale")
+    shutil.rmtree(tiny["state"])
+    assert cli.main(["--render-only", "--results-dir", str(tiny["docs"])]) == 0
+    assert (tiny["docs"] / "results.json").read_text() == stored
+    assert (tiny["docs"] / "results.md").read_text() == tables.render_markdown(json.loads(stored))
+    assert (
+        f"| BreastMNIST | Con2 (invert) | {100 * result['auroc_nnd']:.1f}" in (tiny["docs"] / "results.md").read_text()
+    )
 
 
 def report(step: int, epoch: int, elapsed_s: float, *, epochs: int = 10, per_epoch: int = 4) -> StepReport:

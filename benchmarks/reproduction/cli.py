@@ -38,7 +38,7 @@ from benchmarks.reproduction.protocol import (
     run_config,
 )
 from benchmarks.reproduction.state import StateMismatch
-from benchmarks.reproduction.tables import write_tables
+from benchmarks.reproduction.tables import rerender, write_tables
 from benchmarks.reproduction.timelimit import START_MARGIN_S, TimeLimit, log
 
 
@@ -47,7 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run the Con2 paper's protocol on real data and write docs/results.md and docs/results.json.",
         allow_abbrev=False,
     )
-    parser.add_argument("--budget", required=True, choices=tuple(BUDGETS))
+    parser.add_argument("--budget", choices=tuple(BUDGETS), help="the budget to run (required unless --render-only)")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite results.md from results.json and stop: no cell runs, the state folder is not read",
+    )
     parser.add_argument("--datasets", help=f"comma-separated, from {', '.join(DATASETS)} (default: the budget's)")
     parser.add_argument("--methods", help=f"comma-separated, from {', '.join(METHODS)} (default: the plan's)")
     parser.add_argument("--seeds", help="comma-separated training seeds (default: the plan's)")
@@ -69,7 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--state", type=Path, default=STATE_ROOT, help="state root; one folder per budget (default: benchmarks/state)"
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where results.md/.json go (docs/)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.budget is None and not args.render_only:
+        parser.error("--budget is required (or --render-only)")
+    return args
 
 
 def _names(raw: str | None, known: Iterable[str], what: str) -> list[str] | None:
@@ -105,6 +113,10 @@ def resolve_plans(args: argparse.Namespace) -> tuple[list[str], dict[str, Plan]]
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        rerender(args.results_dir)
+        log(f"rewrote {args.results_dir / 'results.md'} from {args.results_dir / 'results.json'}")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
