@@ -11,7 +11,7 @@ with S_NND and S_LH (the recipe's TTA) and reports, beside them:
 - the effective rank (exp of the entropy of the normalised squared singular values) of the centred encoder
   features of the training images, trained and at random initialisation: a collapse detector.
 
-    python benchmarks/quality.py --quick                   # ~16 min here: the ten digits and BreastMNIST, 1 seed
+    python benchmarks/quality.py --quick                   # 10.5 min here: the ten digits and BreastMNIST, 1 seed
     python benchmarks/quality.py                           # every task; 3 seeds on the medical sets
     python benchmarks/quality.py --quick --label main --train alpha_schedule=linear
     python benchmarks/quality.py --quick --label csi --train method=csi --no-simclr   # a peer method, same budget
@@ -150,6 +150,14 @@ def views_per_image(train_over: dict) -> int:
     return views + (1 if rotating and extra else 0)  # the auxiliary rotation loss's own turned view
 
 
+def scored_features(score_config: ScoreConfig) -> str:
+    """The features the recipe scores, which the no-TTA readings must use: its ScoreConfig's (the grid by default
+    now), the pooled output where the field does not exist (54863b9). Reading them from the --score flags alone
+    measured the pooled output whenever the flags left the default in place, as the peer methods' rows of
+    2026-12-03/04 did."""
+    return getattr(score_config, "features", "pooled")
+
+
 def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:
     """Train and score one (task, normal class, seed, method); every figure of one row of the table."""
     loaded, targets, references = split(task, normal)
@@ -168,7 +176,7 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
     train_s = time.perf_counter() - started
     scores = score_images(trained, loaded.train.pixels, loaded.score.pixels, score_config,
                           query_in_bank=loaded.score_in_train, score_train=False)  # fmt: skip
-    kind = score_over.get("features", "pooled")
+    kind = scored_features(score_config)
     trained_plain, trained_rank = plain_auroc(trained.model, loaded, targets, kind)
     torch.manual_seed(seed)
     random_plain, random_rank = plain_auroc(Con2Model(config.encoder, task.image_size, config.projection_dim),
@@ -285,15 +293,21 @@ def sections(text: str) -> tuple[str, dict[str, str]]:
     return head, {part.splitlines()[0][3:]: part.rstrip("\n") + "\n\n" for part in parts}
 
 
+def row_task(row: str) -> str:
+    """The task a table row is about. A per-class task's mean row is one row however many classes it averages:
+    "cifar10 (mean of 9)" from a partial run is replaced by a fresh "cifar10 (mean of 10)", not kept beside it."""
+    return re.sub(r" \(mean of \d+\)$", " (mean)", row.split(" | ")[0])
+
+
 def merged_section(kept: str, fresh: str) -> str:
     """A label's section as freshly written, plus the rows of tasks that only the page still had: the state
     files are local, so a task measured for this label in an earlier checkout lives only in the page's table."""
     fresh_rows = [line for line in fresh.splitlines() if line.startswith("| ") and not line.startswith("| task ")]
-    tasks = {row.split(" | ")[0] for row in fresh_rows}
+    tasks = {row_task(row) for row in fresh_rows}
     old_rows = [
         line
         for line in kept.splitlines()
-        if line.startswith("| ") and not line.startswith("| task ") and line.split(" | ")[0] not in tasks
+        if line.startswith("| ") and not line.startswith("| task ") and row_task(line) not in tasks
     ]
     if not old_rows or not fresh_rows:
         return fresh

@@ -212,3 +212,19 @@ def test_the_quality_table_keeps_a_labels_rows_that_only_the_page_still_has():
     assert rows == ["| old | 50.0 | 60.0 | 3 |", "| both | 70.0 | 75.0 | 3 |", "| new | 90.0 | 95.0 | 3 |"]
     assert merged.startswith("## v3\n\nRecipe:") and merged.endswith("|\n\n")
     assert quality.merged_section(fresh, fresh) == fresh  # nothing only the page has: the fresh section as it is
+    # a partial mean (a run stopped after nine classes) gives way to the full one, and is not kept beside it
+    partial = kept.replace("| both |", "| cifar10 (mean of 9) |")
+    full = fresh.replace("| both |", "| cifar10 (mean of 10) |")
+    rows = [line for line in quality.merged_section(partial, full).splitlines() if line.startswith("| cifar10")]
+    assert rows == ["| cifar10 (mean of 10) | 70.0 | 75.0 | 3 |"]
+
+
+def test_the_no_tta_readings_use_the_features_the_recipe_scores():
+    """quality.py's trained / random readings measure the features the recipe scores, flags or not: the default
+    ScoreConfig's grid, a chosen kind, and the pooled output on a checkout whose ScoreConfig had no such field."""
+    from benchmarks import quality
+    from engine.config import ScoreConfig
+
+    assert quality.scored_features(ScoreConfig()) == ScoreConfig().features == "grid"
+    assert quality.scored_features(ScoreConfig(features="pooled")) == "pooled"
+    assert quality.scored_features(object()) == "pooled"  # 54863b9: scored the pooled output only
