@@ -42,7 +42,7 @@ from db.job_configs import (
     read_config,
     to_json,
 )
-from db.models import FINISHED, JOB_KINDS, Dataset, Job, JobEvent, UTCDateTime, utcnow
+from db.models import FINISHED, JOB_KINDS, SQLITE_NOW, Dataset, Job, JobEvent, UTCDateTime, utcnow
 
 DEFAULT_MAX_ATTEMPTS = 3
 STALE_AFTER_S = 60.0  # a running job without a heartbeat for this long is presumed orphaned
@@ -80,6 +80,17 @@ def _now(session: Session, minus_s: float = 0.0) -> ColumnElement[Any]:
     if session.get_bind().dialect.name == "postgresql":
         return func.statement_timestamp(type_=DateTime(timezone=True)) - timedelta(seconds=minus_s)
     return literal(utcnow() - timedelta(seconds=minus_s), UTCDateTime())
+
+
+def _now_when_run(session: Session) -> ColumnElement[Any]:
+    """Now, read when the database runs the statement rather than when Python builds it. On SQLite a claim waits
+    for the write lock, and a registration that finished meanwhile stamped its time before committing: a time
+    bound from Python before the wait could come out earlier than that registration's end, so a training would
+    seem to start before the registration it waited for had finished. PostgreSQL's statement time is already
+    that of the snapshot the statement reads."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _now(session)
+    return getattr(func, SQLITE_NOW)(type_=UTCDateTime())
 
 
 def _held(claim: Claim) -> tuple[ColumnElement[bool], ...]:
@@ -192,7 +203,7 @@ def claim(*, session: Session, worker_id: str, kinds: Sequence[str] | None = Non
     Exactly one worker gets each job: PostgreSQL skips rows another transaction has locked; SQLite
     runs the statement under its single write lock.
     """
-    now = _now(session)
+    now = _now_when_run(session)
     pick = select(Job.id).where(Job.status == "queued", (Job.kind == "register") | ~_registering(Job))
     if kinds is not None:
         unknown = sorted(set(kinds) - set(JOB_KINDS))

@@ -66,6 +66,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# SQLite has no clock of its own with microseconds, so every connection db.session opens gets this function:
+# `SQLITE_NOW()` in a statement reads this process's UTC clock when SQLite runs the statement, which is after it
+# holds the write lock, where a timestamp bound from Python was read before waiting for it.
+SQLITE_NOW = "con2_utcnow"
+
+
+def sqlite_now_text() -> str:
+    """utcnow() as SQLite stores a UTCDateTime: naive UTC, 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+    return utcnow().replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 

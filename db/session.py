@@ -24,6 +24,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.models import SQLITE_NOW, sqlite_now_text
+
 DATA_DIR_ENV = "CON2_DATA_DIR"
 DATABASE_FILE = "con2.db"
 BUSY_TIMEOUT_S = 15.0  # how long an SQLite writer waits for another process's transaction before giving up
@@ -146,6 +148,7 @@ def _sqlite_pragmas(busy_timeout_s: float):
             cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut may lose the last commit
         finally:
             cursor.close()
+        dbapi_connection.create_function(SQLITE_NOW, 0, sqlite_now_text)  # db/jobs.py: claim's timestamps
 
     return on_connect
 

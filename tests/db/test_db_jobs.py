@@ -283,3 +283,37 @@ def test_a_queued_jobs_place_counts_its_lane_only(sessions):
     assert [places[t].ahead for t in trains[1:]] == [1, 2]
     # registrations are never counted behind trainings, and never wait for a registration themselves
     assert [places[r] for r in registers] == [job_reads.Waiting("quick", 0, None), job_reads.Waiting("quick", 1, None)]
+
+
+def test_a_claim_that_waited_for_the_write_lock_starts_after_the_registration_it_waited_for(sqlite_url):
+    """SQLite: a training claimed while the registration's last transaction held the write lock is stamped with
+    the time it was claimed, not the time the claim began to wait; else it would seem to start before the
+    registration it waited for had finished (seen once in CI: 4 ms before)."""
+    from db.session import open_database
+
+    sessions = open_database(sqlite_url)
+    try:
+        with sessions.begin() as session:
+            dataset = datasets.create_dataset(session=session, location="digits").id
+            job_submit.submit_register(session=session, dataset_id=dataset)
+            train = job_submit.submit_train(session=session, dataset_id=dataset, config={}).id
+        register = claim_kinds(sessions, ["register"])
+        ending = sessions()  # the registration's last transaction, held open: it holds SQLite's write lock
+        jobs.report_progress(session=ending, claim=register, progress=0.99, phase="registering")
+        claimed = {}
+        waiter = threading.Thread(target=lambda: claimed.update(job=claim_kinds(sessions, ["train"], "w2")))
+        waiter.start()
+        time.sleep(0.5)  # the claim is built and waits for the lock
+        assert waiter.is_alive() and not claimed
+        jobs.finish(session=ending, claim=register)
+        ending.commit()
+        ending.close()
+        waiter.join(timeout=60)
+        assert claimed["job"].job_id == train
+        with sessions() as session:
+            ended = job_reads.get_job(session=session, job_id=register.job_id)
+            started = job_reads.get_job(session=session, job_id=train)
+        assert ended.status == "succeeded" and started.status == "running"
+        assert ended.finished_at <= started.started_at and ended.finished_at <= started.heartbeat_at
+    finally:
+        sessions.kw["bind"].dispose()
