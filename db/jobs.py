@@ -75,21 +75,16 @@ class Claim:
 
 
 def _now(session: Session, minus_s: float = 0.0) -> ColumnElement[Any]:
-    """Now (less `minus_s` seconds), by the server's clock on PostgreSQL, so that workers on several
-    machines agree on what is stale; by this machine's on SQLite, which only this machine can open."""
+    """Now (less `minus_s` seconds), read when the database runs the statement. PostgreSQL: the server's clock,
+    so that workers on several machines agree on what is stale. SQLite (which only this machine can open): this
+    machine's clock through db.session's `SQLITE_NOW()`, read once SQLite holds the write lock, so a time stamped
+    after waiting for another transaction is never earlier than that transaction's own (a training claimed while
+    its registration was ending once seemed to start 4 ms before the registration finished). A cut-off
+    (`minus_s` > 0) is bound from Python: it orders nothing, it only has to be about right."""
     if session.get_bind().dialect.name == "postgresql":
         return func.statement_timestamp(type_=DateTime(timezone=True)) - timedelta(seconds=minus_s)
-    return literal(utcnow() - timedelta(seconds=minus_s), UTCDateTime())
-
-
-def _now_when_run(session: Session) -> ColumnElement[Any]:
-    """Now, read when the database runs the statement rather than when Python builds it. On SQLite a claim waits
-    for the write lock, and a registration that finished meanwhile stamped its time before committing: a time
-    bound from Python before the wait could come out earlier than that registration's end, so a training would
-    seem to start before the registration it waited for had finished. PostgreSQL's statement time is already
-    that of the snapshot the statement reads."""
-    if session.get_bind().dialect.name == "postgresql":
-        return _now(session)
+    if minus_s:
+        return literal(utcnow() - timedelta(seconds=minus_s), UTCDateTime())
     return getattr(func, SQLITE_NOW)(type_=UTCDateTime())
 
 
@@ -203,7 +198,7 @@ def claim(*, session: Session, worker_id: str, kinds: Sequence[str] | None = Non
     Exactly one worker gets each job: PostgreSQL skips rows another transaction has locked; SQLite
     runs the statement under its single write lock.
     """
-    now = _now_when_run(session)
+    now = _now(session)
     pick = select(Job.id).where(Job.status == "queued", (Job.kind == "register") | ~_registering(Job))
     if kinds is not None:
         unknown = sorted(set(kinds) - set(JOB_KINDS))

@@ -148,7 +148,7 @@ def _sqlite_pragmas(busy_timeout_s: float):
             cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut may lose the last commit
         finally:
             cursor.close()
-        dbapi_connection.create_function(SQLITE_NOW, 0, sqlite_now_text)  # db/jobs.py: claim's timestamps
+        dbapi_connection.create_function(SQLITE_NOW, 0, sqlite_now_text)  # db/jobs.py: the jobs' timestamps
 
     return on_connect
 
