@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, connection, settings
+from dashboard import auth, connection, preload, settings
 
 st.set_page_config(page_title="Con2 screening", page_icon=":material/radar:", layout="wide")
 
@@ -47,5 +47,6 @@ with st.sidebar:
             help="Saved with every verdict you record (default: CON2_REVIEWER, else your user name).",
         )
     st.caption(status.describe())
+    preload.chart_library()  # the first chart page of a tab then finds Plotly's code loaded (dashboard/preload.py)
 
 page.run()

@@ -46,9 +46,12 @@ from dashboard.seed import seed_run  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+# The script run has ended and no element waits for its code. (Until 2026-12-04 this looked for "Running" in the
+# status widget, which Streamlit 1.67 no longer writes there, so it never waited: a sidebar visit clicked Explore
+# while the Runs page was still loading, and its time included the rest of that load.)
 IDLE = (
-    "() => { const s = document.querySelector('[data-testid=stStatusWidget]');"
-    " return !s || !s.innerText.includes('Running'); }"
+    "() => !!document.querySelector('[data-testid=stApp][data-test-script-state=notRunning]')"
+    " && !document.querySelector('[data-testid=stMain] [data-testid=stSkeleton]')"
 )
 PLOT_DRAWN = (
     "(n) => { const p = document.querySelector('.js-plotly-plot');"
@@ -171,6 +174,7 @@ def sidebar_visits(browser, url: str, samples: int, budget: int = POINT_BUDGET) 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         page.goto(f"{url}/runs")
+        page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=180_000)  # as shell_visit: Runs drawn
         page.wait_for_function(IDLE, timeout=180_000, polling=50)
         nav = page.locator("[data-testid=stSidebarNav]")
 

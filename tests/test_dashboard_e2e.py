@@ -207,6 +207,13 @@ def test_first_time_user_from_nothing_to_an_exported_review(tmp_path):
         page.get_by_text("equalize", exact=True).first.wait_for(timeout=60_000)  # the context gallery
         settle(page)
         screenshot(page, "1-data")
+        # Data draws no chart, yet the tab fetches Plotly's code while idle, for its first chart page
+        # (dashboard/preload.py)
+        assert page.locator(".js-plotly-plot").count() == 0
+        page.wait_for_function(
+            "() => performance.getEntriesByType('resource').some((e) => e.name.includes('/PlotlyChart.'))",
+            timeout=30_000,
+        )
 
         # Train: a tiny run (2 epochs, 2 test-time views) from the form, then watch it live
         open_page(page, url, "train")
