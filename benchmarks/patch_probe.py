@@ -34,6 +34,7 @@ from engine.config import DataConfig, TrainConfig, build
 from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.model import GRID, Con2Model
+from engine.scoring import NNDScorer
 from engine.train import train
 
 BANK_LIMIT = 60_000
@@ -60,10 +61,11 @@ def patch_map(layer2: torch.Tensor, layer3: torch.Tensor, layers: str) -> torch.
     return patches
 
 
-def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """Each query's distance to its nearest bank row, on unit vectors: cosine, as S_NND (engine/scoring.py)."""
-    queries, bank = F.normalize(queries, dim=1), F.normalize(bank, dim=1)
-    return torch.cat([torch.cdist(queries[s : s + chunk], bank).min(1).values for s in range(0, len(queries), chunk)])
+def nearest(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Each query's distance to its nearest bank row: S_NND's cosine search (engine/scoring.py), as the chord
+    √(2 − 2 cos) between unit vectors, so that the mean and top-3 scores average distances, not similarities."""
+    similarity = -NNDScorer(1).fit(bank).anomaly_scores(queries)
+    return (2 - 2 * similarity).clamp_min(0).sqrt()
 
 
 def patch_distances(bank_maps: torch.Tensor, scored_maps: torch.Tensor, positional: bool) -> torch.Tensor:
