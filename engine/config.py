@@ -4,7 +4,7 @@ A run is: which data (`DataConfig`), how to learn (`TrainConfig`), how to score 
 `RunConfig` bundles the three; the CLI, the worker and the dashboard form all build one.
 Every field carries a `help` text, which the CLI and the form show as they are.
 
-Why one module of about 420 lines: most of it is those help texts, and the form, the CLI and the stored runs
+Why one module: most of it is those help texts, and the form, the CLI and the stored runs
 must all read the same field list; split by section, a new field would need two files to agree.
 """
 
@@ -36,65 +36,49 @@ class ConfigError(ValueError):
     """A configuration a user wrote that cannot run; the message says which field and why."""
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+def option(default: Any, text: str, **rules: Any) -> Any:
+    """A config field: its default, the help text the CLI and the form show, and the checks `validate` makes
+    (choices, min, max)."""
+    return field(default=default, metadata={"help": text, **rules})
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and which of them train and which are scored."""
 
-    source: str = field(
-        default="digits",
-        metadata=_help(
-            "Image folder (root/<label>/* or flat; root/<split>/<label>/* too), a .zip of such a folder, "
-            "a CSV manifest (path[,label][,split]), a MedMNIST-style .npz, or 'digits' for the bundled demo."
-        ),
+    source: str = option(
+        "digits",
+        "Image folder (root/<label>/* or flat; root/<split>/<label>/* too), a .zip of such a folder, "
+        "a CSV manifest (path[,label][,split]), a MedMNIST-style .npz, or 'digits' for the bundled demo.",
     )
-    normal_label: str | None = field(
-        default="0",
-        metadata=_help(
-            "Label of the normal class: only these images train. Empty = train on every selected image "
-            "(curating an unlabelled set)."
-        ),
+    normal_label: str | None = option(
+        "0",
+        "Label of the normal class: only these images train. Empty = train on every selected image "
+        "(curating an unlabelled set).",
     )
-    train_split: str | None = field(
-        default="train",
-        metadata=_help("Split whose images train (e.g. train). Empty = every split."),
+    train_split: str | None = option("train", "Split whose images train (e.g. train). Empty = every split.")
+    score_split: str | None = option("test", "Split whose images are scored (e.g. test). Empty = score every image.")
+    holdout_fraction: float = option(
+        0.3,
+        "Only for sources without splits: the seeded fraction of normal images held out for "
+        "testing; every non-normal image is test. 0 = no split (score what trains, leave-one-out).",
+        min=0.0,
+        max=0.9,
     )
-    score_split: str | None = field(
-        default="test",
-        metadata=_help("Split whose images are scored (e.g. test). Empty = score every image."),
+    image_size: int = option(
+        32, "Side in pixels the images are resized and center-cropped to (paper: 224; CIFAR 32).", min=8, max=512
     )
-    holdout_fraction: float = field(
-        default=0.3,
-        metadata=_help(
-            "Only for sources without splits: the seeded fraction of normal images held out for "
-            "testing; every non-normal image is test. 0 = no split (score what trains, leave-one-out).",
-            min=0.0,
-            max=0.9,
-        ),
+    crop_fraction: float = option(
+        1.0,
+        "Share of the resized image the center crop keeps: 1.0 = resize the short side to image_size; "
+        "0.875 = the paper's resize 256 → crop 224.",
+        min=0.5,
+        max=1.0,
     )
-    image_size: int = field(
-        default=32,
-        metadata=_help(
-            "Side in pixels the images are resized and center-cropped to (paper: 224; CIFAR 32).", min=8, max=512
-        ),
+    max_pixels: int = option(
+        100_000_000, "Images with more pixels than this are skipped (decompression-bomb guard).", min=1
     )
-    crop_fraction: float = field(
-        default=1.0,
-        metadata=_help(
-            "Share of the resized image the center crop keeps: 1.0 = resize the short side to image_size; "
-            "0.875 = the paper's resize 256 → crop 224.",
-            min=0.5,
-            max=1.0,
-        ),
-    )
-    max_pixels: int = field(
-        default=100_000_000,
-        metadata=_help("Images with more pixels than this are skipped (decompression-bomb guard).", min=1),
-    )
-    seed: int = field(default=0, metadata=_help("Seed of the holdout split."))
+    seed: int = option(0, "Seed of the holdout split.")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -104,189 +88,148 @@ class DataConfig:
 class TrainConfig:
     """How the encoder learns: method, model, optimisation."""
 
-    method: str = field(
-        default="con2",
-        metadata=_help(
-            "con2 = context contrasting + α·content alignment; context_only and content_only are the "
-            "paper's ablations; simclr is the baseline without a context. Peer methods (no context; all four assume "
-            "rotated images are abnormal: wrong for rotation-invariant data such as cell microscopy): csi = CSI "
-            "(Tack et al. 2020), NT-Xent over the four rotations of each image as separate instances + a rotation "
-            "classifier, scored by nearest-neighbour similarity × projection norm + the rotation logit; self_oecl = "
-            "self-OECL (Le-Gia & Ahn 2023), NT-Xent on 0°/90° rotations while the projection norm of 180°/270° "
-            "rotations is pushed down, scored by the projection norm; firm = FIRM (Lunardi et al. 2025), one "
-            "contrastive loss in which all normal images are positives of each other and each image rotated by a "
-            "random 90°/180°/270° is an outlier with only its own second view as positive, scored by "
-            "nearest-neighbour distance averaged over the four rotations (assumes the normal images form one "
-            "class); masked_contrastive = masked contrastive learning (Cho et al. 2021) with the four rotations as "
-            "pseudo-classes: NT-Xent in which other images at the anchor's rotation are barely repelled (logit "
-            "scale 0.05 instead of 1/τ) and rotated ones mildly (2), + a rotation classifier, scored by Gaussian "
-            "likelihood averaged over 4 rotations × 2 mirrors. "
-            "Classical references, no training "
-            "(epochs, encoder, context and the other training and TTA settings are ignored; images compared at "
-            "≤ 32 px; they assume the images are aligned alike, so that the same pixel means the same place): "
-            "pixels_knn = cosine distance of the raw pixels to the nearest training image; pixels_pca_knn = "
-            "the same on the PCA components that explain 0.95 of the training images' variance (also assumes "
-            "normal images vary along few directions); pixels_iforest = scikit-learn's IsolationForest on the "
-            "raw pixels, seeded (also assumes anomalies are few and isolated by single pixel values).",
-            choices=METHODS,
-        ),
+    method: str = option(
+        "con2",
+        "con2 = context contrasting + α·content alignment; context_only and content_only are the "
+        "paper's ablations; simclr is the baseline without a context. Peer methods (no context; all four assume "
+        "rotated images are abnormal: wrong for rotation-invariant data such as cell microscopy): csi = CSI "
+        "(Tack et al. 2020), NT-Xent over the four rotations of each image as separate instances + a rotation "
+        "classifier, scored by nearest-neighbour similarity × projection norm + the rotation logit; self_oecl = "
+        "self-OECL (Le-Gia & Ahn 2023), NT-Xent on 0°/90° rotations while the projection norm of 180°/270° "
+        "rotations is pushed down, scored by the projection norm; firm = FIRM (Lunardi et al. 2025), one "
+        "contrastive loss in which all normal images are positives of each other and each image rotated by a "
+        "random 90°/180°/270° is an outlier with only its own second view as positive, scored by "
+        "nearest-neighbour distance averaged over the four rotations (assumes the normal images form one "
+        "class); masked_contrastive = masked contrastive learning (Cho et al. 2021) with the four rotations as "
+        "pseudo-classes: NT-Xent in which other images at the anchor's rotation are barely repelled (logit "
+        "scale 0.05 instead of 1/τ) and rotated ones mildly (2), + a rotation classifier, scored by Gaussian "
+        "likelihood averaged over 4 rotations × 2 mirrors. "
+        "Classical references, no training "
+        "(epochs, encoder, context and the other training and TTA settings are ignored; images compared at "
+        "≤ 32 px; they assume the images are aligned alike, so that the same pixel means the same place): "
+        "pixels_knn = cosine distance of the raw pixels to the nearest training image; pixels_pca_knn = "
+        "the same on the PCA components that explain 0.95 of the training images' variance (also assumes "
+        "normal images vary along few directions); pixels_iforest = scikit-learn's IsolationForest on the "
+        "raw pixels, seeded (also assumes anomalies are few and isolated by single pixel values).",
+        choices=METHODS,
     )
-    context: str = field(
-        default="invert",
-        metadata=_help(
-            "Context augmentation t_c: invert (1 − x), flip (vertical mirror) or equalize (histogram "
-            "equalisation). It must make images distinct yet keep their content.",
-            choices=CONTEXTS,
-        ),
+    context: str = option(
+        "invert",
+        "Context augmentation t_c: invert (1 − x), flip (vertical mirror) or equalize (histogram "
+        "equalisation). It must make images distinct yet keep their content.",
+        choices=CONTEXTS,
     )
-    encoder: str = field(
-        default="resnet_small",
-        metadata=_help(
-            "resnet18 = the paper's encoder (512-d; slow on a CPU); resnet_small = a narrow ResNet "
-            "(same design, ¼ width, 128-d) that makes CPU runs practical.",
-            choices=ENCODERS,
-        ),
+    encoder: str = option(
+        "resnet_small",
+        "resnet18 = the paper's encoder (512-d; slow on a CPU); resnet_small = a narrow ResNet "
+        "(same design, ¼ width, 128-d) that makes CPU runs practical.",
+        choices=ENCODERS,
     )
-    projection_dim: int = field(default=128, metadata=_help("Output size of each projection head.", min=2))
-    epochs: int = field(
-        default=60,
-        metadata=_help(
-            "Passes over the normal training images (paper: 2048). With one view per context an epoch costs half "
-            "the paper's, so 60 take the time of the paper recipe's 30.",
-            min=1,
-        ),
+    projection_dim: int = option(128, "Output size of each projection head.", min=2)
+    epochs: int = option(
+        60,
+        "Passes over the normal training images (paper: 2048). With one view per context an epoch costs half "
+        "the paper's, so 60 take the time of the paper recipe's 30.",
+        min=1,
     )
-    batch_size: int = field(
-        default=64,
-        metadata=_help("Original images per step; a step processes 4× as many views (paper: 64–512).", min=2),
+    batch_size: int = option(64, "Original images per step; a step processes 4× as many views (paper: 64–512).", min=2)
+    lr: float = option(1e-3, "Peak AdamW learning rate, cosine-annealed to 0.", min=0.0)
+    weight_decay: float = option(1e-3, "AdamW weight decay.", min=0.0)
+    alpha_schedule: str = option(
+        "constant",
+        "Weight α of the content-alignment loss: constant = 1 from the first step (the default: with α near 0 "
+        "early on, context contrasting collapses the features before content alignment can hold them, and "
+        "a short schedule never recovers; docs/quality.md); linear = annealed 0 → 1 over training (the paper).",
+        choices=ALPHA_SCHEDULES,
     )
-    lr: float = field(default=1e-3, metadata=_help("Peak AdamW learning rate, cosine-annealed to 0.", min=0.0))
-    weight_decay: float = field(default=1e-3, metadata=_help("AdamW weight decay.", min=0.0))
-    alpha_schedule: str = field(
-        default="constant",
-        metadata=_help(
-            "Weight α of the content-alignment loss: constant = 1 from the first step (the default: with α near 0 "
-            "early on, context contrasting collapses the features before content alignment can hold them, and "
-            "a short schedule never recovers; docs/quality.md); linear = annealed 0 → 1 over training (the paper).",
-            choices=ALPHA_SCHEDULES,
-        ),
+    crop_min_area: float = option(
+        0.0,
+        "Smallest random crop of the content augmentations T while training, as a share of the image area; "
+        "0 = SimCLR's range (0.2 below 64 px, 0.08 above).",
+        min=0.0,
+        max=1.0,
     )
-    crop_min_area: float = field(
-        default=0.0,
-        metadata=_help(
-            "Smallest random crop of the content augmentations T while training, as a share of the image area; "
-            "0 = SimCLR's range (0.2 below 64 px, 0.08 above).",
-            min=0.0,
-            max=1.0,
-        ),
+    crop_max_area: float = option(
+        1.0,
+        "Largest random crop of the content augmentations T while training, as a share of the image area; "
+        "1 = the whole image may be kept.",
+        min=0.01,
+        max=1.0,
     )
-    crop_max_area: float = field(
-        default=1.0,
-        metadata=_help(
-            "Largest random crop of the content augmentations T while training, as a share of the image area; "
-            "1 = the whole image may be kept.",
-            min=0.01,
-            max=1.0,
-        ),
+    jitter_strength: float = option(
+        0.5,
+        "Colour-jitter strength s of T (SimCLR's): brightness, contrast and saturation vary by ±0.8·s, hue by "
+        "±0.2·s turns; 0 = no colour jitter.",
+        min=0.0,
+        max=1.0,
     )
-    jitter_strength: float = field(
-        default=0.5,
-        metadata=_help(
-            "Colour-jitter strength s of T (SimCLR's): brightness, contrast and saturation vary by ±0.8·s, hue by "
-            "±0.2·s turns; 0 = no colour jitter.",
-            min=0.0,
-            max=1.0,
-        ),
+    jitter_probability: float = option(
+        0.8, "Share of T's views that are colour-jittered (SimCLR: 0.8).", min=0.0, max=1.0
     )
-    jitter_probability: float = field(
-        default=0.8,
-        metadata=_help("Share of T's views that are colour-jittered (SimCLR: 0.8).", min=0.0, max=1.0),
+    blur_probability: float = option(
+        0.5,
+        "Share of T's views that are Gaussian-blurred (σ 0.1–2 px; SimCLR: 0.5), for images of at least "
+        "blur_min_size px.",
+        min=0.0,
+        max=1.0,
     )
-    blur_probability: float = field(
-        default=0.5,
-        metadata=_help(
-            "Share of T's views that are Gaussian-blurred (σ 0.1–2 px; SimCLR: 0.5), for images of at least "
-            "blur_min_size px.",
-            min=0.0,
-            max=1.0,
-        ),
+    blur_min_size: int = option(
+        64,
+        "Images smaller than this many pixels a side are never blurred: a blur is too destructive on tiny "
+        "images (0 = blur at every size).",
+        min=0,
     )
-    blur_min_size: int = field(
-        default=64,
-        metadata=_help(
-            "Images smaller than this many pixels a side are never blurred: a blur is too destructive on tiny "
-            "images (0 = blur at every size).",
-            min=0,
-        ),
+    context_weight: float = option(
+        0.3,
+        "Weight λ of the context-contrasting loss: L = λ·L_context + α·L_content (the paper: λ = 1). At 0.3 (the "
+        "default) the content loss leaves its chance level within a short CPU schedule, where at 1 it stays there; "
+        "the ranking is level (docs/quality.md).",
+        min=0.0,
     )
-    context_weight: float = field(
-        default=0.3,
-        metadata=_help(
-            "Weight λ of the context-contrasting loss: L = λ·L_context + α·L_content (the paper: λ = 1). At 0.3 (the "
-            "default) the content loss leaves its chance level within a short CPU schedule, where at 1 it stays there; "
-            "the ranking is level (docs/quality.md).",
-            min=0.0,
-        ),
+    views_per_context: int = option(
+        1,
+        "Augmented views of each image per context in a step: 1 = one view of the image and one of its context "
+        "image (the default: half the cost per step, so twice the epochs in the same time; the content positive "
+        "is then the other context's view alone); 2 = the paper (4 views per image).",
+        min=1,
+        max=2,
     )
-    views_per_context: int = field(
-        default=1,
-        metadata=_help(
-            "Augmented views of each image per context in a step: 1 = one view of the image and one of its context "
-            "image (the default: half the cost per step, so twice the epochs in the same time; the content positive "
-            "is then the other context's view alone); 2 = the paper (4 views per image).",
-            min=1,
-            max=2,
-        ),
+    rotation_weight: float = option(
+        0.0,
+        "Con2 only, beyond the paper: weight of an auxiliary rotation-prediction loss (a linear head on the "
+        "encoder features predicts which quarter turn an augmented view of the image was given; 0 = off, the "
+        "paper). It teaches the encoder orientation-bound detail that Con2's own losses leave out at small "
+        "budgets; the rotated views are never used as negatives, so no anomaly is assumed (docs/quality.md).",
+        min=0.0,
     )
-    rotation_weight: float = field(
-        default=0.0,
-        metadata=_help(
-            "Con2 only, beyond the paper: weight of an auxiliary rotation-prediction loss (a linear head on the "
-            "encoder features predicts which quarter turn an augmented view of the image was given; 0 = off, the "
-            "paper). It teaches the encoder orientation-bound detail that Con2's own losses leave out at small "
-            "budgets; the rotated views are never used as negatives, so no anomaly is assumed (docs/quality.md).",
-            min=0.0,
-        ),
+    rotation_views: str = option(
+        "extra",
+        "With rotation_weight > 0: extra = one more view of each image per step, given a random quarter turn (3 "
+        "views per image instead of 2); shared = the Con2 views themselves are turned (each original and its "
+        "context image by the same random quarter turn), at no extra cost.",
+        choices=("extra", "shared"),
     )
-    rotation_views: str = field(
-        default="extra",
-        metadata=_help(
-            "With rotation_weight > 0: extra = one more view of each image per step, given a random quarter turn (3 "
-            "views per image instead of 2); shared = the Con2 views themselves are turned (each original and its "
-            "context image by the same random quarter turn), at no extra cost.",
-            choices=("extra", "shared"),
-        ),
+    temperature: float = option(
+        0.2, "Softmax temperature τ of both losses (of L_content alone when context_temperature is set).", min=1e-3
     )
-    temperature: float = field(
-        default=0.2,
-        metadata=_help(
-            "Softmax temperature τ of both losses (of L_content alone when context_temperature is set).", min=1e-3
-        ),
+    context_temperature: float = option(
+        0.0,
+        "Con2 only, beyond the paper: a temperature of L_context's own; 0 = temperature (one τ for both losses, "
+        "the paper). A higher one makes the pull of every same-context view together gentler "
+        "(docs/quality.md finding 20).",
+        min=0.0,
     )
-    context_temperature: float = field(
-        default=0.0,
-        metadata=_help(
-            "Con2 only, beyond the paper: a temperature of L_context's own; 0 = temperature (one τ for both losses, "
-            "the paper). A higher one makes the pull of every same-context view together gentler "
-            "(docs/quality.md finding 20).",
-            min=0.0,
-        ),
+    split_batchnorm: bool = option(
+        False,
+        "Con2 only, beyond the paper: in training, the originals' views and the context images' views pass the "
+        "encoder as two batches, so batch norm standardises each context by its own statistics (off = one batch "
+        "of both contexts, the paper). Pair it with ScoreConfig.batchnorm = per_context, which scores the same "
+        "way (docs/quality.md finding 20).",
     )
-    split_batchnorm: bool = field(
-        default=False,
-        metadata=_help(
-            "Con2 only, beyond the paper: in training, the originals' views and the context images' views pass the "
-            "encoder as two batches, so batch norm standardises each context by its own statistics (off = one batch "
-            "of both contexts, the paper). Pair it with ScoreConfig.batchnorm = per_context, which scores the same "
-            "way (docs/quality.md finding 20).",
-        ),
-    )
-    seed: int = field(default=0, metadata=_help("Seeds weights, batches and augmentations."))
-    device: str = field(
-        default="auto", metadata=_help("auto (CUDA when present), cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    )
-    amp: bool = field(default=True, metadata=_help("Mixed precision (bfloat16) on CUDA; ignored on the CPU."))
-    checkpoint_every: int = field(default=5, metadata=_help("Save a resumable checkpoint every N epochs.", min=1))
+    seed: int = option(0, "Seeds weights, batches and augmentations.")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    amp: bool = option(True, "Mixed precision (bfloat16) on CUDA; ignored on the CPU.")
+    checkpoint_every: int = option(5, "Save a resumable checkpoint every N epochs.", min=1)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -300,75 +243,56 @@ class TrainConfig:
 class ScoreConfig:
     """How anomaly scores are computed from the encoder's features (heads discarded)."""
 
-    tta: int = field(
-        default=2,
-        metadata=_help(
-            "Test-time views A: half on x, half on its context image (paper: 40). 1 = x alone.",
-            min=1,
-        ),
+    tta: int = option(2, "Test-time views A: half on x, half on its context image (paper: 40). 1 = x alone.", min=1)
+    tta_augment: bool = option(
+        False,
+        "Draw each test-time view from the content augmentations T (the paper). Off (the default): x and its "
+        "context image, each once as they are, so A = 2 covers both and more views would only repeat them; "
+        "augmented views cost BreastMNIST 5 points and helped no task by more than 1 (docs/quality.md).",
     )
-    tta_augment: bool = field(
-        default=False,
-        metadata=_help(
-            "Draw each test-time view from the content augmentations T (the paper). Off (the default): x and its "
-            "context image, each once as they are, so A = 2 covers both and more views would only repeat them; "
-            "augmented views cost BreastMNIST 5 points and helped no task by more than 1 (docs/quality.md).",
-        ),
+    tta_min_area: float = option(
+        0.0,
+        "Smallest crop of a test-time augmentation, as a share of the image area; 0 = SimCLR's range (0.2 "
+        "below 64 px, 0.08 above), whatever crop_min_area trained. Milder crops keep small lesions in view. The "
+        "largest crop, the colour jitter and the blur are the training's (TrainConfig).",
+        min=0.0,
+        max=1.0,
     )
-    tta_min_area: float = field(
-        default=0.0,
-        metadata=_help(
-            "Smallest crop of a test-time augmentation, as a share of the image area; 0 = SimCLR's range (0.2 "
-            "below 64 px, 0.08 above), whatever crop_min_area trained. Milder crops keep small lesions in view. The "
-            "largest crop, the colour jitter and the blur are the training's (TrainConfig).",
-            min=0.0,
-            max=1.0,
-        ),
+    batchnorm: str = option(
+        "training",
+        "Batch-norm statistics the encoder scores with: training = the running statistics of training "
+        "(a mix of augmented originals and context images; the paper); per_context = re-estimated on the "
+        "plain training images for the plain half and on their context images for the context half (on the grid: "
+        "BreastMNIST +3.5 AUROC points, CIFAR-10 −3.5, level elsewhere; docs/quality.md finding 13).",
+        choices=BATCHNORM_STATISTICS,
     )
-    batchnorm: str = field(
-        default="training",
-        metadata=_help(
-            "Batch-norm statistics the encoder scores with: training = the running statistics of training "
-            "(a mix of augmented originals and context images; the paper); per_context = re-estimated on the "
-            "plain training images for the plain half and on their context images for the context half (on the grid: "
-            "BreastMNIST +3.5 AUROC points, CIFAR-10 −3.5, level elsewhere; docs/quality.md finding 13).",
-            choices=BATCHNORM_STATISTICS,
-        ),
+    features: str = option(
+        "grid",
+        "Encoder features the scores compare: grid = the second stage's feature map averaged over a 4 × 4 grid "
+        "of cells, which keeps where a structure sits (the default: far better on small aligned images such as "
+        "digits and x-rays; docs/quality.md); pooled = the encoder's output averaged over the whole image "
+        "(the paper).",
+        choices=FEATURES,
     )
-    features: str = field(
-        default="grid",
-        metadata=_help(
-            "Encoder features the scores compare: grid = the second stage's feature map averaged over a 4 × 4 grid "
-            "of cells, which keeps where a structure sits (the default: far better on small aligned images such as "
-            "digits and x-rays; docs/quality.md); pooled = the encoder's output averaged over the whole image "
-            "(the paper).",
-            choices=FEATURES,
-        ),
+    k: int = option(1, "Neighbours averaged by S_NND (paper: 1).", min=1)
+    context_bank: str = option(
+        "context",
+        "Bank the context half compares with: context = context images of the training set (the "
+        "cluster the sample should align with); original = Eq. 12 read literally.",
+        choices=CONTEXT_BANKS,
     )
-    k: int = field(default=1, metadata=_help("Neighbours averaged by S_NND (paper: 1).", min=1))
-    context_bank: str = field(
-        default="context",
-        metadata=_help(
-            "Bank the context half compares with: context = context images of the training set (the "
-            "cluster the sample should align with); original = Eq. 12 read literally.",
-            choices=CONTEXT_BANKS,
-        ),
+    lh_shrinkage: str = option(
+        "ledoit_wolf", "Covariance shrinkage of S_LH: ledoit_wolf or fixed (Σ + εI).", choices=LH_SHRINKAGE
     )
-    lh_shrinkage: str = field(
-        default="ledoit_wolf",
-        metadata=_help("Covariance shrinkage of S_LH: ledoit_wolf or fixed (Σ + εI).", choices=LH_SHRINKAGE),
+    lh_epsilon: float = option(1e-3, "ε of the fixed shrinkage Σ + εI.", min=0.0)
+    reference_size: int = option(
+        5000,
+        "Training images scored leave-one-out as the reference for percentiles and thresholds "
+        "(a seeded subset when there are more).",
+        min=3,
     )
-    lh_epsilon: float = field(default=1e-3, metadata=_help("ε of the fixed shrinkage Σ + εI.", min=0.0))
-    reference_size: int = field(
-        default=5000,
-        metadata=_help(
-            "Training images scored leave-one-out as the reference for percentiles and thresholds "
-            "(a seeded subset when there are more).",
-            min=3,
-        ),
-    )
-    batch_size: int = field(default=256, metadata=_help("Images per forward pass while scoring.", min=1))
-    seed: int = field(default=1234, metadata=_help("Seed of the test-time augmentations."))
+    batch_size: int = option(256, "Images per forward pass while scoring.", min=1)
+    seed: int = option(1234, "Seed of the test-time augmentations.")
 
     def __post_init__(self) -> None:
         validate(self)

@@ -133,11 +133,10 @@ def digits_csi():
 
 
 def test_a_tiny_run_on_the_digits_trains_and_scores_finitely(digits_csi):
-    result = digits_csi
-    assert_trained_and_scored_finitely(result)
-    scores = result.scores
-    assert len(scores.train_s_nnd) == 50 and scores.neighbours.shape == (len(result.scored), 5)
-    assert result.metrics["auroc_nnd"] is not None
+    assert_trained_and_scored_finitely(digits_csi)
+    scores = digits_csi.scores
+    assert len(scores.train_s_nnd) == 50 and scores.neighbours.shape == (len(digits_csi.scored), 5)
+    assert digits_csi.metrics["auroc_nnd"] >= 0.75  # measured 0.840 (seed 2, one epoch; raw pixels 1.000)
     # the context features are the 180°-rotated image's, not the plain image's
     assert not np.allclose(scores.features, scores.context_features)
 

@@ -151,13 +151,11 @@ def screenshot(page, name: str) -> None:
 
 
 def settle(page) -> None:
-    """Wait until Streamlit has finished the current run (no 'Running…' status widget)."""
+    """Wait until Streamlit has finished the current script run: the app's own script-state attribute. (Until
+    2026-12-04 this looked for 'Running' in the status widget's text, which Streamlit 1.67 no longer writes
+    there, so it never waited.)"""
     page.wait_for_selector("[data-testid=stMain]")
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=stStatusWidget]')"
-        " || !document.querySelector('[data-testid=stStatusWidget]').innerText.includes('Running')",
-        timeout=60_000,
-    )
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
 
 
 def open_page(page, url: str, path: str) -> None:
@@ -166,10 +164,9 @@ def open_page(page, url: str, path: str) -> None:
 
 
 def drawn(page) -> None:
-    """Wait until the script run has ended and every element has drawn. settle() looks for 'Running' in the status
-    widget's text, which Streamlit 1.67 no longer writes there (only "Stop"; "Running..." is the running icon's
-    aria-label), and an element whose code the browser is still loading shows a grey placeholder (stSkeleton)."""
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+    """Wait until the script run has ended and every element has drawn: an element whose code the browser is
+    still loading shows a grey placeholder (stSkeleton) after the run has ended."""
+    settle(page)
     page.wait_for_function("() => !document.querySelector('[data-testid=stMain] [data-testid=stSkeleton]')",
                            timeout=60_000)  # fmt: skip
 
@@ -214,6 +211,12 @@ def test_first_time_user_from_nothing_to_an_exported_review(tmp_path):
             "() => performance.getEntriesByType('resource').some((e) => e.name.includes('/PlotlyChart.'))",
             timeout=30_000,
         )
+        # Curator: the cleaned list downloads as a manifest that --data and the Data page read back
+        with page.expect_download(timeout=60_000) as download_info:
+            page.get_by_role("button", name="Kept files (CSV)").click()
+        kept = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
+        assert list(kept[0]) == ["path", "label", "split", "key"] and 1700 < len(kept) <= 1797
+        assert {row["label"] for row in kept} == set("0123456789")
 
         # Train: a tiny run (2 epochs, 2 test-time views) from the form, then watch it live
         open_page(page, url, "train")

@@ -111,10 +111,11 @@ def digits_oecl():
 
 
 def test_a_tiny_run_on_the_digits_trains_and_scores_finitely(digits_oecl):
-    result = digits_oecl
-    assert_trained_and_scored_finitely(result)
-    assert (result.scores.s_nnd < 0).all()  # −‖·‖: a norm is positive
-    assert result.metrics["auroc_nnd"] is not None
+    assert_trained_and_scored_finitely(digits_oecl)
+    assert (digits_oecl.scores.s_nnd < 0).all()  # −‖·‖: a norm is positive
+    # no AUROC floor: one epoch is a handful of steps, too few for the norm penalty to order the norms
+    # (measured 0.325 on digit 0, below chance); the method's ranking is measured by benchmarks/quality.py
+    assert 0.0 <= digits_oecl.metrics["auroc_nnd"] <= 1.0
 
 
 def test_the_bundle_round_trip_scores_as_the_original_and_adds_no_head(digits_oecl):

@@ -4,6 +4,8 @@ reasons, sent to the Review page's curation list; the cleaned list as CSV; and t
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -190,26 +192,22 @@ leave_out = st.multiselect(
     help="Unreadable files are always left out, and of each exact-duplicate group one file is kept (one marked "
     "keep, else the first). Near duplicates stay unless a verdict leaves them out.",
 )
-exports = st.columns(2)
-exports[0].download_button(
-    "Kept files (CSV)",
-    data=lambda: curation.kept_csv(dataset_id, leave_out),
-    file_name=f"dataset-{dataset_id}-kept.csv",
-    mime="text/csv",
-    on_click="ignore",
-    icon=":material/download:",
-    key="data_export_kept",
-    help="path, label, split, key of each kept file: a manifest the Data page and --data read back.",
-)
-exports[1].download_button(
-    "Flagged files with reasons (CSV)",
-    data=lambda: curation.flagged_csv(dataset_id, leave_out),
-    file_name=f"dataset-{dataset_id}-flagged.csv",
-    mime="text/csv",
-    on_click="ignore",
-    icon=":material/download:",
-    key="data_export_flagged",
-)
+EXPORTS = (  # (button, what it writes, file and key suffix, help)
+    ("Kept files (CSV)", curation.kept_csv, "kept",
+     "path, label, split, key of each kept file: a manifest the Data page and --data read back."),
+    ("Flagged files with reasons (CSV)", curation.flagged_csv, "flagged", None),
+)  # fmt: skip
+for column, (label, csv_of, suffix, help_text) in zip(st.columns(len(EXPORTS)), EXPORTS, strict=True):
+    column.download_button(
+        label,
+        data=functools.partial(csv_of, dataset_id, leave_out),  # written only when clicked
+        file_name=f"dataset-{dataset_id}-{suffix}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        key=f"data_export_{suffix}",
+        help=help_text,
+    )
 
 st.subheader("Thumbnails")
 labels = overview["labels"]
