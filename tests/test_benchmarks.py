@@ -131,6 +131,20 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_s
         f"| BreastMNIST | Con2 (invert) | {100 * result['auroc_nnd']:.1f}" in (tiny["docs"] / "results.md").read_text()
     )
 
+    # a new cell measured on a fresh checkout (no state) adds its row and keeps every row the page had
+    assert run(tiny, "--methods", "simclr") == 0
+    rows = {
+        (r["dataset"], r["method"]): r
+        for r in json.loads((tiny["docs"] / "results.json").read_text())["budgets"]["cpu"]["rows"]
+    }
+    assert rows[("breastmnist", "con2_invert")]["auroc_nnd"]["mean"] == pytest.approx(100 * result["auroc_nnd"])
+    assert rows[("breastmnist", "pixel_1nn")]["status"] == "finished"
+    assert rows[("breastmnist", "simclr")]["status"] == "finished"
+    assert (
+        rows[("breastmnist", "csi")]["status"] == "not run"
+        and rows[("breastmnist", "csi")]["paper_s_nnd"] == "77.3 ± 0.5"
+    )
+
 
 def report(step: int, epoch: int, elapsed_s: float, *, epochs: int = 10, per_epoch: int = 4) -> StepReport:
     return StepReport(

@@ -61,6 +61,12 @@ METHODS = {
     "context_only": Method("L_context only (invert)", "context_only", "invert"),
     "content_only": Method("L_content only (invert)", "content_only", "invert"),
     "simclr": Method("SimCLR", "simclr", "invert"),
+    # the peer methods (docs/peer-methods.md): no context image; each trains on rotations and scores by its own
+    # rule (the S_NND column is that score; S_LH is the Gaussian likelihood of the same encoder's features)
+    "csi": Method("CSI", "csi", "invert"),
+    "firm": Method("FIRM", "firm", "invert"),
+    "masked_contrastive": Method("Masked contrastive", "masked_contrastive", "invert"),
+    "self_oecl": Method("self-OECL", "self_oecl", "invert"),
 }
 FLOOR = "pixel_1nn"  # raw-pixel cosine 1-NN: no learning, seed-free; the floor every method must beat
 FLOOR_TITLE = "Raw pixels, 1-NN (floor)"
@@ -80,6 +86,9 @@ PAPER: dict[tuple[str, str], tuple[str | None, str | None]] = {
     ("br35h", "con2_flip"): ("99.8 ± 0.3", None),
     ("br35h", "con2_equalize"): ("99.9 ± 0.0", None),
     ("br35h", "simclr"): ("99.8 ± 0.1", None),
+    ("breastmnist", "csi"): ("77.3 ± 0.5", None),  # Table 1's CSI row
+    ("pneumoniamnist", "csi"): ("73.9 ± 1.6", None),
+    ("br35h", "csi"): ("95.1 ± 0.6", None),
     ("cifar10", "con2_invert"): ("94.6", "93.7"),
     ("cifar10", "con2_flip"): ("95.3", "94.7"),
     ("cifar10", "con2_equalize"): ("91.5", "91.1"),

@@ -212,14 +212,44 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What a row says about the grid rather than about a measurement: always the fresh summary's.
+DESCRIPTIVE = ("dataset_title", "method_title", "paper_s_nnd", "paper_s_lh", "planned_seeds", "planned")
+
+
+def kept_measurements(fresh: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+    """One budget's fresh summary, plus what only the stored page still has: a row measured in an earlier checkout
+    (the state folder is local and git-ignored) and not run in this one keeps its stored measurement, and so do
+    CIFAR-10 classes. Without this, running one new cell on a fresh checkout emptied every other row."""
+    if not before:
+        return fresh
+    stored = {(r["dataset"], r["method"]): r for r in before.get("rows", [])}
+    rows = []
+    for row in fresh["rows"]:
+        old = stored.get((row["dataset"], row["method"]))
+        if row["status"] == "not run" and old is not None and old.get("status") != "not run":
+            row = {**old, **{key: row[key] for key in DESCRIPTIVE}}
+        rows.append(row)
+    classes = {(c["class"], c["method"]) for c in fresh["cifar10_per_class"]}
+    per_class = fresh["cifar10_per_class"] + [
+        c for c in before.get("cifar10_per_class", []) if (c["class"], c["method"]) not in classes
+    ]
+    return {"rows": rows, "cifar10_per_class": per_class}
+
+
 def write_tables(state_root: Path, results_dir: Path) -> dict[str, Any]:
-    """Rewrite results.json and results.md from every finished cell of every budget under the state root."""
+    """Rewrite results.json and results.md from every finished cell of every budget under the state root, keeping
+    the stored rows that no cell under it measures (`kept_measurements`)."""
     results = load_results(state_root)
+    stored = results_dir / "results.json"
+    before = json.loads(stored.read_text())["budgets"] if stored.exists() else {}
     summary = {
         "generated_at": now(),
         "protocol": "train on normal train images; score the whole test split; AUROC % (anomalous positive); "
         "mean ± sample std over seeds",
-        "budgets": {budget: summarise(budget, results.get(budget, [])) for budget in BUDGETS},
+        "budgets": {
+            budget: kept_measurements(summarise(budget, results.get(budget, [])), before.get(budget))
+            for budget in BUDGETS
+        },
         "budget_settings": {b: {d: dataclasses.asdict(p) for d, p in plans.items()} for b, plans in BUDGETS.items()},
         "deviations": DEVIATIONS,
     }
