@@ -117,7 +117,8 @@ class Plan:
 MEDICAL_224 = {"image_size": 224, "crop_fraction": 0.875, "encoder": "resnet18", "tta": 40}
 
 BUDGETS: dict[str, dict[str, Plan]] = {
-    # 2 CPU cores. BreastMNIST: every method × 3 seeds in about an hour (docs/benchmarks.md). PneumoniaMNIST
+    # 2 CPU cores. BreastMNIST: every method × 3 seeds, about an hour for Con2, its ablations and SimCLR
+    # (docs/benchmarks.md) and about 50 minutes more for the four peer methods (~5 min a seed each). PneumoniaMNIST
     # and BR35H: fewer methods, 3 seeds, about 20 minutes each; CIFAR-10: one seed, all ten classes, about 50.
     "cpu": {
         "breastmnist": Plan(image_size=28, epochs=60, batch_size=64, checkpoint_every=10),
