@@ -140,6 +140,19 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_and_a_finished_one_is_s
     assert rows[("breastmnist", "con2_invert")]["auroc_nnd"]["mean"] == pytest.approx(100 * result["auroc_nnd"])
     assert rows[("breastmnist", "pixel_1nn")]["status"] == "finished"
     assert rows[("breastmnist", "simclr")]["status"] == "finished"
+    # a classical reference runs in the same grid, fitted rather than trained: no model, one view, so its plain
+    # score is its score, and its setting is the image size alone
+    assert run(tiny, "--methods", "pixels_pca_knn,pixels_iforest") == 0
+    rows = {
+        (r["dataset"], r["method"]): r
+        for r in json.loads((tiny["docs"] / "results.json").read_text())["budgets"]["cpu"]["rows"]
+    }
+    for method in ("pixels_pca_knn", "pixels_iforest"):
+        row = rows[("breastmnist", method)]
+        assert row["status"] == "finished" and 0.0 <= row["auroc_nnd"]["mean"] <= 100.0
+        assert row["auroc_nnd_tta1"] == row["auroc_nnd"] and row["setting"]["tta"] == 1
+    assert rows[("breastmnist", "simclr")]["status"] == "finished"  # kept
+    assert "| BreastMNIST | Raw pixels, IsolationForest |" in (tiny["docs"] / "results.md").read_text()
     assert (
         rows[("breastmnist", "csi")]["status"] == "not run"
         and rows[("breastmnist", "csi")]["paper_s_nnd"] == "77.3 ± 0.5"

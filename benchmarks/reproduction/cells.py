@@ -167,16 +167,21 @@ def run_cell(
         state.write_json(result_path, result)
         (cell_dir / LAST).unlink(missing_ok=True)
         return "failed", result
-    session.update(limit.session(config.train.epochs, trained=True), device=device_name(run.trained.device))
+    # a classical reference has no model: it ran on the CPU, and with one view its score is its plain score
+    device = device_name("cpu" if run.trained is None else run.trained.device)
+    session.update(limit.session(config.train.epochs, trained=True), device=device)
     session["score_s"] = run.scores.wall_s
     sessions["sessions"].append(session)
-    plain = without_tta(run, loaded)
+    plain = run.metrics if run.trained is None else without_tta(run, loaded)
     train_s = sum(s.get("train_s", 0.0) for s in sessions["sessions"])
     images = sum(s.get("images", 0.0) for s in sessions["sessions"])
     metrics = run.metrics
     result = {
         **base,
-        **{k: metrics[k] for k in ("auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored", "n_anomalous")},
+        **{
+            k: metrics.get(k)
+            for k in ("auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored", "n_anomalous")
+        },
         "auroc_nnd_tta1": plain["auroc_nnd"],
         "auroc_lh_tta1": plain["auroc_lh"],
         "n_train": metrics["n_train"],

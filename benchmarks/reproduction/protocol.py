@@ -67,7 +67,11 @@ METHODS = {
     "firm": Method("FIRM", "firm", "invert"),
     "masked_contrastive": Method("Masked contrastive", "masked_contrastive", "invert"),
     "self_oecl": Method("self-OECL", "self_oecl", "invert"),
+    # the classical references (engine/classical.py): scikit-learn on the raw pixels, fitted, not trained
+    "pixels_pca_knn": Method("Raw pixels, PCA + 1-NN", "pixels_pca_knn", "invert"),
+    "pixels_iforest": Method("Raw pixels, IsolationForest", "pixels_iforest", "invert"),
 }
+CLASSICAL = ("pixels_pca_knn", "pixels_iforest")  # no model: no epochs, encoder or test-time views apply
 FLOOR = "pixel_1nn"  # raw-pixel cosine 1-NN: no learning, seed-free; the floor every method must beat
 FLOOR_TITLE = "Raw pixels, 1-NN (floor)"
 
@@ -218,7 +222,7 @@ def run_config(cell: Cell, plan: Plan, data_root: Path, device: str) -> RunConfi
             context_weight=1.0,
             views_per_context=2,
         ),
-        score=ScoreConfig(tta=plan.tta, tta_augment=True, features="pooled"),
+        score=ScoreConfig(tta=1 if cell.method in CLASSICAL else plan.tta, tta_augment=True, features="pooled"),
     )
 
 

@@ -15,7 +15,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reproduction.protocol import BUDGETS, DATASETS, DEVIATIONS, FLOOR, FLOOR_TITLE, METHODS, PAPER
+from benchmarks.reproduction.protocol import (
+    BUDGETS,
+    CLASSICAL,
+    DATASETS,
+    DEVIATIONS,
+    FLOOR,
+    FLOOR_TITLE,
+    METHODS,
+    PAPER,
+)
 from benchmarks.reproduction.state import load_results, now, write_json
 
 
@@ -161,7 +170,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 s = row.get("setting", {})
                 setting = (
                     f"{s['image_size']} px, {s['encoder']}, {s['epochs']} ep, batch {s['batch_size']}, TTA {s['tta']}"
-                    if row["method"] != FLOOR
+                    if row["method"] not in (FLOOR, *CLASSICAL)
                     else f"{s['image_size']} px"
                 )
                 seeds = "—" if row["method"] == FLOOR else f"{len(row['seeds'])} of {row['planned_seeds']}"
