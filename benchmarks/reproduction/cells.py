@@ -167,12 +167,11 @@ def run_cell(
         state.write_json(result_path, result)
         (cell_dir / LAST).unlink(missing_ok=True)
         return "failed", result
-    # a classical reference has no model: it ran on the CPU, and with one view its score is its plain score
-    device = device_name("cpu" if run.trained is None else run.trained.device)
-    session.update(limit.session(config.train.epochs, trained=True), device=device)
+    # metrics["device"]: a classical reference has no trained model, and says "cpu" itself
+    session.update(limit.session(config.train.epochs, trained=True), device=device_name(run.metrics["device"]))
     session["score_s"] = run.scores.wall_s
     sessions["sessions"].append(session)
-    plain = run.metrics if run.trained is None else without_tta(run, loaded)
+    plain = without_tta(run, loaded)  # a classical reference scores with one view: its plain score is its score
     train_s = sum(s.get("train_s", 0.0) for s in sessions["sessions"])
     images = sum(s.get("images", 0.0) for s in sessions["sessions"])
     metrics = run.metrics

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import CLASSICAL_METHODS, ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_ROOT = REPO.parent / "shared" / "data"
@@ -71,7 +71,8 @@ METHODS = {
     "pixels_pca_knn": Method("Raw pixels, PCA + 1-NN", "pixels_pca_knn", "invert"),
     "pixels_iforest": Method("Raw pixels, IsolationForest", "pixels_iforest", "invert"),
 }
-CLASSICAL = ("pixels_pca_knn", "pixels_iforest")  # no model: no epochs, encoder or test-time views apply
+# no model: no epochs, encoder or test-time views apply (the engine's list owns which methods those are)
+CLASSICAL = tuple(name for name, spec in METHODS.items() if spec.method in CLASSICAL_METHODS)
 FLOOR = "pixel_1nn"  # raw-pixel cosine 1-NN: no learning, seed-free; the floor every method must beat
 FLOOR_TITLE = "Raw pixels, 1-NN (floor)"
 
