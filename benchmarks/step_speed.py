@@ -11,7 +11,8 @@ Variants: `engine` (engine.train's step: channels-last, float32), `nchw` (contig
 (CPU autocast to bfloat16), `compile` (torch.compile of the model), `threads1` (one intra-op thread),
 `batch32` / `batch128` (per-image cost at other batch sizes), `views1` (one view per context,
 `TrainConfig.views_per_context = 1`: the new default's step; `engine` is 54863b9's, whose step code is
-unchanged). Prints one JSON object.
+unchanged). Variants compose with `+`: `views1+bf16` is the one-view step under bfloat16 autocast. The model
+runs under autocast and the losses in float32, as in `engine.train`. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def make_step(image_size: int, batch: int, *, channels_last: bool, bf16: bool, c
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = forward(x)
-            loss = context_contrasting_loss(out.z_context, 0.2, views) + content_alignment_loss(
-                out.z_content, 0.2, views
-            )
+        # the losses in float32, as engine.train computes them (engine.device.without_autocast)
+        z_context, z_content = out.z_context.float(), out.z_content.float()
+        loss = context_contrasting_loss(z_context, 0.2, views) + content_alignment_loss(z_content, 0.2, views)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -79,9 +80,10 @@ def main() -> None:
     threads = torch.get_num_threads()
     variants = {}
     for name in args.variants.split(","):
-        batch = {"batch32": 32, "batch128": 128}.get(name, args.batch)
-        step = make_step(args.image_size, batch, channels_last=name != "nchw", bf16=name == "bf16",
-                         compile_model=name == "compile", views=1 if name == "views1" else 2)  # fmt: skip
+        parts = set(name.split("+"))  # variants compose: views1+bf16 is the one-view step under bf16 autocast
+        batch = {"batch32": 32, "batch128": 128}.get(next(iter(parts & {"batch32", "batch128"}), ""), args.batch)
+        step = make_step(args.image_size, batch, channels_last="nchw" not in parts, bf16="bf16" in parts,
+                         compile_model="compile" in parts, views=1 if "views1" in parts else 2)  # fmt: skip
         variants[name] = (step, batch)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     rng = np.random.default_rng(0)
@@ -90,7 +92,7 @@ def main() -> None:
             step(pixels[rng.choice(len(pixels), batch, replace=False)])
     for round_ in range(args.rounds):
         for name, (step, batch) in variants.items():
-            torch.set_num_threads(1 if name == "threads1" else threads)
+            torch.set_num_threads(1 if "threads1" in name.split("+") else threads)
             started = time.perf_counter()
             for _ in range(args.steps):
                 step(pixels[rng.choice(len(pixels), batch, replace=False)])

@@ -228,7 +228,11 @@ class TrainConfig:
     )
     seed: int = option(0, "Seeds weights, batches and augmentations.")
     device: str = option("auto", "auto (CUDA when present), cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    amp: bool = option(True, "Mixed precision (bfloat16) on CUDA; ignored on the CPU.")
+    amp: bool = option(
+        True,
+        "Mixed precision (bfloat16) on CUDA; on the CPU only where the machine sets CON2_CPU_BF16=1 and the "
+        "CPU has bfloat16 units (Intel AMX), else ignored.",
+    )
     checkpoint_every: int = option(5, "Save a resumable checkpoint every N epochs.", min=1)
 
     def __post_init__(self) -> None:

@@ -1,10 +1,15 @@
 """Where the engine computes and in which precision: one policy for training, embedding and scoring.
 
 - **Device.** `resolve_device`: "auto" is CUDA when present, else the CPU; "cuda" without a GPU is an error.
-- **Precision.** `autocast`: bfloat16 autocast on CUDA when the config's `amp` is on; nothing on the CPU,
-  where bfloat16 is 4.5× slower (no native bf16 units; docs/quality.md, finding 11). Only the model's
-  forward pass runs under it: views are built before it (the augmentations in float32) and the losses
-  after it, in float32 (`engine.losses` casts its inputs; bf16's 8-bit mantissa would blur the logits).
+- **Precision.** `autocast`: bfloat16 autocast on CUDA when the config's `amp` is on. On the CPU float32,
+  unless the machine is set up with `CON2_CPU_BF16=1` and its CPU has bfloat16 matrix units (Intel AMX: Xeon
+  Sapphire Rapids and later). There the shipped training step runs 1.5× faster at 28 and 32 px, but the
+  suite's AUROCs came out a little lower on three of four tasks (docs/quality.md, finding 22), so it is a
+  server's opt-in, not the default; on a CPU without the units bfloat16 is 4.5× slower (finding 11) and
+  the switch does nothing. (The unit tests set CON2_CPU_BF16=0 explicitly, as they hide GPUs, so a
+  machine's environment cannot change what they compute.) Only the model's forward pass runs under it:
+  views are built before it (the augmentations in float32) and the losses after it, in float32
+  (`engine.losses` casts its inputs; bf16's 8-bit mantissa would blur the logits).
 - **Determinism.** `deterministic`: cuDNN's deterministic algorithms without autotuning, and float32
   matmuls in full float32 (no TF32), for the length of a training or scoring call. On the CPU none of
   these change a result, and a seeded run is bit-identical run to run.
@@ -15,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -30,15 +36,37 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles). AVX-512's bf16 dot product alone
+    is not enough: the AMX tiles are what makes oneDNN's bf16 convolutions fast. (torch's probe is private, so
+    its absence in another release reads as no.)"""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe is not None and probe())
+
+
+def cpu_bfloat16_asked() -> bool:
+    """Whether this machine is set up to train and score in bfloat16 on its CPU: CON2_CPU_BF16=1."""
+    return os.environ.get("CON2_CPU_BF16", "0").strip().lower() in ("1", "on", "true", "yes")
+
+
 def uses_bfloat16(device: torch.device, amp: bool) -> bool:
-    """Whether `autocast(device, amp)` runs the forward pass in bfloat16: amp asked for, on CUDA."""
-    return amp and device.type == "cuda"
+    """Whether `autocast(device, amp)` runs the forward pass in bfloat16: amp asked for, on CUDA, or on a CPU
+    with bfloat16 units where CON2_CPU_BF16=1."""
+    if not amp:
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and cpu_bfloat16_asked() and cpu_has_bfloat16_units())
+
+
+def describe(device: torch.device, amp: bool) -> str:
+    """The device as the Runs table shows it, with the precision when it is not float32: "cpu",
+    "cpu (bfloat16)", "cuda:0 (bfloat16)"."""
+    return f"{device} (bfloat16)" if uses_bfloat16(device, amp) else str(device)
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """The context for a model's forward pass: bfloat16 autocast on CUDA when `amp`, else nothing at all."""
+    """The context for a model's forward pass: bfloat16 autocast where `uses_bfloat16`, else nothing at all."""
     if uses_bfloat16(device, amp):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

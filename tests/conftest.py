@@ -11,6 +11,10 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # see engine/__init__.py: spin
 # and their float tolerances would not hold. tests/test_gpu.py runs the CUDA paths when CON2_TEST_GPU=1.
 if os.environ.get("CON2_TEST_GPU") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# ... and to float32 on the CPU: a machine set up with CON2_CPU_BF16=1 and a CPU with bfloat16 units (Intel AMX)
+# would otherwise train and score them in bfloat16 (engine/device.py), and the same test would compute other
+# figures there. The tests of that path (tests/test_device.py) switch it on for themselves, where the CPU has them.
+os.environ["CON2_CPU_BF16"] = "0"
 
 # Tests register folders under the temporary directory and the real datasets in ../shared/data: both are data
 # roots for the whole run (worker and app subprocesses inherit it); tests of the roots themselves override it.
