@@ -81,18 +81,18 @@ def main() -> None:
     variants = {}
     for name in args.variants.split(","):
         parts = set(name.split("+"))  # variants compose: views1+bf16 is the one-view step under bf16 autocast
-        batch = {"batch32": 32, "batch128": 128}.get(next(iter(parts & {"batch32", "batch128"}), ""), args.batch)
+        batch = next((int(part.removeprefix("batch")) for part in parts if part.startswith("batch")), args.batch)
         step = make_step(args.image_size, batch, channels_last="nchw" not in parts, bf16="bf16" in parts,
                          compile_model="compile" in parts, views=1 if "views1" in parts else 2)  # fmt: skip
-        variants[name] = (step, batch)
+        variants[name] = (step, batch, 1 if "threads1" in parts else threads)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     rng = np.random.default_rng(0)
-    for step, batch in variants.values():  # warm-up: compile, allocator, caches
+    for step, batch, _ in variants.values():  # warm-up: compile, allocator, caches
         for _ in range(2):
             step(pixels[rng.choice(len(pixels), batch, replace=False)])
     for round_ in range(args.rounds):
-        for name, (step, batch) in variants.items():
-            torch.set_num_threads(1 if "threads1" in name.split("+") else threads)
+        for name, (step, batch, n_threads) in variants.items():
+            torch.set_num_threads(n_threads)
             started = time.perf_counter()
             for _ in range(args.steps):
                 step(pixels[rng.choice(len(pixels), batch, replace=False)])
@@ -108,7 +108,7 @@ def main() -> None:
         "steps_per_round": args.steps,
     }
     if args.profile and "engine" in variants:
-        step, batch = variants["engine"]
+        step, batch, _ = variants["engine"]
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(3):
                 step(pixels[rng.choice(len(pixels), batch, replace=False)])

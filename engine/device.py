@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -36,6 +37,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+@functools.cache  # the hardware does not change, and `autocast` asks on every training step and embedding batch
 def cpu_has_bfloat16_units() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles). AVX-512's bf16 dot product alone
     is not enough: the AMX tiles are what makes oneDNN's bf16 convolutions fast. (torch's probe is private, so
