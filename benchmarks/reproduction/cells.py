@@ -177,10 +177,7 @@ def run_cell(
     metrics = run.metrics
     result = {
         **base,
-        **{
-            k: metrics.get(k)
-            for k in ("auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored", "n_anomalous")
-        },
+        **{k: metrics[k] for k in ("auroc_nnd", "auroc_lh", "auroc_pixels", "silhouette", "n_scored", "n_anomalous")},
         "auroc_nnd_tta1": plain["auroc_nnd"],
         "auroc_lh_tta1": plain["auroc_lh"],
         "n_train": metrics["n_train"],
