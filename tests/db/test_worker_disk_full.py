@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import time
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine
@@ -53,24 +55,57 @@ def fill(disk) -> int:
     return written
 
 
-def empty_wal(url: str, strict: bool = True) -> None:
-    """Fold the write-ahead log into the database and truncate it, so that the worker's next write needs new
-    disk blocks (a log with room left would take a few small writes even on a full disk). Not `strict`: a try
-    that may fail (the disk is full, the worker is writing), and the caller tries again later."""
-    engine = create_engine(url)
-    try:
-        for _ in range(50):
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (a worker trains in a child process of its own, a lane)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
-                with engine.connect() as connection:
-                    busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-            except OperationalError:
-                if strict:
-                    raise
-                return
-            if not busy or not strict:
-                return
-            time.sleep(0.1)
-        pytest.fail("could not truncate the write-ahead log")
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+            except OSError:  # ended meanwhile
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold spaces and ')'
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+@contextmanager
+def paused(worker):
+    """The worker and its lanes stopped (SIGSTOP) for the duration: nothing of theirs writes meanwhile."""
+    pids = process_tree(worker.pid)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def starve(url: str, disk, worker) -> int:
+    """Leave the worker's next database write no disk block to take; returns the bytes the filler took.
+
+    With the worker paused: fold the write-ahead log into the database and truncate it, then fill the disk. The
+    pause matters: a worker waiting on the checkpoint's lock writes the moment it ends (each checkpoint of the
+    model is megabytes), and a log that grew again before the filler ran keeps its blocks and is reused from its
+    start after every checkpoint, so the worker would write on a full disk for ever. A worker paused in the
+    middle of a transaction keeps its lock: resume it and try again."""
+    engine = create_engine(url, connect_args={"timeout": 0.5})  # a paused lock holder never lets go: don't wait
+    try:
+        for _ in range(100):
+            with paused(worker):
+                try:
+                    with engine.connect() as connection:
+                        busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+                except OperationalError:  # locked by the paused worker
+                    busy = 1
+                if not busy:
+                    return fill(disk)
+            time.sleep(0.2)
+        pytest.fail("the worker never let the write-ahead log be truncated")
     finally:
         engine.dispose()
 
@@ -105,20 +140,10 @@ def test_a_full_disk_ends_the_job_failed_once_the_database_takes_writes_again(
             "training",
             stall_s=180,
         )
-        empty_wal(url)
-        print(f"disk filled with {fill(small_disk) / 1e6:.1f} MB")
-
-        def refused() -> bool:
-            if "could not record the failure" in workers.log(worker):
-                return True
-            # Again: fold the log into the database and take every block that freed. A log that kept its blocks
-            # is reused from its start after each checkpoint, so the worker could write on a full disk for ever.
-            empty_wal(url, strict=False)
-            fill(small_disk)
-            return "could not record the failure" in workers.log(worker)
+        print(f"disk filled with {starve(url, small_disk, worker) / 1e6:.1f} MB")
 
         # the worker's next checkpoint or progress write fails, and so does its first try to record that
-        wait_for(refused, 180, "a refused failure write", every=2.0)
+        wait_for(lambda: "could not record the failure" in workers.log(worker), 60, "a refused failure write")
         assert job(job_id).status == "running"
         (small_disk / "filler").unlink()  # space again
         wait_for(lambda: job(job_id).status != "running", 30, "the failure to be recorded once space is back")
