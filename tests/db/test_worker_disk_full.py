@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
@@ -61,7 +62,7 @@ def process_tree(root: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+                stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:  # ended meanwhile
                 continue
             parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold spaces and ')'
