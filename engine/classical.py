@@ -177,9 +177,14 @@ class IsolationForestScorer:
     def depths(self, x: np.ndarray) -> np.ndarray:
         """(M, D) → (M, T) float64: the path length h_t(x) of each query in each tree, with c(leaf size) added."""
         forest = self.forest_
+        x = np.ascontiguousarray(x, dtype=np.float32)  # once, not per tree
+        every = np.arange(x.shape[1])
         out = np.empty((x.shape[0], len(forest.estimators_)))
         for t, (tree, features) in enumerate(zip(forest.estimators_, forest.estimators_features_, strict=True)):
-            out[:, t] = self.node_lengths_[t][tree.apply(np.ascontiguousarray(x[:, features], dtype=np.float32))]
+            # Each tree sees every feature (max_features = 1.0): copying the (q, D) chunk per tree through the
+            # index array was 97 % of scoring CIFAR-10's 3,072-pixel rows (148 of 153 s a class), not the trees.
+            view = x if np.array_equal(features, every) else np.ascontiguousarray(x[:, features])
+            out[:, t] = self.node_lengths_[t][tree.apply(view)]
         return out
 
     def anomaly_scores(self, queries: torch.Tensor, exclude: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
