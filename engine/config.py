@@ -226,6 +226,14 @@ class TrainConfig:
         "of both contexts, the paper). Pair it with ScoreConfig.batchnorm = per_context, which scores the same "
         "way (docs/quality.md finding 20).",
     )
+    ema_decay: float = option(
+        0.0,
+        "Beyond the paper: the trained encoder is an exponential moving average of the weights over the steps, "
+        "with this decay per step (0 = off: the weights of the last step, the paper); e.g. 0.99 averages about the "
+        "last hundred steps (docs/quality.md finding 23).",
+        min=0.0,
+        max=0.9999,
+    )
     seed: int = option(0, "Seeds weights, batches and augmentations.")
     device: str = option("auto", "auto (CUDA when present), cpu or cuda.", choices=("auto", "cpu", "cuda"))
     amp: bool = option(

@@ -140,6 +140,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     augmentation = ContentAugmentation.from_config(config, image_size)
 
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     start_epoch, history, earlier_s, earlier_images = 0, [], 0.0, 0
     key = _resume_key(config, image_size, n)
     saved = checkpoints.load() if checkpoints is not None else None
@@ -150,6 +151,8 @@ def train(
                 "train into a new output directory"
             )
         model.load_state_dict(saved["model"])
+        if average is not None:
+            average.load_state_dict(saved["average"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         start_epoch, history = saved["epoch"], saved["history"]
@@ -175,6 +178,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update(model, step)
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             step += 1
@@ -219,6 +224,7 @@ def train(
                             "epoch": done,
                             "history": history,
                             "model": model.state_dict(),
+                            **({"average": average.state_dict()} if average is not None else {}),
                             "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(),
                             "elapsed_s": earlier_s + elapsed,  # so times cover every session of a resumed run
@@ -228,10 +234,45 @@ def train(
             if cancelled:
                 raise TrainingCancelled(f"cancelled at step {step} of {total_steps}")
     wall = earlier_s + time.perf_counter() - started
+    if average is not None:
+        average.copy_to(model)
     model.eval()
     return TrainedModel(
         model, config, image_size, device, history, wall, (earlier_images + images_seen) / max(wall, 1e-9)
     )
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and batch-norm statistics over training steps.
+
+    The decay ramps up as min(decay, (1 + t) / (10 + t)) at step t, so the average does not hold on to the random
+    initialisation for the first hundreds of steps of a short run (at 0.99 it reaches full decay after ~900).
+    Integer buffers (batch norm's step counters) are copied, not averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for name, value in model.state_dict().items():
+                kept = self.state[name]
+                if kept.is_floating_point():
+                    kept.lerp_(value.detach(), 1.0 - decay)
+                else:
+                    kept.copy_(value)
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(self.state)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            self.state[name].copy_(value)
 
 
 def _objective(

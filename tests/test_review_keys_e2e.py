@@ -15,6 +15,7 @@ from test_dashboard_e2e import (
     CHROMIUM,
     NO_CHROMIUM,
     browser_page,
+    drawn,
     journey_screenshots,
     seeded_review_app,
     settle,
@@ -44,6 +45,14 @@ def page():
         yield page
 
 
+# True once every verdict button of the case under the cursor is on the page and enabled.
+VERDICT_BUTTONS_READY = """() => {
+  const verdicts = '.st-key-review_triage [class*="st-key-review_triage_verdict_"] button';
+  const buttons = [...document.querySelectorAll(verdicts)];
+  return buttons.length === COUNT && buttons.every((b) => !b.disabled);
+}""".replace("COUNT", str(len(VERDICTS)))
+
+
 def at_case(page, position: int) -> None:
     """Wait until the case under the cursor is the `position`-th of the queue (1-based; rank = position here)
     and drawn to its end: its keys are bound to its buttons, which come after its title."""
@@ -54,8 +63,14 @@ def at_case(page, position: int) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "review-keyboard-stuck.png"))
         raise
-    settle(page)
+    drawn(page)
     case.get_by_text("Nearest training images").wait_for(timeout=120_000)
+    # A key reaches a button only once the button has mounted: Streamlit binds `shortcut` in the button's own
+    # code, which the browser loads lazily, and until then the page shows a grey placeholder where the button
+    # goes and the key does nothing (a reviewer cannot press a button that is not there yet either). CI at
+    # a3df52a, under the full suite's load, lost the first "1" (the cursor never reached case 2); a press before
+    # the buttons had mounted is the likely cause, not reproduced. So: wait for the buttons themselves.
+    page.wait_for_function(VERDICT_BUTTONS_READY, timeout=120_000)
 
 
 def test_fifty_verdicts_by_keys_alone_are_all_in_the_database(review_app, page):

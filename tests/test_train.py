@@ -107,6 +107,38 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
 
 
+def test_weight_average_follows_its_formula_and_copies_integer_buffers():
+    model = torch.nn.BatchNorm1d(2)
+    average = engine.train.WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(2.0)  # from 1 at the start
+    model.num_batches_tracked.fill_(7)
+    average.update(model, step=100)  # past the ramp: decay 0.9
+    assert torch.allclose(average.state_dict()["weight"], torch.full((2,), 1.0 + 0.1 * (2.0 - 1.0)))
+    assert int(average.state_dict()["num_batches_tracked"]) == 7
+    average.update(model, step=0)  # the ramp: decay min(0.9, 1/10) = 0.1, so the average moves most of the way
+    assert torch.allclose(average.state_dict()["weight"], torch.full((2,), 1.1 + 0.9 * (2.0 - 1.1)))
+    copy = torch.nn.BatchNorm1d(2)
+    average.copy_to(copy)
+    assert torch.equal(copy.weight, average.state_dict()["weight"])
+
+
+def test_an_averaged_run_returns_the_average_and_resumes_to_the_same_weights(pixels, tmp_path):
+    config = tiny(epochs=4, checkpoint_every=2, ema_decay=0.9)
+    straight = train(pixels, config)
+    last = train(pixels, tiny(epochs=4, checkpoint_every=2))  # the same run without the average
+    differs = [not torch.equal(a, b) for a, b in zip(straight.model.state_dict().values(),
+                                                      last.model.state_dict().values(), strict=True)]  # fmt: skip
+    assert any(differs)
+    store = DirectoryCheckpoints(tmp_path)
+    with pytest.raises(TrainingCancelled):
+        train(pixels, config, on_step=lambda r: r.epoch < 4, checkpoints=store)
+    assert "average" in store.load()
+    resumed = train(pixels, config, checkpoints=store)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
 def test_a_cancel_at_an_epoch_end_keeps_that_epoch_and_times_add_up(pixels, tmp_path):
     config = tiny(epochs=4, checkpoint_every=10)  # only the cancel and the end write checkpoints
     store = DirectoryCheckpoints(tmp_path)
