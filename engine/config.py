@@ -229,8 +229,9 @@ class TrainConfig:
     ema_decay: float = option(
         0.0,
         "Beyond the paper: the trained encoder is an exponential moving average of the weights over the steps, "
-        "with this decay per step (0 = off: the weights of the last step, the paper); e.g. 0.99 averages about the "
-        "last hundred steps (docs/quality.md finding 23).",
+        "with this decay per step (0 = off: the weights of the last step, the paper). The decay ramps up as "
+        "(1 + t)/(10 + t) until it reaches this value (0.99 after ~900 steps), so a short run averages about its "
+        "last tenth; no gain on the CPU recipe (docs/quality.md finding 23).",
         min=0.0,
         max=0.9999,
     )
