@@ -46,11 +46,11 @@ def page():
 
 
 # True once every verdict button of the case under the cursor is on the page and enabled.
-VERDICT_BUTTONS_READY = """() => {
+VERDICT_BUTTONS_READY = """(count) => {
   const verdicts = '.st-key-review_triage [class*="st-key-review_triage_verdict_"] button';
   const buttons = [...document.querySelectorAll(verdicts)];
-  return buttons.length === COUNT && buttons.every((b) => !b.disabled);
-}""".replace("COUNT", str(len(VERDICTS)))
+  return buttons.length === count && buttons.every((b) => !b.disabled);
+}"""
 
 
 def at_case(page, position: int) -> None:
@@ -70,7 +70,7 @@ def at_case(page, position: int) -> None:
     # goes and the key does nothing (a reviewer cannot press a button that is not there yet either). CI at
     # a3df52a, under the full suite's load, lost the first "1" (the cursor never reached case 2); a press before
     # the buttons had mounted is the likely cause, not reproduced. So: wait for the buttons themselves.
-    page.wait_for_function(VERDICT_BUTTONS_READY, timeout=120_000)
+    page.wait_for_function(VERDICT_BUTTONS_READY, arg=len(VERDICTS), timeout=120_000)
 
 
 def test_fifty_verdicts_by_keys_alone_are_all_in_the_database(review_app, page):
