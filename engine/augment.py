@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.config import CONTEXTS, TrainConfig
+from engine.config import AUTO_CONTEXT, CONTEXTS, TrainConfig
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, with torchvision's rounding
 
@@ -44,6 +44,8 @@ def apply_context(x: torch.Tensor, context: str) -> torch.Tensor:
         return x.flip(-2)
     if context == "equalize":
         return equalize(x)
+    if context == AUTO_CONTEXT:  # a programming error: train() and train_run() replace it before any view is made
+        raise ValueError("context 'auto' must be chosen from the training images first (engine.context_choice)")
     raise ValueError(f"unknown context augmentation {context!r}; choose one of {', '.join(CONTEXTS)}")
 
 

@@ -39,6 +39,7 @@ from sklearn.ensemble import IsolationForest
 from engine.augment import apply_context
 from engine.baseline import REFERENCE_SIZE
 from engine.config import ScoreConfig, TrainConfig
+from engine.context_choice import resolve_context
 from engine.copies import copy_groups
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import TrainingCancelled
@@ -231,6 +232,7 @@ def score_classical(
     n, m = bank.shape[0], queries.shape[0]
     if n < 2:
         raise ValueError(f"{train.method} needs at least 2 training images, got {n}")
+    train = resolve_context(train, bank)  # the context half compares context images as a Con2 run would make them
     report("training", 0, 1)
     copies = copy_groups(bank)  # (n,) copy group of each training image: left out with it
     bank_pixels = flat_pixels(bank)  # (n, D)

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CONTEXTS = ("invert", "flip", "equalize")
+# TrainConfig.context's default: chosen from the training images when a run starts (engine/context_choice.py)
+AUTO_CONTEXT = "auto"
+CONTEXT_CHOICES = (AUTO_CONTEXT, *CONTEXTS)
 # Classical references (engine/classical.py): scikit-learn on raw pixels, no training; the floor a learned method
 # must clear. Each is a value of TrainConfig.method like the learned ones.
 CLASSICAL_METHODS = ("pixels_knn", "pixels_pca_knn", "pixels_iforest")
@@ -114,10 +117,13 @@ class TrainConfig:
         choices=METHODS,
     )
     context: str = option(
-        "invert",
+        AUTO_CONTEXT,
         "Context augmentation t_c: invert (1 − x), flip (vertical mirror) or equalize (histogram "
-        "equalisation). It must make images distinct yet keep their content.",
-        choices=CONTEXTS,
+        "equalisation). It must make images distinct yet keep their content. auto (the default) chooses "
+        "from the training images when the run starts: equalize for greyscale images larger than 16 px, "
+        "invert otherwise (measured at the CPU recipe's budget, docs/quality.md finding 24; the paper "
+        "uses invert unless it says otherwise). The run records the context it chose.",
+        choices=CONTEXT_CHOICES,
     )
     encoder: str = option(
         "resnet_small",

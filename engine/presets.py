@@ -16,7 +16,8 @@ NAMES = {"cpu": CPU, "gpu": GPU, "paper": PAPER}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The engine's defaults are the CPU recipe (α = 1 throughout, λ = 0.3, one view per context, grid features,
-    # test-time views without augmentation; docs/quality.md says how each was chosen); this preset keeps first
+    # test-time views without augmentation, the context chosen from the images: equalize for greyscale images
+    # above 16 px, invert otherwise; docs/quality.md says how each was chosen); this preset keeps first
     # runs short (batch 32) and spells out the scoring it shares with the engine.
     CPU: {
         "data": {"image_size": 32},
@@ -31,6 +32,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "encoder": "resnet18",
             "epochs": 200,
             "batch_size": 128,
+            "context": "invert",
             "alpha_schedule": "linear",
             "context_weight": 1.0,
             "views_per_context": 2,
@@ -47,6 +49,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "encoder": "resnet18",
             "epochs": 2048,
             "batch_size": 64,
+            "context": "invert",
             "alpha_schedule": "linear",
             "context_weight": 1.0,
             "views_per_context": 2,

@@ -9,6 +9,7 @@ training bank, without retraining. Both report through one callback that receive
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from engine.baseline import pixel_nnd
 from engine.checkpoint import CheckpointStore
 from engine.classical import score_classical
 from engine.config import CLASSICAL_METHODS, DataConfig, RunConfig, ScoreConfig
+from engine.context_choice import resolve_context
 from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
 from engine.loading import LoadedData, load_data, load_images
@@ -116,6 +118,8 @@ def train_run(
     started = time.perf_counter()
     if loaded is None:
         loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
+    # `auto` becomes a context here, so the result's config, the saved model and the summary name the one used
+    config = dataclasses.replace(config, train=resolve_context(config.train, loaded.train.pixels))
     if config.train.method in CLASSICAL_METHODS:
         return _classical_run(config, loaded, on_progress, started)
     trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)
@@ -131,6 +135,7 @@ def train_run(
         loaded.score, scores, config.data.normal_label, bank=loaded.train, query_in_bank=loaded.score_in_train
     )
     metrics.update(
+        context=config.train.context,
         n_train=len(loaded.train),
         n_skipped=len(loaded.skipped),
         device=str(trained.device),

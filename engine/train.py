@@ -24,6 +24,7 @@ from engine import csi, firm, masked, oecl
 from engine.augment import ContentAugmentation, con2_views, normalize, simclr_views, to_float
 from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
+from engine.context_choice import resolve_context
 from engine.device import BatchFeed, autocast, deterministic, resolve_device
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
 from engine.model import Con2Model, Con2Output, shift_classes
@@ -126,6 +127,7 @@ def train(
     n, _, image_size, _ = pixels.shape
     if n < 2:
         raise ValueError(f"training needs at least 2 images, got {n}")
+    config = resolve_context(config, pixels)  # `auto` → the context the model records and scores with
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = Con2Model(

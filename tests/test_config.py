@@ -62,7 +62,7 @@ def test_values_from_text_are_coerced_to_the_fields_types():
         (TrainConfig, {"epochs": 2.5}, "TrainConfig.epochs: 2.5 is not a valid int"),
         (TrainConfig, {"amp": "maybe"}, "TrainConfig.amp: 'maybe' is not a valid bool"),
         (TrainConfig, {"epochs": ""}, "TrainConfig.epochs may not be empty"),
-        (TrainConfig, {"context": "rotate"}, "TrainConfig.context: unknown value 'rotate'; choose one of invert, flip"),
+        (TrainConfig, {"context": "rotate"}, "TrainConfig.context: unknown value 'rotate'; choose one of auto, invert"),
         (TrainConfig, {"epochs": 0}, "TrainConfig.epochs: 0 is below the minimum 1"),
         (DataConfig, {"crop_fraction": 1.5}, "DataConfig.crop_fraction: 1.5 is above the maximum 1.0"),
         (ScoreConfig, {"lh_epsilon": "nan"}, "ScoreConfig.lh_epsilon: nan is not a finite number"),

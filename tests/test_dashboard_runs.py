@@ -68,3 +68,21 @@ def test_a_roc_comparison_keeps_every_run_asked_for_and_says_why_one_has_no_curv
         "#3 c (no curve: no labelled scores)",
         "chance",
     ]
+
+
+def test_a_run_queued_with_the_auto_context_reads_as_the_context_it_chose_once_started():
+    from dashboard.runs import settings
+    from db.job_configs import TrainJobConfig, to_json
+    from db.models import Job
+    from engine.config import RunConfig
+
+    stored = to_json(TrainJobConfig.for_run(RunConfig().to_dict()))
+    queued = Job(kind="train", config=stored, summary=None)
+    assert settings(queued)["train"]["context"] == "auto"  # not started: nothing chosen yet
+    started = Job(kind="train", config=stored, summary={"context": "equalize"})
+    assert settings(started)["train"]["context"] == "equalize"
+    scoring = Job(kind="score", config={"score": {}}, summary={})
+    assert settings(scoring, started)["train"]["context"] == "equalize"  # a scoring job shows its model's
+    explicit = Job(kind="train", config=to_json(TrainJobConfig.for_run({"train": {"context": "flip"}})),
+                   summary={"context": "equalize"})  # fmt: skip
+    assert settings(explicit)["train"]["context"] == "flip"  # only `auto` is replaced

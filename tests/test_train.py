@@ -25,7 +25,8 @@ def pixels():
 
 
 def tiny(**overrides) -> TrainConfig:
-    base = dict(epochs=2, batch_size=8, encoder="resnet_small", projection_dim=16, checkpoint_every=1)
+    # invert, not the default auto: these tests call the step's internals, which take a context already chosen
+    base = dict(epochs=2, batch_size=8, encoder="resnet_small", projection_dim=16, checkpoint_every=1, context="invert")
     return TrainConfig(**{**base, **overrides})
 
 

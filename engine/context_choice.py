@@ -1,0 +1,56 @@
+"""The context augmentation a run trains with when its config says `auto`: chosen from the training images.
+
+The paper picks a context per dataset by its two assumptions (§3.3, Table 2): the context images must be easy
+to tell from the originals yet keep their content. At the CPU recipe's budget we measured which choice that
+comes to (docs/quality.md, finding 24, 3 seeds a task):
+- greyscale images larger than 16 px (BreastMNIST, PneumoniaMNIST, BR35H): histogram equalisation beat
+  inversion on BreastMNIST (+1.7 S_NND, every seed) and BR35H (+0.8, every seed), and was level on
+  PneumoniaMNIST (−0.3): an equalised scan is a distinct, brighter image of the same anatomy;
+- colour photographs (CIFAR-10) and tiny greyscale images (the 16 px digits): inversion. On CIFAR-10
+  equalisation was level on the mean of the ten classes (+0.1) but swung single classes by up to 15 points
+  either way and lowered the worst (cat, −2.2); on the digits it lost 0.4 on the mean and 1.4 on the worst
+  (digit 8), where equalising 17 grey levels changes what the image shows.
+So `auto` is equalize for greyscale images above 16 px and invert for everything else. The resolved name is
+what the run records (its config, its model, its summary), so a model scores new images with the context it
+learned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from engine.config import AUTO_CONTEXT, TrainConfig
+
+SMALL_SIDE_PX = 16  # images at most this side keep invert (the digits: 8 px, trained at 16)
+# A colour image counts as greyscale when its channels differ by at most this many grey levels (of 255) on
+# average: JPEG's chroma noise in a scan saved as RGB stays under 1 (BR35H's median is 0), a photograph's is tens.
+GREY_TOLERANCE = 2.0
+GREY_SHARE = 0.9  # the share of training images that must be greyscale for the set to count as greyscale
+
+
+def is_greyscale(pixels: torch.Tensor) -> bool:
+    """Whether a set of (N, C, H, W) uint8 images is greyscale: one channel, or three that (nearly) agree in
+    at least GREY_SHARE of the images (a folder of scans may hold a few tinted ones)."""
+    if pixels.shape[1] == 1:
+        return True
+    rgb = pixels[:, :3].to(torch.int16)
+    spread = (rgb[:, 0] - rgb[:, 1]).abs() + (rgb[:, 1] - rgb[:, 2]).abs()  # (N, H, W)
+    per_image = spread.float().mean(dim=(1, 2))
+    return bool((per_image <= GREY_TOLERANCE).float().mean() >= GREY_SHARE)
+
+
+def choose_context(pixels: torch.Tensor) -> str:
+    """The context `auto` stands for on these training images: equalize for greyscale images larger than
+    SMALL_SIDE_PX, invert otherwise."""
+    side = int(pixels.shape[-1])
+    return "equalize" if side > SMALL_SIDE_PX and is_greyscale(pixels) else "invert"
+
+
+def resolve_context(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
+    """`config` with `auto` replaced by the context chosen for `pixels`, the training images as they train
+    (resized); any other value is kept as it is."""
+    if config.context != AUTO_CONTEXT:
+        return config
+    return dataclasses.replace(config, context=choose_context(pixels))
