@@ -86,3 +86,11 @@ def test_a_run_on_greyscale_scans_names_the_context_in_its_config_model_and_summ
         assert result.metrics["context"] == "equalize"
         saved = Bundle.from_bytes(Bundle(result.trained, result.bank, result.config.data).to_bytes(), "cpu")
         assert saved.trained.config.context == "equalize"  # a later scoring job scores with what it learned
+
+
+def test_a_large_set_is_judged_on_an_evenly_spaced_sample():
+    images = grey(n=5000, side=8, channels=3)
+    images[::20] = colour(n=250, side=8)  # every 20th image tinted: 5 %, spread through the set
+    assert is_greyscale(images)
+    images[::4] = colour(n=1250, side=8)  # every 4th: 25 %
+    assert not is_greyscale(images)
