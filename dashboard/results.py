@@ -26,6 +26,7 @@ from db import job_configs as db_job_configs
 from db import job_reads as db_job_reads
 from db import results as db_results
 from db import reviews as db_reviews
+from engine.config import CONTEXTS
 
 SELECTION_LIMIT = 60  # thumbnails shown for a box or lasso selection
 FULL_MAX_PIXELS = 50_000_000  # a larger original is not shown at full resolution (the browser would choke)
@@ -170,7 +171,8 @@ def sample_case(job_id: int, sample_id: int, method: str = "umap") -> dict[str, 
         "standing_lh": triage.standing_text(float(r["s_lh"]), reference_scores(job_id, "s_lh")),
         "context": context,
         "image": gallery.display(png) if png else None,
-        "context_image": gallery.context_image(png, context) if png else None,
+        # a run stored without the context it chose (`auto` unresolved) shows no context image rather than a wrong one
+        "context_image": gallery.context_image(png, context) if png and context in CONTEXTS else None,
         "copies": copies,
         "verdict": review[0],
         "reviewer": review[1],

@@ -165,6 +165,7 @@ def seed_run(
             if 0 < targets.sum() < samples
             else None,
             "silhouette": 0.42,
+            "context": "invert",  # what a real run's `auto` context becomes and records (engine/run.py)
             "n_train": n_ref,
             "device": "cpu",
             "train_s": 12.0,

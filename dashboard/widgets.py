@@ -370,7 +370,10 @@ def case_view(case: dict[str, Any] | None) -> None:
     columns = st.columns([1, 1, 2])
     if case["image"] is not None:
         columns[0].image(case["image"], caption="image", width=160)
-        columns[1].image(case["context_image"], caption=f"context image ({case['context']})", width=160)
+        if case["context_image"] is not None:
+            columns[1].image(case["context_image"], caption=f"context image ({case['context']})", width=160)
+        else:
+            columns[1].caption(f"No context image: this run did not record its context ({case['context']}).")
     with columns[2]:
         st.markdown(
             f"S_NND **{case['nnd_text']}** (rank {case['rank_nnd']:,} of {case['scored']:,}) · "

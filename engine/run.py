@@ -170,6 +170,7 @@ def _classical_run(
         clusters=False,
     )
     metrics.update(
+        context=config.train.context,
         n_train=len(loaded.train),
         n_skipped=len(loaded.skipped),
         device="cpu",

@@ -330,6 +330,36 @@ def test_explore_case_view_explains_why_a_sample_was_flagged(seeded):
     assert len(at.image) >= 3, captions  # image, context image, the neighbours
 
 
+def test_the_case_view_shows_the_context_a_run_chose_and_no_wrong_image_where_none_was_recorded(seeded):
+    """A run trains with `auto` and records what it became in its summary; one stored without it (unresolved)
+    shows a sentence where the context image would be, not an image made with a guessed context."""
+    seeded_run, url, _ = seeded
+
+    def case_page(run_id: int, sample_id: int) -> None:
+        from dashboard import results, widgets
+
+        widgets.case_view(results.sample_case(run_id, sample_id))
+
+    def view():
+        at = AppTest.from_function(
+            case_page, args=(seeded_run.run_id, seeded_run.scored_ids[0]), default_timeout=TIMEOUT
+        )
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    shown = view()
+    assert not any("did not record its context" in c for c in texts(shown.caption))
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        job = session.get(Job, seeded_run.run_id)
+        assert job.config["train"]["context"] == "auto"  # the seeded run was queued with the default
+        job.summary = {k: v for k, v in job.summary.items() if k != "context"}
+    unrecorded = view()
+    assert len(unrecorded.image) == len(shown.image) - 1  # the image and its neighbours, no context image
+    assert any("did not record its context (auto)" in c for c in texts(unrecorded.caption))
+
+
 def test_selection_event_gives_sample_ids_in_rank_order(seeded):
     from dashboard import results
 
