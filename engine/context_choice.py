@@ -25,8 +25,8 @@ from engine.config import AUTO_CONTEXT, TrainConfig
 
 SMALL_SIDE_PX = 16  # images at most this side keep invert (the digits: 8 px, trained at 16)
 # A colour image counts as greyscale when its channels differ by at most this many grey levels (of 255) on
-# average (|R − G| + |G − B|): BR35H's scans saved as RGB JPEGs average 0.07, the most tinted 4.6; a photograph's
-# channels differ by tens.
+# average (|R − G| + |G − B|): BR35H's scans saved as RGB JPEGs average 0.07, the most tinted 4.6 (its 1,050
+# training images at 32 px); CIFAR-10's airplanes have a median of 31.6, and 4.4 % of them fall under 2.
 GREY_TOLERANCE = 2.0
 GREY_SHARE = 0.9  # the share of training images that must be greyscale for the set to count as greyscale
 SAMPLE = 2048  # images looked at, evenly spaced: enough for a share, and bounded memory on a large set
