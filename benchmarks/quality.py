@@ -190,7 +190,8 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
         "auroc_nnd_plain": trained_plain, "auroc_nnd_random": random_plain,
         "rank": trained_rank, "rank_random": random_rank,
         "train_s": train_s, "score_s": scores.wall_s, "epochs": config.epochs,
-        "context": trained.config.context,  # what a default `auto` became on this task (engine/context_choice.py)
+        # what a default `auto` became on this task (engine/context_choice.py); SimCLR and the peers train none
+        "context": trained.config.context if config.method == "con2" else None,
         "n_train": len(loaded.train), "n_scored": len(loaded.score),
         "config": dataclasses.asdict(config), "score": dataclasses.asdict(score_config),
     }  # fmt: skip

@@ -205,7 +205,9 @@ class TrainConfig:
         "Con2 only, beyond the paper: weight of an auxiliary rotation-prediction loss (a linear head on the "
         "encoder features predicts which quarter turn an augmented view of the image was given; 0 = off, the "
         "paper). It teaches the encoder orientation-bound detail that Con2's own losses leave out at small "
-        "budgets; the rotated views are never used as negatives, so no anomaly is assumed (docs/quality.md).",
+        "budgets; the rotated views are never used as negatives, so no anomaly is assumed. With rotation_views = "
+        "shared it lifted CIFAR-10 by 3.9 and BreastMNIST by 2.3 and cost chest x-rays 2.7 (docs/quality.md "
+        "finding 25).",
         min=0.0,
     )
     rotation_views: str = option(

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -135,13 +136,10 @@ def train_run(
         loaded.score, scores, config.data.normal_label, bank=loaded.train, query_in_bank=loaded.score_in_train
     )
     metrics.update(
-        context=config.train.context,
-        n_train=len(loaded.train),
-        n_skipped=len(loaded.skipped),
+        _run_facts(config, loaded, started),
         device=str(trained.device),
         train_s=trained.wall_s,
         score_s=scores.wall_s,
-        wall_s=time.perf_counter() - started,
         images_per_s=trained.images_per_s,
     )
     return RunResult(config, trained, loaded.train, loaded.score, scores, loaded.skipped, metrics)
@@ -170,17 +168,25 @@ def _classical_run(
         clusters=False,
     )
     metrics.update(
-        context=config.train.context,
-        n_train=len(loaded.train),
-        n_skipped=len(loaded.skipped),
+        _run_facts(config, loaded, started),
         device="cpu",
         epochs_trained=0,
         train_s=fit_s,
         score_s=scores.wall_s,
-        wall_s=time.perf_counter() - started,
         images_per_s=None,
     )
     return RunResult(config, None, loaded.train, loaded.score, scores, loaded.skipped, metrics)
+
+
+def _run_facts(config: RunConfig, loaded: LoadedData, started: float) -> dict[str, Any]:
+    """What every run's metrics say of it, learned or classical: the context it used (what `auto` became), the
+    images it trained on and skipped, its wall time."""
+    return {
+        "context": config.train.context,
+        "n_train": len(loaded.train),
+        "n_skipped": len(loaded.skipped),
+        "wall_s": time.perf_counter() - started,
+    }
 
 
 def score_run(
