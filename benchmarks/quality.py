@@ -190,8 +190,9 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
         "auroc_nnd_plain": trained_plain, "auroc_nnd_random": random_plain,
         "rank": trained_rank, "rank_random": random_rank,
         "train_s": train_s, "score_s": scores.wall_s, "epochs": config.epochs,
-        # what a default `auto` became on this task (engine/context_choice.py); SimCLR and the peers train none
-        "context": trained.config.context if config.method == "con2" else None,
+        # what a default `auto` became on this task (engine/context_choice.py); SimCLR and the peers train none,
+        # Con2's ablations (context_only, content_only) do
+        "context": None if config.method in PEER_VIEWS else trained.config.context,
         "n_train": len(loaded.train), "n_scored": len(loaded.score),
         "config": dataclasses.asdict(config), "score": dataclasses.asdict(score_config),
     }  # fmt: skip
