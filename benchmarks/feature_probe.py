@@ -26,6 +26,7 @@ from probe import tta_aurocs, under_both_batchnorms  # benchmarks/probe.py, besi
 from engine.augment import normalize, to_float
 from engine.baseline import pixel_nnd_scores
 from engine.config import DataConfig, TrainConfig, build
+from engine.encoder_choice import resolve_encoder
 from engine.loading import load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.model import GRID, Con2Model
@@ -90,7 +91,7 @@ a = p.parse_args()
 data = DataConfig(source=a.data, normal_label=a.normal, image_size=a.size, holdout_fraction=a.holdout)
 loaded = load_data(data)
 targets = anomaly_targets(loaded.score.labels, a.normal)
-cfg = build(TrainConfig, json.loads(a.train))
+cfg = resolve_encoder(build(TrainConfig, json.loads(a.train)), loaded.train.pixels)  # `auto` as train() resolves it
 out = {"data": a.data, "normal": a.normal, "train": json.loads(a.train)}
 if a.random:
     torch.manual_seed(cfg.seed)

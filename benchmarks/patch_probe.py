@@ -31,6 +31,7 @@ from engine import batchnorm
 from engine.augment import normalize, to_float
 from engine.baseline import pixel_nnd_scores
 from engine.config import DataConfig, TrainConfig, build
+from engine.encoder_choice import resolve_encoder
 from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.model import GRID, Con2Model
@@ -125,6 +126,7 @@ def main() -> None:
     print(json.dumps({"floor": round(100 * auroc(targets, pixel_nnd_scores(loaded)), 1), "n_train": len(loaded.train)}))
     for seed in (int(s) for s in args.seeds.split(",")):
         config = build(TrainConfig, {"epochs": max(args.epochs, 1), "batch_size": args.batch_size, "seed": seed})
+        config = resolve_encoder(config, loaded.train.pixels)  # `auto` → the encoder train() would build
         torch.manual_seed(seed)
         model = Con2Model(config.encoder, args.image_size, config.projection_dim)
         print(json.dumps({"encoder": "random", "seed": seed, **readings(model, loaded, targets)}), flush=True)

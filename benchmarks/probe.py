@@ -36,6 +36,7 @@ from engine import batchnorm
 from engine.augment import normalize, to_float
 from engine.baseline import pixel_nnd_scores
 from engine.config import DataConfig, ScoreConfig, TrainConfig, build
+from engine.encoder_choice import resolve_encoder
 from engine.loading import LoadedData, load_data
 from engine.metrics import anomaly_targets, auroc
 from engine.model import Con2Model
@@ -149,6 +150,7 @@ def main() -> None:
     loaded = load_data(data)
     targets = anomaly_targets(loaded.score.labels, args.normal)
     config = build(TrainConfig, {**json.loads(args.train), "checkpoint_every": args.every})
+    config = resolve_encoder(config, loaded.train.pixels)  # `auto` → the encoder train() would build
     torch.manual_seed(config.seed)
     out: dict[str, Any] = {
         "data": data.source, "normal": args.normal, "image_size": args.image_size, "train": json.loads(args.train),

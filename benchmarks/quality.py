@@ -97,6 +97,10 @@ TASKS = {
     "cifar10": Task("cifar10", "cifar10/cifar10_jpg_q75.zip", CIFAR10, 32, 4, 128, seeds=1, tta=1),
 }
 QUICK = ("digits", "breastmnist")
+# Training steps per second of an encoder against resnet_small's, both with the same views: the budget gives a
+# cheaper step as many more epochs. resnet_small_s2 (stages 1–2 alone) measured 1.55–1.95× from 32 px down to 16 px
+# (docs/quality.md finding 27); 1.5 keeps it at or under resnet_small's time on every task.
+ENCODER_SPEED = {"resnet_small_s2": 1.5}
 
 
 def effective_rank(features: torch.Tensor) -> float:
@@ -160,16 +164,38 @@ def scored_features(score_config: ScoreConfig) -> str:
     return getattr(score_config, "features", "pooled")
 
 
+def cell_encoder(train_over: dict, pixels: torch.Tensor, method: str = "recipe") -> str:
+    """The encoder a cell trains: --train's, else the default, with `auto` resolved for the cell's method on its
+    training images as engine.train resolves it (54863b9 had neither the value nor the resolver: resnet_small)."""
+    encoder = train_over.get("encoder", getattr(TrainConfig, "encoder", "resnet_small"))
+    if encoder != "auto":
+        return encoder
+    from engine.encoder_choice import choose_encoder
+
+    return choose_encoder(pixels, "simclr" if method == "simclr" else train_over.get("method", TrainConfig.method))
+
+
+def budget_epochs(task: Task, method: str, train_over: dict, encoder: str = "resnet_small") -> int:
+    """The epochs a cell trains. The budget is wall time: task.epochs of the paper's 4 views per image through
+    resnet_small. A method that embeds v views of each training image per step gets 4 / v times the epochs (unless
+    --train sets them); SimCLR (2 views) twice. An encoder whose step is cheaper (`encoder`, the one the cell trains:
+    an `auto` default resolved on its images) gets as many more (ENCODER_SPEED), SimCLR's too."""
+    speed = ENCODER_SPEED.get(encoder, 1.0)
+    if method == "simclr":
+        return round(task.epochs * 2 * speed)
+    if "epochs" in train_over:
+        return int(train_over["epochs"])
+    return max(1, round(task.epochs * 4 * speed) // views_per_image(train_over))
+
+
 def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:
     """Train and score one (task, normal class, seed, method); every figure of one row of the table."""
     loaded, targets, references = split(task, normal)
-    # The budget is wall time: task.epochs of the paper's 4 views per image. A method that embeds v views of
-    # each training image per step gets 4 / v times the epochs (unless --train sets them); SimCLR gets twice.
-    views = views_per_image(train_over)
-    epochs = max(1, task.epochs * 4 // views) if "epochs" not in train_over else int(train_over["epochs"])
-    fields = {"batch_size": task.batch_size, **train_over, "epochs": epochs, "seed": seed}
+    encoder = cell_encoder(train_over, loaded.train.pixels, method)
+    fields = {"batch_size": task.batch_size, **train_over, "epochs": budget_epochs(task, method, train_over, encoder)}
+    fields["seed"] = seed
     if method == "simclr":
-        fields.update(method="simclr", epochs=task.epochs * 2)
+        fields["method"] = "simclr"
         fields.pop("views_per_context", None)
     config = build(TrainConfig, fields)
     score_config = build(ScoreConfig, ({"tta": task.tta} if task.tta else {}) | score_over)
@@ -181,8 +207,8 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
     kind = scored_features(score_config)
     trained_plain, trained_rank = plain_auroc(trained.model, loaded, targets, kind)
     torch.manual_seed(seed)
-    random_plain, random_rank = plain_auroc(Con2Model(config.encoder, task.image_size, config.projection_dim),
-                                            loaded, targets, kind)  # fmt: skip
+    random_model = Con2Model(trained.config.encoder, task.image_size, config.projection_dim)
+    random_plain, random_rank = plain_auroc(random_model, loaded, targets, kind)
     return {
         "task": task.name, "normal": normal, "seed": seed, "method": method,
         "auroc_nnd": auroc(targets, scores.s_nnd), "auroc_lh": auroc(targets, scores.s_lh),
@@ -193,6 +219,7 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
         # what a default `auto` became on this task (engine/context_choice.py); SimCLR and the peers train none,
         # Con2's ablations (context_only, content_only) do
         "context": None if config.method in PEER_VIEWS else trained.config.context,
+        "encoder": trained.config.encoder,
         "n_train": len(loaded.train), "n_scored": len(loaded.score),
         "config": dataclasses.asdict(config), "score": dataclasses.asdict(score_config),
     }  # fmt: skip

@@ -9,7 +9,8 @@ and as a ratio to the engine's own step (`engine`). Also a profile of the engine
 
 Variants: `engine` (engine.train's step: channels-last, float32), `nchw` (contiguous memory), `bf16`
 (CPU autocast to bfloat16), `compile` (torch.compile of the model), `threads1` (one intra-op thread),
-`batch32` / `batch128` (per-image cost at other batch sizes), `views1` (one view per context,
+`batch32` / `batch128` (per-image cost at other batch sizes), `s2` (resnet_small's first two stages alone, the
+`auto` encoder on greyscale scans: engine/encoder_choice.py), `views1` (one view per context,
 `TrainConfig.views_per_context = 1`: the new default's step; `engine` is 54863b9's, whose step code is
 unchanged). Variants compose with `+`: `views1+bf16` is the one-view step under bfloat16 autocast. The model
 runs under autocast and the losses in float32, as in `engine.train`. Prints one JSON object.
@@ -37,9 +38,18 @@ from engine.model import Con2Model
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
 
 
-def make_step(image_size: int, batch: int, *, channels_last: bool, bf16: bool, compile_model: bool, views: int = 2):
+def make_step(
+    image_size: int,
+    batch: int,
+    *,
+    channels_last: bool,
+    bf16: bool,
+    compile_model: bool,
+    views: int = 2,
+    encoder: str = "resnet_small",
+):
     torch.manual_seed(0)
-    model = Con2Model("resnet_small", image_size, 128)
+    model = Con2Model(encoder, image_size, 128)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if compile_model else model
@@ -83,7 +93,8 @@ def main() -> None:
         parts = set(name.split("+"))  # variants compose: views1+bf16 is the one-view step under bf16 autocast
         batch = next((int(part.removeprefix("batch")) for part in parts if part.startswith("batch")), args.batch)
         step = make_step(args.image_size, batch, channels_last="nchw" not in parts, bf16="bf16" in parts,
-                         compile_model="compile" in parts, views=1 if "views1" in parts else 2)  # fmt: skip
+                         compile_model="compile" in parts, views=1 if "views1" in parts else 2,
+                         encoder="resnet_small_s2" if "s2" in parts else "resnet_small")  # fmt: skip
         variants[name] = (step, batch, 1 if "threads1" in parts else threads)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     rng = np.random.default_rng(0)

@@ -26,8 +26,13 @@ CLASSICAL_METHODS = ("pixels_knn", "pixels_pca_knn", "pixels_iforest")
 # CSI (engine/csi.py), self-OECL (engine/oecl.py), FIRM (engine/firm.py) and masked contrastive learning
 # (engine/masked.py). They have no context augmentation.
 ROTATION_METHODS = ("csi", "self_oecl", "firm", "masked_contrastive")
-METHODS = ("con2", "context_only", "content_only", "simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
-ENCODERS = ("resnet18", "resnet_small")
+# Con2 and its two ablations: the methods that train with a context augmentation
+CON2_METHODS = ("con2", "context_only", "content_only")
+METHODS = (*CON2_METHODS, "simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
+ENCODERS = ("resnet18", "resnet_small", "resnet_small_s2")
+# TrainConfig.encoder's default: chosen from the training images when a run starts (engine/encoder_choice.py)
+AUTO_ENCODER = "auto"
+ENCODER_CHOICES = (AUTO_ENCODER, *ENCODERS)
 CONTEXT_BANKS = ("context", "original")
 LH_SHRINKAGE = ("ledoit_wolf", "fixed")
 ALPHA_SCHEDULES = ("linear", "constant")
@@ -126,10 +131,14 @@ class TrainConfig:
         choices=CONTEXT_CHOICES,
     )
     encoder: str = option(
-        "resnet_small",
-        "resnet18 = the paper's encoder (512-d; slow on a CPU); resnet_small = a narrow ResNet "
-        "(same design, ¼ width, 128-d) that makes CPU runs practical.",
-        choices=ENCODERS,
+        AUTO_ENCODER,
+        "resnet18 = the paper's encoder (512-d; slow on a CPU); resnet_small = a narrow ResNet (same design, ¼ "
+        "width, 128-d) that makes CPU runs practical; resnet_small_s2 = its stem and first two stages alone (32-d; "
+        "the grid features the scores compare are stage 2's, and a step costs 1.5–1.9× less); auto (the default) "
+        "= resnet_small_s2 for Con2 on greyscale images above 16 px, where it ranked better at equal time, "
+        "resnet_small otherwise, where it ranked worse or was not measured better (photographs, the 16 px digits, "
+        "SimCLR; docs/quality.md finding 27). The run records the encoder it chose.",
+        choices=ENCODER_CHOICES,
     )
     projection_dim: int = option(128, "Output size of each projection head.", min=2)
     epochs: int = option(

@@ -48,11 +48,16 @@ def is_greyscale(pixels: torch.Tensor) -> bool:
     return grey >= GREY_SHARE * len(rows)
 
 
+def scan_like(pixels: torch.Tensor) -> bool:
+    """Whether training images (N, C, S, S) are greyscale and larger than SMALL_SIDE_PX: the images (scans at 28–32
+    px) on which the `auto` choices of context and encoder depart from the paper's (engine/encoder_choice.py)."""
+    return int(pixels.shape[-1]) > SMALL_SIDE_PX and is_greyscale(pixels)
+
+
 def choose_context(pixels: torch.Tensor) -> str:
     """The context `auto` stands for on these training images: equalize for greyscale images larger than
     SMALL_SIDE_PX, invert otherwise."""
-    side = int(pixels.shape[-1])
-    return "equalize" if side > SMALL_SIDE_PX and is_greyscale(pixels) else "invert"
+    return "equalize" if scan_like(pixels) else "invert"
 
 
 def resolve_context(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:

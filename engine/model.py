@@ -3,7 +3,10 @@
 Encoder: torchvision's ResNet18, randomly initialised, without its last linear layer (512-d
 features). At inputs ≤ 64 px the stem is the small-image one (3×3 conv, stride 1, no max-pool), as
 for CIFAR; at larger inputs the standard 7×7/2 stem with max-pool. `resnet_small` is the same
-network at a quarter of the width (128-d features), for practical runs on a CPU.
+network at a quarter of the width (128-d features), for practical runs on a CPU. `resnet_small_s2` is its first
+two residual stages alone (32-d pooled features): the CPU default, because the grid features the scores compare
+are stage 2's, so stages 3 and 4 only fed the heads, and without them a step is 1.5–1.9× cheaper (docs/quality.md
+finding 27).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from engine.config import CON2_METHODS
 from engine.rotations import ROTATIONS
 
 SMALL_STEM_MAX_SIZE = 64
@@ -47,7 +51,7 @@ def build_encoder(name: str, image_size: int) -> tuple[nn.Module, int]:
     """Encoder without its classifier and its feature size. Weights are random (no pretraining)."""
     if name == "resnet18":
         net, width = resnet18(weights=None), 64
-    elif name == "resnet_small":
+    elif name in ("resnet_small", "resnet_small_s2"):
         net, width = _NarrowResNet(16), 16
     else:
         raise ValueError(f"unknown encoder {name!r}")
@@ -56,6 +60,11 @@ def build_encoder(name: str, image_size: int) -> tuple[nn.Module, int]:
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         net.maxpool = nn.Identity()
     net.fc = nn.Identity()
+    if name.endswith("_s2"):
+        # The grid features the scores compare are stage 2's; stages 3 and 4 only fed the heads. Without them the
+        # heads read stage 2's pooled map, and a step costs 1.5–1.9× less (docs/quality.md finding 27).
+        net.layer3, net.layer4 = nn.Identity(), nn.Identity()
+        return net, width * 2
     return net, width * 8
 
 
@@ -88,7 +97,7 @@ class Con2Output:
 def shift_classes(method: str, rotation_weight: float = 0.0) -> int:
     """Outputs of the rotation head a model trained with `method` carries: 4, or 0 = none. Con2 carries one when
     trained with the auxiliary rotation loss (TrainConfig.rotation_weight > 0)."""
-    auxiliary = rotation_weight > 0 and method in ("con2", "context_only", "content_only")
+    auxiliary = rotation_weight > 0 and method in CON2_METHODS
     return ROTATIONS if method in SHIFT_HEAD_METHODS or auxiliary else 0
 
 
@@ -101,6 +110,7 @@ class Con2Model(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder, self.feature_dim = build_encoder(encoder, image_size)
+        self.grid_channels = self.encoder.layer2[-1].bn2.num_features
         self.context_head = ProjectionHead(self.feature_dim, projection_dim)
         self.content_head = ProjectionHead(self.feature_dim, projection_dim)
         # absent (not merely unused) otherwise: a state dict without it still loads into the model
@@ -132,5 +142,4 @@ class Con2Model(nn.Module):
 
     def feature_size(self, kind: str = "pooled") -> int:
         """D of `features(x, kind)`."""
-        # ResNet's stage 2 has a quarter of stage 4's channels (2w of 8w) in both encoders
-        return self.feature_dim if kind == "pooled" else self.feature_dim // 4 * GRID * GRID
+        return self.feature_dim if kind == "pooled" else self.grid_channels * GRID * GRID

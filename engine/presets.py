@@ -16,12 +16,13 @@ NAMES = {"cpu": CPU, "gpu": GPU, "paper": PAPER}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The engine's defaults are the CPU recipe (α = 1 throughout, λ = 0.3, one view per context, grid features,
-    # test-time views without augmentation, the context chosen from the images: equalize for greyscale images
-    # above 16 px, invert otherwise; docs/quality.md says how each was chosen); this preset keeps first
-    # runs short (batch 32) and spells out the scoring it shares with the engine.
+    # test-time views without augmentation, the context and the encoder chosen from the images: equalize and
+    # resnet_small's first two stages for greyscale images above 16 px, invert and resnet_small otherwise;
+    # docs/quality.md says how each was chosen); this preset keeps first runs short (batch 32) and spells out the
+    # scoring it shares with the engine.
     CPU: {
         "data": {"image_size": 32},
-        "train": {"encoder": "resnet_small", "epochs": 60, "batch_size": 32, "device": "auto", "amp": True},
+        "train": {"encoder": "auto", "epochs": 60, "batch_size": 32, "device": "auto", "amp": True},
         "score": {"tta": 2, "tta_augment": False},
     },
     # The paper's method at a GPU budget: nothing measured yet says the CPU recipe's departures help at 64 px
@@ -62,7 +63,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 PRESET_NOTES = {
-    CPU: "resnet_small, 60 epochs of one view per context, grid features, each image and its context image scored "
+    CPU: "resnet_small (its first two stages alone on greyscale scans), 60 epochs of one view per context, grid "
+    "features, each image and its context image scored "
     "once without test-time augmentation. On the bundled digits (16 px) a "
     "2-core CPU trains and scores in about 15 s, 30 s with the UMAP; a few thousand 32 px images take minutes. "
     "docs/quality.md has how it ranks against raw pixels and SimCLR.",

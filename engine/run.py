@@ -24,6 +24,7 @@ from engine.config import CLASSICAL_METHODS, DataConfig, RunConfig, ScoreConfig
 from engine.context_choice import resolve_context
 from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
+from engine.encoder_choice import resolve_encoder
 from engine.loading import LoadedData, load_data, load_images
 from engine.metrics import anomaly_targets, auroc, context_silhouette
 from engine.sources import open_source
@@ -119,8 +120,10 @@ def train_run(
     started = time.perf_counter()
     if loaded is None:
         loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
-    # `auto` becomes a context here, so the result's config, the saved model and the summary name the one used
-    config = dataclasses.replace(config, train=resolve_context(config.train, loaded.train.pixels))
+    # `auto` becomes a context and an encoder here, so the result's config, the saved model and the summary name the
+    # ones used
+    chosen = resolve_encoder(resolve_context(config.train, loaded.train.pixels), loaded.train.pixels)
+    config = dataclasses.replace(config, train=chosen)
     if config.train.method in CLASSICAL_METHODS:
         return _classical_run(config, loaded, on_progress, started)
     trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)
@@ -179,10 +182,11 @@ def _classical_run(
 
 
 def _run_facts(config: RunConfig, loaded: LoadedData, started: float) -> dict[str, Any]:
-    """What every run's metrics say of it, learned or classical: the context it used (what `auto` became), the
-    images it trained on and skipped, its wall time."""
+    """What every run's metrics say of it, learned or classical: the context and encoder it used (what `auto`
+    became), the images it trained on and skipped, its wall time."""
     return {
         "context": config.train.context,
+        "encoder": None if config.train.method in CLASSICAL_METHODS else config.train.encoder,
         "n_train": len(loaded.train),
         "n_skipped": len(loaded.skipped),
         "wall_s": time.perf_counter() - started,

@@ -26,6 +26,7 @@ from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
 from engine.context_choice import resolve_context
 from engine.device import BatchFeed, autocast, deterministic, resolve_device
+from engine.encoder_choice import resolve_encoder
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
 from engine.model import Con2Model, Con2Output, shift_classes
 from engine.rotations import ROTATIONS, rotate
@@ -127,7 +128,8 @@ def train(
     n, _, image_size, _ = pixels.shape
     if n < 2:
         raise ValueError(f"training needs at least 2 images, got {n}")
-    config = resolve_context(config, pixels)  # `auto` → the context the model records and scores with
+    # `auto` → the context and encoder the model records, scores with and is rebuilt with
+    config = resolve_encoder(resolve_context(config, pixels), pixels)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = Con2Model(

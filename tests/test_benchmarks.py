@@ -255,3 +255,27 @@ def test_the_no_tta_readings_use_the_features_the_recipe_scores():
     assert quality.scored_features(ScoreConfig()) == ScoreConfig().features == "grid"
     assert quality.scored_features(ScoreConfig(features="pooled")) == "pooled"
     assert quality.scored_features(object()) == "pooled"  # 54863b9: scored the pooled output only
+
+
+def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
+    """Each cell trains as long as task.epochs of the paper's 4-view step through resnet_small: one view per context
+    doubles the epochs, the two-stage encoder's cheaper step adds half again (SimCLR's too), epochs given on the
+    command line win for the recipe, and `auto` is resolved on the cell's images as a run resolves it."""
+    import torch
+
+    from benchmarks import quality
+
+    breast = quality.TASKS["breastmnist"]  # 60 epochs of the paper's step
+    assert quality.budget_epochs(breast, "recipe", {}) == 120  # resnet_small, one view per context: 2 per image
+    assert quality.budget_epochs(breast, "recipe", {"views_per_context": 2}) == 60
+    assert quality.budget_epochs(breast, "simclr", {}) == 120
+    assert quality.budget_epochs(breast, "recipe", {}, "resnet_small_s2") == 180
+    assert quality.budget_epochs(breast, "simclr", {}, "resnet_small_s2") == 180
+    assert quality.budget_epochs(breast, "recipe", {"epochs": 7}, "resnet_small_s2") == 7
+    assert quality.budget_epochs(quality.TASKS["cifar10"], "recipe", {}, "resnet_small_s2") == 12  # 4 × 4 × 1.5 / 2
+    scans = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    photos = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert quality.cell_encoder({}, scans) == "resnet_small_s2" and quality.cell_encoder({}, photos) == "resnet_small"
+    assert quality.cell_encoder({"encoder": "resnet_small"}, scans) == "resnet_small"
+    assert quality.cell_encoder({}, scans, "simclr") == "resnet_small"  # `auto` picks the two stages for Con2 only
+    assert quality.cell_encoder({"method": "csi"}, scans) == "resnet_small"

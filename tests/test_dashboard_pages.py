@@ -207,10 +207,11 @@ def test_presets_match_their_promise():
     # the CPU recipe scores x and x^c as they are; the GPU preset is the paper's 40 augmented views
     assert (cpu.data.image_size, cpu.train.encoder, cpu.score.tta, cpu.score.tta_augment) == (
         16,
-        "resnet_small",
+        "auto",
         2,
         False,
     )
+    assert cpu.train.encoder == TrainConfig().encoder  # the engine's default: chosen from the images at the start
     assert (gpu.train.encoder, gpu.score.tta, gpu.score.tta_augment, gpu.train.amp) == ("resnet18", 40, True, True)
     assert (cpu.train.context_weight, gpu.train.context_weight) == (0.3, 1.0)
     assert gpu.data.image_size > cpu.data.image_size and gpu.train.epochs > cpu.train.epochs

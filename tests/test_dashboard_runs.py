@@ -86,3 +86,7 @@ def test_a_run_queued_with_the_auto_context_reads_as_the_context_it_chose_once_s
     explicit = Job(kind="train", config=to_json(TrainJobConfig.for_run({"train": {"context": "flip"}})),
                    summary={"context": "equalize"})  # fmt: skip
     assert settings(explicit)["train"]["context"] == "flip"  # only `auto` is replaced
+    # the encoder likewise (engine/encoder_choice.py)
+    assert settings(queued)["train"]["encoder"] == "auto"
+    chose = Job(kind="train", config=stored, summary={"context": "equalize", "encoder": "resnet_small_s2"})
+    assert settings(chose)["train"]["encoder"] == "resnet_small_s2"

@@ -80,3 +80,23 @@ def test_an_unknown_encoder_or_feature_kind_is_named():
         build_encoder("resnet50", 32)
     with pytest.raises(ValueError, match="patches"):
         Con2Model("resnet_small", image_size=16, projection_dim=8).features(images(1, 16), "patches")
+
+
+@pytest.mark.parametrize("size", [16, 72])
+def test_the_two_stage_encoder_scores_the_same_grid_with_stages_3_and_4_gone(size):
+    # resnet_small_s2 is resnet_small without stages 3 and 4: given the same stem and stages 1–2 it computes the same
+    # grid features (what the scores compare), and its pooled output and heads read stage 2's map (32-d)
+    torch.manual_seed(0)
+    full = Con2Model("resnet_small", image_size=size, projection_dim=8).eval()
+    short = Con2Model("resnet_small_s2", image_size=size, projection_dim=8).eval()
+    kept = {k: v for k, v in full.encoder.state_dict().items() if not k.startswith(("layer3.", "layer4."))}
+    short.encoder.load_state_dict(kept)  # strict: every stage-1–2 weight and nothing else
+    assert not any(k.startswith(("layer3.", "layer4.")) for k in short.state_dict())
+    x = images(3, size, seed=1)
+    with torch.no_grad():
+        assert torch.equal(short.features(x, "grid"), full.features(x, "grid"))
+        out = short(x)
+    assert short.feature_size("grid") == full.feature_size("grid") == 32 * GRID * GRID
+    assert out.features.shape == (3, short.feature_size("pooled")) == (3, 32)
+    assert out.z_content.shape == (3, 8)
+    assert sum(p.numel() for p in short.encoder.parameters()) < sum(p.numel() for p in full.encoder.parameters()) / 4

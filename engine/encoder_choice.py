@@ -1,0 +1,41 @@
+"""The encoder a run trains when its config says `auto`: chosen from the training images, as the context is.
+
+The scores compare the grid features of the encoder's second stage (`Con2Model.features`); stages 3 and 4 of
+resnet_small only feed the projection heads. `resnet_small_s2` drops them, so the heads read stage 2's pooled map
+and a step costs 1.5–1.9× less. At equal wall time on the quality suite (docs/quality.md, finding 27, 3 seeds a
+task unless said):
+- greyscale images larger than 16 px: BreastMNIST +4.0 S_NND (every seed), PneumoniaMNIST +2.4 (every seed),
+  BR35H −0.2 (99.4 → 99.2): the scans' anomalies are in layout and texture that stage 2 holds, and training it
+  directly for 1.5× the epochs keeps more of them;
+- colour photographs (CIFAR-10, one seed): airplane −4.9, automobile −12.6; the tiny digits (16 px): mean −0.5,
+  digit 8 −3.2. There the deeper stages shape stage 2 in a way the two-stage encoder does not replace.
+SimCLR on the same two stages at the same time lost 2.3 on BreastMNIST and gained 2.4 on PneumoniaMNIST: by the rule
+a default must meet (a better mean and no worse worst case), not a gain, so `auto` keeps resnet_small for every method
+but Con2 and its ablations (the peer methods were not measured on it).
+So `auto` is resnet_small_s2 for Con2 on greyscale images above 16 px and resnet_small otherwise: for Con2 the same
+split of the images as the `auto` context (engine/context_choice.py). The resolved name is what the run records (its
+config, its model, its summary), so a saved model is rebuilt with the encoder it trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from engine.config import AUTO_ENCODER, CON2_METHODS, TrainConfig
+from engine.context_choice import scan_like
+
+
+def choose_encoder(pixels: torch.Tensor, method: str = "con2") -> str:
+    """The encoder `auto` stands for when `method` trains on these images: resnet_small_s2 for Con2 and its
+    ablations on greyscale images larger than 16 px, resnet_small otherwise."""
+    return "resnet_small_s2" if method in CON2_METHODS and scan_like(pixels) else "resnet_small"
+
+
+def resolve_encoder(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
+    """`config` with `auto` replaced by the encoder chosen for its method and `pixels`, the training images as they
+    train (resized); any other value is kept as it is."""
+    if config.encoder != AUTO_ENCODER:
+        return config
+    return dataclasses.replace(config, encoder=choose_encoder(pixels, config.method))

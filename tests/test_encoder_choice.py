@@ -1,0 +1,65 @@
+"""The `auto` encoder (engine/encoder_choice.py): resnet_small's first two stages for greyscale images above 16 px,
+resnet_small otherwise; the run records the encoder it chose, in its config, its saved model and its summary, and a
+saved model is rebuilt with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.artifacts import Bundle
+from engine.config import AUTO_ENCODER, DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.encoder_choice import choose_encoder, resolve_encoder
+from engine.run import train_run
+from engine.train import train
+from tests.test_context_choice import colour, grey
+
+
+def test_auto_is_the_two_stage_encoder_for_greyscale_images_above_16_px_and_resnet_small_otherwise():
+    assert choose_encoder(grey(side=28)) == "resnet_small_s2"
+    assert choose_encoder(grey(side=32, channels=3)) == "resnet_small_s2"  # scans saved as RGB
+    assert choose_encoder(grey(side=16)) == "resnet_small"  # the digits' size: the two stages lost there
+    assert choose_encoder(colour(side=32)) == "resnet_small"  # photographs: they lost there too
+    for method in ("context_only", "content_only"):  # Con2's ablations train as Con2 does
+        assert choose_encoder(grey(side=28), method) == "resnet_small_s2"
+    for method in ("simclr", "csi", "firm", "self_oecl", "masked_contrastive"):  # not measured better for them
+        assert choose_encoder(grey(side=28), method) == "resnet_small"
+    assert resolve_encoder(TrainConfig(method="simclr"), grey(side=28)).encoder == "resnet_small"
+
+
+def test_an_explicit_encoder_is_kept_and_only_auto_is_replaced():
+    images = grey(side=28)
+    assert TrainConfig().encoder == AUTO_ENCODER  # the engine's default
+    for encoder in ("resnet18", "resnet_small", "resnet_small_s2"):
+        assert resolve_encoder(TrainConfig(encoder=encoder), images).encoder == encoder
+    assert resolve_encoder(TrainConfig(), images) == TrainConfig(encoder="resnet_small_s2")
+
+
+def test_a_trained_model_is_built_with_the_encoder_it_chose():
+    config = TrainConfig(epochs=1, batch_size=8, projection_dim=16)
+    scans = train(grey(n=16, side=20), config)
+    photos = train(colour(n=16, side=20), config)
+    assert (scans.config.encoder, photos.config.encoder) == ("resnet_small_s2", "resnet_small")
+    assert scans.model.feature_size("pooled") == 32 and photos.model.feature_size("pooled") == 128
+    assert not any(k.startswith("encoder.layer3") for k in scans.model.state_dict())
+
+
+def test_a_run_on_greyscale_scans_names_the_encoder_in_its_config_model_and_summary(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, labels in (("train", ["ok"] * 12), ("test", ["ok"] * 4 + ["bad"] * 4)):
+        for i, label in enumerate(labels):
+            (tmp_path / split / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(tmp_path / split / label / f"{i}.png")
+    config = RunConfig(
+        DataConfig(source=str(tmp_path), normal_label="ok", image_size=24),
+        TrainConfig(epochs=1, batch_size=8, projection_dim=16),
+        ScoreConfig(tta=2),
+    )
+    result = train_run(config)
+    assert result.config.train.encoder == result.metrics["encoder"] == "resnet_small_s2"
+    saved = Bundle.from_bytes(Bundle(result.trained, result.bank, result.config.data).to_bytes(), "cpu")
+    assert saved.trained.config.encoder == "resnet_small_s2"  # rebuilt with the stages it trained, weights and all
+    images = torch.as_tensor(rng.integers(0, 256, (3, 3, 24, 24), dtype=np.uint8)).float() / 127.5 - 1
+    with torch.no_grad():
+        assert torch.equal(saved.trained.model.features(images, "grid"), result.trained.model.features(images, "grid"))
