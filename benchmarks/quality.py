@@ -98,8 +98,9 @@ TASKS = {
 }
 QUICK = ("digits", "breastmnist")
 # Training steps per second of an encoder against resnet_small's, both with the same views: the budget gives a
-# cheaper step as many more epochs. resnet_small_s2 (stages 1–2 alone) measured 1.55–1.95× from 32 px down to 16 px
-# (docs/quality.md finding 27); 1.5 keeps it at or under resnet_small's time on every task.
+# cheaper step as many more epochs. resnet_small_s2 (stages 1–2 alone): the whole step 1.45× at 32 px, 1.55× at 28,
+# 1.77× at 16 (benchmarks/step_speed.py, docs/quality.md finding 27); with 1.5 its suite cells trained 94–106 s a
+# seed where resnet_small's took 102–109 s, so it never gets more time.
 ENCODER_SPEED = {"resnet_small_s2": 1.5}
 
 
