@@ -134,7 +134,7 @@ class TrainConfig:
         AUTO_ENCODER,
         "resnet18 = the paper's encoder (512-d; slow on a CPU); resnet_small = a narrow ResNet (same design, ¼ "
         "width, 128-d) that makes CPU runs practical; resnet_small_s2 = its stem and first two stages alone (32-d; "
-        "the grid features the scores compare are stage 2's, and a step costs 1.5–1.9× less); auto (the default) "
+        "the grid features the scores compare are stage 2's, and a step costs 1.45–1.8× less); auto (the default) "
         "= resnet_small_s2 for Con2 on greyscale images above 16 px, where it ranked better at equal time, "
         "resnet_small otherwise, where it ranked worse or was not measured better (photographs, the 16 px digits, "
         "SimCLR; docs/quality.md finding 27). The run records the encoder it chose.",

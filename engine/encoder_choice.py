@@ -2,7 +2,7 @@
 
 The scores compare the grid features of the encoder's second stage (`Con2Model.features`); stages 3 and 4 of
 resnet_small only feed the projection heads. `resnet_small_s2` drops them, so the heads read stage 2's pooled map
-and a step costs 1.5–1.9× less. At equal wall time on the quality suite (docs/quality.md, finding 27, 3 seeds a
+and a step costs 1.45–1.8× less. At equal wall time on the quality suite (docs/quality.md, finding 27, 3 seeds a
 task unless said):
 - greyscale images larger than 16 px: BreastMNIST +4.0 S_NND (every seed), PneumoniaMNIST +2.4 (every seed),
   BR35H −0.2 (99.4 → 99.2): the scans' anomalies are in layout and texture that stage 2 holds, and training it

@@ -3,10 +3,10 @@
 Encoder: torchvision's ResNet18, randomly initialised, without its last linear layer (512-d
 features). At inputs ≤ 64 px the stem is the small-image one (3×3 conv, stride 1, no max-pool), as
 for CIFAR; at larger inputs the standard 7×7/2 stem with max-pool. `resnet_small` is the same
-network at a quarter of the width (128-d features), for practical runs on a CPU. `resnet_small_s2` is its first
-two residual stages alone (32-d pooled features): the CPU default, because the grid features the scores compare
-are stage 2's, so stages 3 and 4 only fed the heads, and without them a step is 1.5–1.9× cheaper (docs/quality.md
-finding 27).
+network at a quarter of the width (128-d features), for practical runs on a CPU. `resnet_small_s2` is its stem and
+first two residual stages alone (32-d pooled features): the grid features the scores compare are stage 2's, so stages
+3 and 4 only fed the heads, and without them a step is 1.45–1.8× cheaper. The `auto` encoder picks it for Con2 on
+greyscale scans (engine/encoder_choice.py; docs/quality.md finding 27).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def build_encoder(name: str, image_size: int) -> tuple[nn.Module, int]:
     net.fc = nn.Identity()
     if name.endswith("_s2"):
         # The grid features the scores compare are stage 2's; stages 3 and 4 only fed the heads. Without them the
-        # heads read stage 2's pooled map, and a step costs 1.5–1.9× less (docs/quality.md finding 27).
+        # heads read stage 2's pooled map, and a step costs 1.45–1.8× less (docs/quality.md finding 27).
         net.layer3, net.layer4 = nn.Identity(), nn.Identity()
         return net, width * 2
     return net, width * 8
