@@ -54,10 +54,15 @@ def scan_like(pixels: torch.Tensor) -> bool:
     return int(pixels.shape[-1]) > SMALL_SIDE_PX and is_greyscale(pixels)
 
 
+def context_for(scan: bool) -> str:
+    """The context `auto` stands for on images that are (or are not) `scan_like`."""
+    return "equalize" if scan else "invert"
+
+
 def choose_context(pixels: torch.Tensor) -> str:
     """The context `auto` stands for on these training images: equalize for greyscale images larger than
     SMALL_SIDE_PX, invert otherwise."""
-    return "equalize" if scan_like(pixels) else "invert"
+    return context_for(scan_like(pixels))
 
 
 def resolve_context(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:

@@ -23,14 +23,19 @@ import dataclasses
 
 import torch
 
-from engine.config import AUTO_ENCODER, CON2_METHODS, TrainConfig
-from engine.context_choice import scan_like
+from engine.config import AUTO_CONTEXT, AUTO_ENCODER, CON2_METHODS, TrainConfig
+from engine.context_choice import context_for, scan_like
+
+
+def encoder_for(method: str, scan: bool) -> str:
+    """The encoder `auto` stands for when `method` trains on images that are (or are not) `scan_like`."""
+    return "resnet_small_s2" if scan and method in CON2_METHODS else "resnet_small"
 
 
 def choose_encoder(pixels: torch.Tensor, method: str = "con2") -> str:
     """The encoder `auto` stands for when `method` trains on these images: resnet_small_s2 for Con2 and its
     ablations on greyscale images larger than 16 px, resnet_small otherwise."""
-    return "resnet_small_s2" if method in CON2_METHODS and scan_like(pixels) else "resnet_small"
+    return encoder_for(method, scan_like(pixels))
 
 
 def resolve_encoder(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
@@ -39,3 +44,15 @@ def resolve_encoder(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
     if config.encoder != AUTO_ENCODER:
         return config
     return dataclasses.replace(config, encoder=choose_encoder(pixels, config.method))
+
+
+def resolve_auto(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
+    """`config` with an `auto` context and an `auto` encoder both resolved on `pixels`, the training images as they
+    train. Both choices split the images by `scan_like`, so the images are looked at once (up to 2,048 of them,
+    converted to compare channels), not once per choice."""
+    if config.context != AUTO_CONTEXT and config.encoder != AUTO_ENCODER:
+        return config
+    scan = scan_like(pixels)
+    context = context_for(scan) if config.context == AUTO_CONTEXT else config.context
+    encoder = encoder_for(config.method, scan) if config.encoder == AUTO_ENCODER else config.encoder
+    return dataclasses.replace(config, context=context, encoder=encoder)

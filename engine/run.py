@@ -21,10 +21,9 @@ from engine.baseline import pixel_nnd
 from engine.checkpoint import CheckpointStore
 from engine.classical import score_classical
 from engine.config import CLASSICAL_METHODS, DataConfig, RunConfig, ScoreConfig
-from engine.context_choice import resolve_context
 from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
-from engine.encoder_choice import resolve_encoder
+from engine.encoder_choice import resolve_auto
 from engine.loading import LoadedData, load_data, load_images
 from engine.metrics import anomaly_targets, auroc, context_silhouette
 from engine.sources import open_source
@@ -122,8 +121,7 @@ def train_run(
         loaded = load_data(config.data, on_progress=_relay(on_progress, "loading"))
     # `auto` becomes a context and an encoder here, so the result's config, the saved model and the summary name the
     # ones used
-    chosen = resolve_encoder(resolve_context(config.train, loaded.train.pixels), loaded.train.pixels)
-    config = dataclasses.replace(config, train=chosen)
+    config = dataclasses.replace(config, train=resolve_auto(config.train, loaded.train.pixels))
     if config.train.method in CLASSICAL_METHODS:
         return _classical_run(config, loaded, on_progress, started)
     trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)

@@ -24,9 +24,8 @@ from engine import csi, firm, masked, oecl
 from engine.augment import ContentAugmentation, con2_views, normalize, simclr_views, to_float
 from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
-from engine.context_choice import resolve_context
 from engine.device import BatchFeed, autocast, deterministic, resolve_device
-from engine.encoder_choice import resolve_encoder
+from engine.encoder_choice import resolve_auto
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
 from engine.model import Con2Model, Con2Output, shift_classes
 from engine.rotations import ROTATIONS, rotate
@@ -129,7 +128,7 @@ def train(
     if n < 2:
         raise ValueError(f"training needs at least 2 images, got {n}")
     # `auto` → the context and encoder the model records, scores with and is rebuilt with
-    config = resolve_encoder(resolve_context(config, pixels), pixels)
+    config = resolve_auto(config, pixels)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = Con2Model(

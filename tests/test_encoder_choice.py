@@ -8,9 +8,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine import context_choice
 from engine.artifacts import Bundle
 from engine.config import AUTO_ENCODER, DataConfig, RunConfig, ScoreConfig, TrainConfig
-from engine.encoder_choice import choose_encoder, resolve_encoder
+from engine.context_choice import resolve_context
+from engine.encoder_choice import choose_encoder, resolve_auto, resolve_encoder
 from engine.run import train_run
 from engine.train import train
 from tests.test_context_choice import colour, grey
@@ -34,6 +36,22 @@ def test_an_explicit_encoder_is_kept_and_only_auto_is_replaced():
     for encoder in ("resnet18", "resnet_small", "resnet_small_s2"):
         assert resolve_encoder(TrainConfig(encoder=encoder), images).encoder == encoder
     assert resolve_encoder(TrainConfig(), images) == TrainConfig(encoder="resnet_small_s2")
+
+
+def test_resolve_auto_agrees_with_each_choice_and_looks_at_the_images_once(monkeypatch):
+    looks = []
+    scan_like = context_choice.scan_like
+    monkeypatch.setattr("engine.encoder_choice.scan_like", lambda pixels: looks.append(1) or scan_like(pixels))
+    for images in (grey(side=28), grey(side=16), colour(side=32)):
+        for fields in ({}, {"method": "simclr"}, {"context": "invert"}, {"encoder": "resnet18"}):
+            config = TrainConfig(**fields)
+            expected = resolve_encoder(resolve_context(config, images), images)
+            looks.clear()
+            assert resolve_auto(config, images) == expected
+            assert len(looks) == 1
+    fixed = TrainConfig(context="invert", encoder="resnet_small")
+    looks.clear()
+    assert resolve_auto(fixed, grey(side=28)) is fixed and not looks  # nothing `auto`: the images are not looked at
 
 
 def test_a_trained_model_is_built_with_the_encoder_it_chose():
