@@ -221,6 +221,7 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
         # Con2's ablations (context_only, content_only) do
         "context": None if config.method in PEER_VIEWS else trained.config.context,
         "encoder": trained.config.encoder,
+        "rotation_weight": getattr(trained.config, "rotation_weight", None),  # an `auto` weight as resolved
         "n_train": len(loaded.train), "n_scored": len(loaded.score),
         "config": dataclasses.asdict(config), "score": dataclasses.asdict(score_config),
     }  # fmt: skip
@@ -369,6 +370,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}, one seed")
     parser.add_argument("--tasks", help=f"comma-separated subset of {', '.join(TASKS)}")
     parser.add_argument("--seeds", type=int, help="seeds per task (default: the task's; 1 with --quick)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seed of the first run of each cell; --seeds counts from it"
+    )
     parser.add_argument("--normals", help="comma-separated subset of the normal classes of per-class tasks")
     parser.add_argument("--label", default="current", help="name of this recipe's column set and state file")
     parser.add_argument("--train", nargs="*", default=[], metavar="FIELD=VALUE", help="TrainConfig overrides")
@@ -388,7 +392,7 @@ def main() -> None:
                 print(f"skip {name}: {DATA / task.source} is absent", file=sys.stderr)
                 continue
             seeds = args.seeds or (1 if args.quick else task.seeds)
-            for seed in range(seeds):
+            for seed in range(args.first_seed, args.first_seed + seeds):
                 wanted = args.normals.split(",") if args.normals else task.normals
                 for normal in [n for n in task.normals if n in wanted]:
                     for method in ("recipe", *(() if args.no_simclr else ("simclr",))):

@@ -69,6 +69,7 @@ LABELS = {
     ("score", "tta_augment"): "Augment the test-time views (paper)",
     ("train", "device"): "Device",
     ("train", "lr"): "Learning rate",
+    ("train", "rotation_weight"): "Rotation task weight (-1 = auto)",
     ("train", "amp"): "Mixed precision (AMP)",
     ("score", "k"): "k (S_NND neighbours)",
     ("score", "lh_shrinkage"): "S_LH covariance shrinkage",

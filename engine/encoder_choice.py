@@ -15,6 +15,10 @@ but Con2 and its ablations (the peer methods were not measured on it).
 So `auto` is resnet_small_s2 for Con2 on greyscale images above 16 px and resnet_small otherwise: for Con2 the same
 split of the images as the `auto` context (engine/context_choice.py). The resolved name is what the run records (its
 config, its model, its summary), so a saved model is rebuilt with the encoder it trained.
+
+The auxiliary rotation task (TrainConfig.rotation_weight, beyond the paper) is chosen here too, from the same look
+at the images: on for Con2 on colour photographs, off on greyscale images (`rotation_for`). `resolve_auto` makes
+every `auto` choice of a run at once.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import dataclasses
 import torch
 
 from engine.config import AUTO_CONTEXT, AUTO_ENCODER, CON2_METHODS, TrainConfig
-from engine.context_choice import context_for, scan_like
+from engine.context_choice import SMALL_SIDE_PX, context_for, is_greyscale, scan_like
 
 
 def encoder_for(method: str, scan: bool) -> str:
@@ -46,13 +50,29 @@ def resolve_encoder(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
     return dataclasses.replace(config, encoder=choose_encoder(pixels, config.method))
 
 
+def rotation_for(method: str, greyscale: bool) -> float:
+    """The rotation weight `auto` (a negative TrainConfig.rotation_weight) stands for when `method` trains on
+    images that are (or are not) greyscale: 1 for Con2 and its ablations on colour photographs, 0 otherwise.
+
+    Measured at the suite's budget (docs/quality.md, findings 25 and 29): on CIFAR-10 the task lifted the mean of
+    the ten classes on two seeds on two CPUs, and took every class above its raw-pixel floor and SimCLR; on the
+    greyscale scans it lifted BreastMNIST but cost PneumoniaMNIST 2.7 (resnet_small) and 15 (the two-stage
+    encoder) points, and it was level on BR35H and the digits. A chest x-ray's orientation is given away by its
+    layout, so the head learns what every x-ray shares; a photograph's is not."""
+    return 1.0 if not greyscale and method in CON2_METHODS else 0.0
+
+
 def resolve_auto(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
-    """`config` with an `auto` context and an `auto` encoder both resolved on `pixels`, the training images as they
-    train. Both choices split the images by `scan_like`, so the images are looked at once (up to 2,048 of them,
-    converted to compare channels), not once per choice."""
-    if config.context != AUTO_CONTEXT and config.encoder != AUTO_ENCODER:
+    """`config` with an `auto` context, an `auto` encoder and an `auto` rotation weight resolved on `pixels`, the
+    training images as they train. Every choice splits the images by whether they are greyscale (and, for the
+    context and the encoder, larger than 16 px), so the images are looked at once (up to 2,048 of them, converted
+    to compare channels), not once per choice."""
+    auto_rotation = config.rotation_weight < 0
+    if config.context != AUTO_CONTEXT and config.encoder != AUTO_ENCODER and not auto_rotation:
         return config
-    scan = scan_like(pixels)
+    greyscale = is_greyscale(pixels)
+    scan = greyscale and int(pixels.shape[-1]) > SMALL_SIDE_PX  # scan_like, from the one look
     context = context_for(scan) if config.context == AUTO_CONTEXT else config.context
     encoder = encoder_for(config.method, scan) if config.encoder == AUTO_ENCODER else config.encoder
-    return dataclasses.replace(config, context=context, encoder=encoder)
+    rotation = rotation_for(config.method, greyscale) if auto_rotation else config.rotation_weight
+    return dataclasses.replace(config, context=context, encoder=encoder, rotation_weight=rotation)

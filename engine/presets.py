@@ -17,7 +17,8 @@ NAMES = {"cpu": CPU, "gpu": GPU, "paper": PAPER}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The engine's defaults are the CPU recipe (α = 1 throughout, λ = 0.3, one view per context, grid features,
     # test-time views without augmentation, the context and the encoder chosen from the images: equalize and
-    # resnet_small's first two stages for greyscale images above 16 px, invert and resnet_small otherwise;
+    # resnet_small's first two stages for greyscale images above 16 px, invert and resnet_small otherwise, and the
+    # auxiliary rotation task on colour photographs;
     # docs/quality.md says how each was chosen); this preset keeps first runs short (batch 32) and spells out the
     # scoring it shares with the engine.
     CPU: {
@@ -37,6 +38,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "alpha_schedule": "linear",
             "context_weight": 1.0,
             "views_per_context": 2,
+            "rotation_weight": 0.0,
             "device": "auto",
             "amp": True,
         },
@@ -55,6 +57,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "context_weight": 1.0,
             "views_per_context": 2,
             "crop_min_area": 0.0,
+            "rotation_weight": 0.0,
             "temperature": 0.2,
             "device": "auto",
             "amp": True,

@@ -180,11 +180,13 @@ def _classical_run(
 
 
 def _run_facts(config: RunConfig, loaded: LoadedData, started: float) -> dict[str, Any]:
-    """What every run's metrics say of it, learned or classical: the context and encoder it used (what `auto`
-    became), the images it trained on and skipped, its wall time."""
+    """What every run's metrics say of it, learned or classical: the context, encoder and rotation weight it used
+    (what `auto` became), the images it trained on and skipped, its wall time."""
+    learned = config.train.method not in CLASSICAL_METHODS
     return {
         "context": config.train.context,
-        "encoder": None if config.train.method in CLASSICAL_METHODS else config.train.encoder,
+        "encoder": config.train.encoder if learned else None,
+        "rotation_weight": config.train.rotation_weight if learned else None,
         "n_train": len(loaded.train),
         "n_skipped": len(loaded.skipped),
         "wall_s": time.perf_counter() - started,

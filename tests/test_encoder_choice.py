@@ -4,15 +4,17 @@ saved model is rebuilt with it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from PIL import Image
 
 from engine import context_choice
 from engine.artifacts import Bundle
-from engine.config import AUTO_ENCODER, DataConfig, RunConfig, ScoreConfig, TrainConfig
+from engine.config import AUTO_ENCODER, AUTO_ROTATION, DataConfig, RunConfig, ScoreConfig, TrainConfig
 from engine.context_choice import resolve_context
-from engine.encoder_choice import choose_encoder, resolve_auto, resolve_encoder
+from engine.encoder_choice import choose_encoder, resolve_auto, resolve_encoder, rotation_for
 from engine.run import train_run
 from engine.train import train
 from tests.test_context_choice import colour, grey
@@ -40,18 +42,48 @@ def test_an_explicit_encoder_is_kept_and_only_auto_is_replaced():
 
 def test_resolve_auto_agrees_with_each_choice_and_looks_at_the_images_once(monkeypatch):
     looks = []
-    scan_like = context_choice.scan_like
-    monkeypatch.setattr("engine.encoder_choice.scan_like", lambda pixels: looks.append(1) or scan_like(pixels))
-    for images in (grey(side=28), grey(side=16), colour(side=32)):
-        for fields in ({}, {"method": "simclr"}, {"context": "invert"}, {"encoder": "resnet18"}):
+    is_greyscale = context_choice.is_greyscale
+    monkeypatch.setattr("engine.encoder_choice.is_greyscale", lambda pixels: looks.append(1) or is_greyscale(pixels))
+    for images in (grey(side=28), grey(side=16), colour(side=32), colour(side=16)):
+        fixed_rotation = {"rotation_weight": 0}
+        for fields in ({}, {"method": "simclr"}, {"context": "invert"}, {"encoder": "resnet18"}, fixed_rotation):
             config = TrainConfig(**fields)
             expected = resolve_encoder(resolve_context(config, images), images)
+            expected = (
+                dataclasses.replace(expected, rotation_weight=rotation_for(config.method, is_greyscale(images)))
+                if config.rotation_weight < 0
+                else expected
+            )
             looks.clear()
             assert resolve_auto(config, images) == expected
             assert len(looks) == 1
-    fixed = TrainConfig(context="invert", encoder="resnet_small")
+    fixed = TrainConfig(context="invert", encoder="resnet_small", rotation_weight=0.5)
     looks.clear()
     assert resolve_auto(fixed, grey(side=28)) is fixed and not looks  # nothing `auto`: the images are not looked at
+
+
+def test_auto_rotation_is_on_for_con2_on_colour_photographs_and_off_on_greyscale_images():
+    assert TrainConfig().rotation_weight == AUTO_ROTATION  # the engine's default
+    on_photos = resolve_auto(TrainConfig(), colour(side=32))
+    assert on_photos.rotation_weight == 1.0 and on_photos.rotation_views == "shared"  # no extra view: same cost
+    assert resolve_auto(TrainConfig(), colour(side=16)).rotation_weight == 1.0  # photographs of any size
+    for images in (grey(side=28), grey(side=32, channels=3), grey(side=16)):  # scans (x-rays lost 15) and digits
+        assert resolve_auto(TrainConfig(), images).rotation_weight == 0.0
+    for method in ("context_only", "content_only"):  # Con2's ablations train as Con2 does
+        assert resolve_auto(TrainConfig(method=method), colour(side=32)).rotation_weight == 1.0
+    for method in ("simclr", "csi", "firm"):  # only Con2 has the task
+        assert resolve_auto(TrainConfig(method=method), colour(side=32)).rotation_weight == 0.0
+    for weight in (0.0, 0.3, 2.0):  # an explicit weight is kept, on any images
+        assert resolve_auto(TrainConfig(rotation_weight=weight), grey(side=28)).rotation_weight == weight
+        assert resolve_auto(TrainConfig(rotation_weight=weight), colour(side=32)).rotation_weight == weight
+
+
+def test_a_run_on_photographs_trains_the_rotation_head_and_records_the_weight():
+    trained = train(colour(n=16, side=20), TrainConfig(epochs=1, batch_size=8, projection_dim=16))
+    assert trained.config.rotation_weight == 1.0
+    assert trained.model.shift_head is not None  # the head the rotation loss trains
+    scans = train(grey(n=16, side=20), TrainConfig(epochs=1, batch_size=8, projection_dim=16))
+    assert scans.config.rotation_weight == 0.0 and scans.model.shift_head is None
 
 
 def test_a_trained_model_is_built_with_the_encoder_it_chose():
@@ -76,6 +108,7 @@ def test_a_run_on_greyscale_scans_names_the_encoder_in_its_config_model_and_summ
     )
     result = train_run(config)
     assert result.config.train.encoder == result.metrics["encoder"] == "resnet_small_s2"
+    assert result.config.train.rotation_weight == result.metrics["rotation_weight"] == 0.0  # `auto`: off on scans
     saved = Bundle.from_bytes(Bundle(result.trained, result.bank, result.config.data).to_bytes(), "cpu")
     assert saved.trained.config.encoder == "resnet_small_s2"  # rebuilt with the stages it trained, weights and all
     images = torch.as_tensor(rng.integers(0, 256, (3, 3, 24, 24), dtype=np.uint8)).float() / 127.5 - 1
