@@ -54,6 +54,11 @@ def scan_like(pixels: torch.Tensor) -> bool:
     return int(pixels.shape[-1]) > SMALL_SIDE_PX and is_greyscale(pixels)
 
 
+def scan_of(greyscale: bool, side: int) -> bool:
+    """`scan_like` from what is already known of the images: whether they are greyscale, and their side."""
+    return greyscale and side > SMALL_SIDE_PX
+
+
 def context_for(scan: bool) -> str:
     """The context `auto` stands for on images that are (or are not) `scan_like`."""
     return "equalize" if scan else "invert"

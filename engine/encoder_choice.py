@@ -28,7 +28,7 @@ import dataclasses
 import torch
 
 from engine.config import AUTO_CONTEXT, AUTO_ENCODER, CON2_METHODS, TrainConfig
-from engine.context_choice import SMALL_SIDE_PX, context_for, is_greyscale, scan_like
+from engine.context_choice import context_for, is_greyscale, scan_like, scan_of
 
 
 def encoder_for(method: str, scan: bool) -> str:
@@ -54,8 +54,8 @@ def rotation_for(method: str, greyscale: bool) -> float:
     """The rotation weight `auto` (a negative TrainConfig.rotation_weight) stands for when `method` trains on
     images that are (or are not) greyscale: 1 for Con2 and its ablations on colour photographs, 0 otherwise.
 
-    Measured at the suite's budget (docs/quality.md, findings 25 and 29): on CIFAR-10 the task lifted the mean of
-    the ten classes on two seeds on two CPUs, and took every class above its raw-pixel floor and SimCLR; on the
+    Measured at the suite's budget (docs/quality.md, findings 25, 29 and 30): on CIFAR-10 the task lifted the mean
+    of the ten classes on two seeds on two CPUs (+3.9, +0.5) and never lowered the worst class; on the
     greyscale scans it lifted BreastMNIST but cost PneumoniaMNIST 2.7 (resnet_small) and 15 (the two-stage
     encoder) points, and it was level on BR35H and the digits. A chest x-ray's orientation is given away by its
     layout, so the head learns what every x-ray shares; a photograph's is not."""
@@ -71,7 +71,7 @@ def resolve_auto(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
     if config.context != AUTO_CONTEXT and config.encoder != AUTO_ENCODER and not auto_rotation:
         return config
     greyscale = is_greyscale(pixels)
-    scan = greyscale and int(pixels.shape[-1]) > SMALL_SIDE_PX  # scan_like, from the one look
+    scan = scan_of(greyscale, int(pixels.shape[-1]))
     context = context_for(scan) if config.context == AUTO_CONTEXT else config.context
     encoder = encoder_for(config.method, scan) if config.encoder == AUTO_ENCODER else config.encoder
     rotation = rotation_for(config.method, greyscale) if auto_rotation else config.rotation_weight
