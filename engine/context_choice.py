@@ -51,11 +51,12 @@ def is_greyscale(pixels: torch.Tensor) -> bool:
 def scan_like(pixels: torch.Tensor) -> bool:
     """Whether training images (N, C, S, S) are greyscale and larger than SMALL_SIDE_PX: the images (scans at 28–32
     px) on which the `auto` choices of context and encoder depart from the paper's (engine/encoder_choice.py)."""
-    return int(pixels.shape[-1]) > SMALL_SIDE_PX and is_greyscale(pixels)
+    return scan_of(is_greyscale(pixels), int(pixels.shape[-1]))
 
 
 def scan_of(greyscale: bool, side: int) -> bool:
-    """`scan_like` from what is already known of the images: whether they are greyscale, and their side."""
+    """The rule `scan_like` applies, on what is already known of the images: whether they are greyscale, and their
+    side. `resolve_auto` calls it directly, having looked at the images once for every `auto` choice."""
     return greyscale and side > SMALL_SIDE_PX
 
 
