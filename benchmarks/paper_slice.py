@@ -1,15 +1,13 @@
 """The largest slice of the paper's BreastMNIST cell that fits a time budget on one GPU (benchmarks/gpu_check.sh).
 
 The paper's setting (App. C–D): 224 px (resize 256 → center crop 224), ResNet18, batch 64, AdamW lr 1e-3 with
-cosine annealing, Con2 with invert, S_NND with TTA 40; 2048 epochs, about one GPU-hour in the paper. Two short
-probes (1 and 3 epochs) time an epoch by their difference, because the first epoch also pays for the kernels'
-warm-up: on an H200 (2026-12-04) the first epoch took 1.2 s and the next ones 0.24 s, so a one-epoch probe
-fitted 210 epochs where 1,000 would have. Then a run with as many epochs as fit (a complete, compressed cosine
-schedule) trains and scores, and the JSON says how far it is from 2048. `--epochs N` skips the estimate.
-The probe times epochs inside one 4-epoch run (the step reports' clocks at epoch ends, epochs 2–4), not by
-subtracting two runs' wall times: on an H100 (2026-12-06) the 3-epoch run's wall time came out no longer
-than the 1-epoch run's (warm-up noise), the difference clamped to 1 ms and the slice asked for 231,369
-epochs, which no budget holds. The count is capped at the paper's 2048 too.
+cosine annealing, Con2 with invert, S_NND with TTA 40; 2048 epochs, about one GPU-hour in the paper. A 4-epoch
+probe times epochs 2–4 from the training loop's own clock at each epoch's end, leaving out the first, which also
+pays for the kernels' warm-up (on an H200, 2026-12-04, 1.2 s against 0.24 s: a one-epoch probe fitted 210 epochs
+where 1,000 would have). Not the difference of two runs' wall times: on an H100 (2026-12-06) that came out ≤ 0
+(warm-up noise) and asked for 231,369 epochs. Then a run with as many epochs as fit, at most the paper's 2048 (a
+complete, compressed cosine schedule), trains and scores, and the JSON says how far it is from 2048. `--epochs N`
+skips the estimate.
 
     python benchmarks/paper_slice.py --data .gpu-data/breastmnist.npz --time-budget-s 300
     python benchmarks/paper_slice.py --data .gpu-data/breastmnist.npz --epochs 2048   # ≈ 8.5 min on an H200

@@ -25,7 +25,6 @@ import numpy as np
 import quality  # benchmarks/quality.py, beside this script: the suite's tasks and budgets
 
 from engine.baseline import pixel_nnd
-from engine.config import ScoreConfig, TrainConfig, build
 from engine.metrics import auroc
 from engine.train import train
 from engine.tta import score_images
@@ -52,10 +51,7 @@ def main() -> None:
     pixels_query = pixel_nnd(bank, loaded.score.pixels, loaded.score_in_train)
     pixels_train = pixel_nnd(bank, bank, np.arange(len(bank)))  # each training image left out of its own bank
     for seed in (int(s) for s in args.seeds.split(",")):
-        encoder = quality.cell_encoder({}, bank)
-        epochs = quality.budget_epochs(task, "recipe", {}, encoder)
-        config = build(TrainConfig, {"batch_size": task.batch_size, "epochs": epochs, "seed": seed})
-        score_config = build(ScoreConfig, {"tta": task.tta} if task.tta else {})
+        config, score_config = quality.cell_configs(task, seed, "recipe", {}, {}, bank)
         started = time.perf_counter()
         trained = train(bank, config)
         r = score_images(trained, bank, loaded.score.pixels, score_config, query_in_bank=loaded.score_in_train,
@@ -66,8 +62,8 @@ def main() -> None:
         lh = z(r.train_s_lh, r.s_lh)
         pix = z(pix_ref, pixels_query)
         out = {
-            "task": task.name, "normal": normal, "seed": seed, "encoder": trained.config.encoder, "epochs": epochs,
-            "seconds": round(time.perf_counter() - started), "n_reference": len(rows),
+            "task": task.name, "normal": normal, "seed": seed, "encoder": trained.config.encoder,
+            "epochs": config.epochs, "seconds": round(time.perf_counter() - started), "n_reference": len(rows),
             "nnd": auroc(targets, r.s_nnd), "lh": auroc(targets, r.s_lh), "pix": references["auroc_pixels"],
             "z_nnd_pix": auroc(targets, nnd + pix),
             "pct_nnd_pix": auroc(targets, pct(r.train_s_nnd, r.s_nnd) + pct(pix_ref, pixels_query)),

@@ -189,17 +189,24 @@ def budget_epochs(task: Task, method: str, train_over: dict, encoder: str = "res
     return max(1, round(task.epochs * 4 * speed) // views_per_image(train_over))
 
 
-def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:
-    """Train and score one (task, normal class, seed, method); every figure of one row of the table."""
-    loaded, targets, references = split(task, normal)
-    encoder = cell_encoder(train_over, loaded.train.pixels, method)
+def cell_configs(
+    task: Task, seed: int, method: str, train_over: dict, score_over: dict, pixels: torch.Tensor
+) -> tuple[TrainConfig, ScoreConfig]:
+    """What one cell trains and scores with: the task's batch and budget, --train/--score on top, the seed; SimCLR
+    with its own method and views. `pixels`: the cell's training images (an `auto` encoder resolves on them)."""
+    encoder = cell_encoder(train_over, pixels, method)
     fields = {"batch_size": task.batch_size, **train_over, "epochs": budget_epochs(task, method, train_over, encoder)}
     fields["seed"] = seed
     if method == "simclr":
         fields["method"] = "simclr"
         fields.pop("views_per_context", None)
-    config = build(TrainConfig, fields)
-    score_config = build(ScoreConfig, ({"tta": task.tta} if task.tta else {}) | score_over)
+    return build(TrainConfig, fields), build(ScoreConfig, ({"tta": task.tta} if task.tta else {}) | score_over)
+
+
+def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, score_over: dict) -> dict[str, Any]:
+    """Train and score one (task, normal class, seed, method); every figure of one row of the table."""
+    loaded, targets, references = split(task, normal)
+    config, score_config = cell_configs(task, seed, method, train_over, score_over, loaded.train.pixels)
     started = time.perf_counter()
     trained = train(loaded.train.pixels, config)
     train_s = time.perf_counter() - started
