@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -206,6 +207,42 @@ class IsolationForestScorer:
         return torch.as_tensor(scores, dtype=torch.float32)
 
 
+@dataclass
+class ClassicalFit:
+    """A classical method fitted on the training images: the scorer, and the features it compares."""
+
+    scorer: NNDScorer | IsolationForestScorer
+    pca: PCAProjection | None  # pixels_pca_knn's basis; None for the methods that compare the pixels themselves
+    copies: np.ndarray  # (n,) copy group of each training image (engine.copies): left out with it
+    bank_features: torch.Tensor  # (n, D) the training images' features, as the scorer holds them
+
+    def project(self, flat: torch.Tensor) -> torch.Tensor:
+        """(M, C·s·s) flattened pixels (`flat_pixels`, `context_pixels`) → (M, D): what the scorer compares."""
+        return flat if self.pca is None else self.pca.transform(flat)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(M, C, S, S) uint8 or float in [0, 1] → (M, D), as `project` makes them."""
+        return self.project(flat_pixels(images))
+
+
+def fit_classical(bank: torch.Tensor, method: str, *, k: int = 1, seed: int = 0) -> ClassicalFit:
+    """Fit the classical `method` on (n, C, S, S) training images, n ≥ 2; `k` neighbours (the 1-NN methods), `seed`
+    (IsolationForest). Apart from score_classical, which adds S_LH, neighbours and the training images' reference
+    scores, the quality suite's references use it for the method's own score alone."""
+    copies = copy_groups(bank)
+    bank_pixels = flat_pixels(bank)  # (n, D)
+    pca = PCAProjection().fit(bank_pixels) if method == "pixels_pca_knn" else None
+    bank_feats = bank_pixels if pca is None else pca.transform(bank_pixels)  # (n, D) or (n, K + 1)
+    scorer: NNDScorer | IsolationForestScorer
+    if method == "pixels_iforest":
+        scorer = IsolationForestScorer(seed=seed).fit(bank_feats, copies)
+    elif method in ("pixels_knn", "pixels_pca_knn"):
+        scorer = NNDScorer(k).fit(bank_feats, torch.as_tensor(copies))
+    else:
+        raise ValueError(f"{method!r} is not a classical method")
+    return ClassicalFit(scorer, pca, copies, bank_feats)
+
+
 def score_classical(
     bank: torch.Tensor,
     queries: torch.Tensor,
@@ -234,22 +271,11 @@ def score_classical(
         raise ValueError(f"{train.method} needs at least 2 training images, got {n}")
     train = resolve_context(train, bank)  # the context half compares context images as a Con2 run would make them
     report("training", 0, 1)
-    copies = copy_groups(bank)  # (n,) copy group of each training image: left out with it
-    bank_pixels = flat_pixels(bank)  # (n, D)
-    pca = PCAProjection().fit(bank_pixels) if train.method == "pixels_pca_knn" else None
-    bank_feats = bank_pixels if pca is None else pca.transform(bank_pixels)  # (n, D) or (n, K + 1)
-    scorer: NNDScorer | IsolationForestScorer
-    if train.method == "pixels_iforest":
-        scorer = IsolationForestScorer(seed=train.seed).fit(bank_feats, copies)
-    elif train.method in ("pixels_knn", "pixels_pca_knn"):
-        scorer = NNDScorer(score.k).fit(bank_feats, torch.as_tensor(copies))
-    else:
-        raise ValueError(f"{train.method!r} is not a classical method")
+    fitted = fit_classical(bank, train.method, k=score.k, seed=train.seed)
+    copies, bank_feats, scorer = fitted.copies, fitted.bank_features, fitted.scorer
     fit_s = time.perf_counter() - started
     report("training", 1, 1)
-    query_feats, context = flat_pixels(queries), context_pixels(queries, train.context)  # (M, D) each
-    if pca is not None:
-        query_feats, context = pca.transform(query_feats), pca.transform(context)
+    query_feats, context = fitted.features(queries), fitted.project(context_pixels(queries, train.context))
 
     exclude = torch.as_tensor(np.full(m, -1) if query_in_bank is None else query_in_bank, dtype=torch.long)
     reference = np.arange(n)

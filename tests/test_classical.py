@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.classical import IsolationForestScorer, PCAProjection, _path_length, flat_pixels, score_classical
+from engine.classical import (
+    IsolationForestScorer,
+    PCAProjection,
+    _path_length,
+    fit_classical,
+    flat_pixels,
+    score_classical,
+)
 from engine.config import CLASSICAL_METHODS, METHODS, ConfigError, DataConfig, RunConfig, ScoreConfig, TrainConfig
 from engine.copies import copy_groups
 from engine.loading import load_data
@@ -134,6 +141,23 @@ def test_train_run_end_to_end_on_digits_clears_its_auroc_floor(method, digits):
     assert len(result.scores.s_nnd) == len(result.scored) and result.scores.train_s_nnd is not None
     if method == "pixels_knn":  # the same score as the raw-pixel reference every run reports
         assert metrics["auroc_nnd"] == pytest.approx(metrics["auroc_pixels"])
+
+
+@pytest.mark.parametrize("method", CLASSICAL_METHODS)
+def test_fit_classical_alone_scores_as_score_classical_does(method):
+    """The quality suite's references score with fit_classical alone (no S_LH, no reference scores): the ranking
+    must be the run's own, leave-one-out of a scored training image included."""
+    bank = blobs(40)
+    queries = torch.cat([bank[:5], blobs(10, seed=1), outlier()])
+    in_bank = np.array([0, 1, 2, 3, 4] + [-1] * 11)
+    result, _ = score_classical(
+        bank, queries, TrainConfig(method=method, seed=3), ScoreConfig(k=2), query_in_bank=in_bank
+    )
+    fitted = fit_classical(bank, method, k=2, seed=3)
+    alone = fitted.scorer.anomaly_scores(fitted.features(queries), torch.as_tensor(in_bank))
+    assert np.array_equal(alone.numpy(), result.s_nnd)
+    with pytest.raises(ValueError, match="not a classical method"):
+        fit_classical(bank, "con2")
 
 
 def test_the_methods_are_values_of_the_method_field_and_unknown_ones_are_refused():
