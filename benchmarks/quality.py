@@ -88,7 +88,8 @@ class Task:
 # The declared CPU budget. Native resolutions; epochs chosen so a task trains in about a minute or two here.
 # CIFAR-10 scores its 10,000 test images without TTA: 40 views of 15,000 images would cost minutes per class. It
 # trains 4 epochs, not the 5 of the suites before 2026-12-05: with 5 the full suite measured 1 h 49 min here, over the
-# 90 minutes it must fit; with 4 and IsolationForest's scoring fix, 1 h 16 min (docs/quality.md, the suite).
+# 90 minutes it must fit; with 4 and IsolationForest's scoring fix, 1 h 16 min (docs/quality.md, the suite). On the
+# slower EPYC machine 1 h 31 min; with the references' scoring trimmed (split, random_reading) 1 h 27 min.
 TASKS = {
     "digits": Task("digits", "digits", tuple(str(d) for d in range(10)), 16, 30, 32, seeds=1),
     "breastmnist": Task("breastmnist", "breastmnist.npz", ("1",), 28, 60, 64),
