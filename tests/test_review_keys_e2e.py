@@ -161,6 +161,51 @@ def cuts(markers: list[tuple[int, float, float]]) -> list[tuple[int, float, floa
     return found
 
 
+# True once Explore's chart is in the given drag mode: the toolbar button was taken.
+DRAG_MODE = """(mode) => {
+  const gd = document.querySelector('.js-plotly-plot');
+  return !!gd && !!gd._fullLayout && gd._fullLayout.dragmode === mode;
+}"""
+
+
+def select_on_chart(page, tool: str, mode: str, path, screenshot: str, attempts: int = 3):
+    """Draw a selection on Explore's chart as a user does (the toolbar's `tool`, then a drag along `path(area)`,
+    page pixels from the plot area as it stands now) and return the "N selected" heading once the app shows it.
+
+    CI of b1a904c, under the full suite's load, waited 120 s for the heading after a lasso and never saw it; here it
+    always came. A drag that starts before the chart has taken the tool (or while it is still being redrawn) is a
+    zoom, not a selection, and leaves no event for the app. So each try waits for the chart to be drawn and in
+    `mode` before the drag, and a try whose heading does not come is drawn again on the reloaded page, a screenshot
+    kept of each."""
+    heading = page.locator("[data-testid=stMain] h3").filter(has_text="selected")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, attempts + 1):
+        drawn(page)
+        page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=120_000)
+        area = page.evaluate(PLOT_AREA)
+        page.mouse.move(area["left"] + 10, area["top"] + 10)  # the toolbar shows on hover
+        page.locator(f".modebar-btn[data-title='{tool}']").first.click(force=True)
+        page.wait_for_function(DRAG_MODE, arg=mode, timeout=30_000)
+        area = page.evaluate(PLOT_AREA)  # the tool's click may have redrawn the chart
+        points = path(area)
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=12)
+        page.mouse.up()
+        page.screenshot(path=str(ARTIFACTS / f"{screenshot}-{attempt}.png"))
+        try:
+            heading.first.wait_for(timeout=60_000)
+        except Exception:
+            if attempt == attempts:
+                raise
+            page.reload()  # a missed drag may have zoomed the chart: start again from the page as it opens
+            continue
+        settle(page)
+        return heading
+    raise AssertionError("unreachable")
+
+
 def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_path, page):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -175,30 +220,14 @@ def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_p
     assert len(chosen) == count
     with streamlit_app(data_dir, tmp_path / "streamlit.log", CON2_WORKER="off", CON2_REVIEWER="e2e") as url:
         page.goto(f"{url}/explore")
-        settle(page)
-        page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=120_000)
-        area = page.evaluate(PLOT_AREA)
 
-        def pixel(x: float, y: float) -> tuple[float, float]:
-            (x0, x1), (y0, y1) = area["x"], area["y"]
-            return area["left"] + (x - x0) / (x1 - x0) * area["width"], area["top"] + (y1 - y) / (y1 - y0) * area[
-                "height"
-            ]
+        def lasso(area: dict) -> list[tuple[float, float]]:  # round every marker left of the cut
+            (x0, x1) = area["x"]
+            right = area["left"] + (cut - x0) / (x1 - x0) * area["width"]
+            left, top, bottom = area["left"] + 2, area["top"] + 2, area["top"] + area["height"] - 2
+            return [(left, top), (right, top), (right, bottom), (left, bottom), (left, top + 1)]
 
-        right = pixel(cut, 0)[0]
-        left, top, bottom = area["left"] + 2, area["top"] + 2, area["top"] + area["height"] - 2
-        page.mouse.move(left + 10, top + 10)  # the toolbar shows on hover
-        page.locator(".modebar-btn[data-title='Lasso Select']").first.click(force=True)
-        page.mouse.move(left, top)
-        page.mouse.down()
-        for x, y in ((right, top), (right, bottom), (left, bottom), (left, top + 1)):  # a lasso round the left
-            page.mouse.move(x, y, steps=12)
-        page.mouse.up()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "explore-lasso-drawn.png"))
-        heading = page.locator("[data-testid=stMain] h3").filter(has_text="selected")
-        heading.first.wait_for(timeout=120_000)
-        settle(page)
+        heading = select_on_chart(page, "Lasso Select", "lasso", lasso, "explore-lasso-drawn")
         assert heading.first.inner_text().startswith(f"{count} selected"), (count, heading.first.inner_text())
         page.locator(".st-key-explore_bulk_verdict_unsure button").click()  # the one action
         deadline = time.monotonic() + 60
@@ -232,25 +261,19 @@ def test_a_box_over_a_thinned_chart_takes_every_sample_inside_it_drawn_or_not(tm
     ) as url:
         page.goto(f"{url}/explore")
         settle(page)
-        page.locator(".js-plotly-plot .nsewdrag").first.wait_for(timeout=120_000)
         page.get_by_text(f"{samples:,} samples · {budget:,} drawn").first.wait_for(timeout=60_000)
-        area = page.evaluate(PLOT_AREA)
-        (x0, x1) = area["x"]
-        right = area["left"] + (cut - x0) / (x1 - x0) * area["width"]
-        margin = 3 * (x1 - x0) / area["width"]  # three pixels in data units: the drag's own imprecision
-        certain = {s for s, x in leftmost.items() if x < cut - margin}
-        possible = {s for s, x in leftmost.items() if x < cut + margin}
+        drag: dict = {}
+
+        def box(area: dict) -> list[tuple[float, float]]:  # from the top left corner to the cut at the bottom
+            (x0, x1) = area["x"]
+            drag["margin"] = 3 * (x1 - x0) / area["width"]  # three pixels in data units: the drag's own imprecision
+            right = area["left"] + (cut - x0) / (x1 - x0) * area["width"]
+            return [(area["left"] + 1, area["top"] + 1), (right, area["top"] + area["height"] - 1)]
+
+        heading = select_on_chart(page, "Box Select", "select", box, "explore-thinned-box-drawn")
+        certain = {s for s, x in leftmost.items() if x < cut - drag["margin"]}
+        possible = {s for s, x in leftmost.items() if x < cut + drag["margin"]}
         assert len(certain) > budget  # more samples than the chart draws at all: the test can tell the two apart
-        left, top, bottom = area["left"] + 1, area["top"] + 1, area["top"] + area["height"] - 1
-        page.mouse.move(left + 10, top + 10)  # the toolbar shows on hover
-        page.locator(".modebar-btn[data-title='Box Select']").first.click(force=True)
-        page.mouse.move(left, top)
-        page.mouse.down()
-        page.mouse.move(right, bottom, steps=12)
-        page.mouse.up()
-        heading = page.locator("[data-testid=stMain] h3").filter(has_text="selected")
-        heading.first.wait_for(timeout=120_000)
-        settle(page)
         count = int(heading.first.inner_text().split(" selected")[0].replace(",", ""))
         assert len(certain) <= count <= len(possible), (len(certain), count, len(possible))
         page.locator(".st-key-explore_bulk_verdict_unsure button").click()
