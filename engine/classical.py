@@ -227,8 +227,8 @@ class ClassicalFit:
 
 def fit_classical(bank: torch.Tensor, method: str, *, k: int = 1, seed: int = 0) -> ClassicalFit:
     """Fit the classical `method` on (n, C, S, S) training images, n ≥ 2; `k` neighbours (the 1-NN methods), `seed`
-    (IsolationForest). Apart from score_classical, which adds S_LH, neighbours and the training images' reference
-    scores, the quality suite's references use it for the method's own score alone."""
+    (IsolationForest). score_classical fits with it and adds S_LH, the neighbours and the training images'
+    reference scores; the quality suite's references use it alone, for the method's own score."""
     copies = copy_groups(bank)
     bank_pixels = flat_pixels(bank)  # (n, D)
     pca = PCAProjection().fit(bank_pixels) if method == "pixels_pca_knn" else None
