@@ -168,15 +168,17 @@ DRAG_MODE = """(mode) => {
 }"""
 
 
-def select_on_chart(page, tool: str, mode: str, path, screenshot: str, attempts: int = 3):
+def select_on_chart(page, tool: str, mode: str, path, screenshot: str, attempts: int = 3) -> tuple:
     """Draw a selection on Explore's chart as a user does (the toolbar's `tool`, then a drag along `path(area)`,
-    page pixels from the plot area as it stands now) and return the "N selected" heading once the app shows it.
+    page pixels from the plot area as it stands now); (the "N selected" heading once the app shows it, the plot
+    area the drag was drawn on).
 
     CI of b1a904c, under the full suite's load, waited 120 s for the heading after a lasso and never saw it; here it
     always came. A drag that starts before the chart has taken the tool (or while it is still being redrawn) is a
     zoom, not a selection, and leaves no event for the app. So each try waits for the chart to be drawn and in
     `mode` before the drag, and a try whose heading does not come is drawn again on the reloaded page, a screenshot
     kept of each."""
+    sync_api = pytest.importorskip("playwright.sync_api")  # as browser_page: imported only where a browser runs
     heading = page.locator("[data-testid=stMain] h3").filter(has_text="selected")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, attempts + 1):
@@ -196,14 +198,13 @@ def select_on_chart(page, tool: str, mode: str, path, screenshot: str, attempts:
         page.screenshot(path=str(ARTIFACTS / f"{screenshot}-{attempt}.png"))
         try:
             heading.first.wait_for(timeout=60_000)
-        except Exception:
+            break
+        except sync_api.TimeoutError:
             if attempt == attempts:
                 raise
             page.reload()  # a missed drag may have zoomed the chart: start again from the page as it opens
-            continue
-        settle(page)
-        return heading
-    raise AssertionError("unreachable")
+    settle(page)
+    return heading, area
 
 
 def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_path, page):
@@ -227,7 +228,7 @@ def test_a_lasso_of_thirty_points_in_explore_gets_one_verdict_in_one_click(tmp_p
             left, top, bottom = area["left"] + 2, area["top"] + 2, area["top"] + area["height"] - 2
             return [(left, top), (right, top), (right, bottom), (left, bottom), (left, top + 1)]
 
-        heading = select_on_chart(page, "Lasso Select", "lasso", lasso, "explore-lasso-drawn")
+        heading, _ = select_on_chart(page, "Lasso Select", "lasso", lasso, "explore-lasso-drawn")
         assert heading.first.inner_text().startswith(f"{count} selected"), (count, heading.first.inner_text())
         page.locator(".st-key-explore_bulk_verdict_unsure button").click()  # the one action
         deadline = time.monotonic() + 60
@@ -262,17 +263,16 @@ def test_a_box_over_a_thinned_chart_takes_every_sample_inside_it_drawn_or_not(tm
         page.goto(f"{url}/explore")
         settle(page)
         page.get_by_text(f"{samples:,} samples · {budget:,} drawn").first.wait_for(timeout=60_000)
-        drag: dict = {}
 
         def box(area: dict) -> list[tuple[float, float]]:  # from the top left corner to the cut at the bottom
             (x0, x1) = area["x"]
-            drag["margin"] = 3 * (x1 - x0) / area["width"]  # three pixels in data units: the drag's own imprecision
             right = area["left"] + (cut - x0) / (x1 - x0) * area["width"]
             return [(area["left"] + 1, area["top"] + 1), (right, area["top"] + area["height"] - 1)]
 
-        heading = select_on_chart(page, "Box Select", "select", box, "explore-thinned-box-drawn")
-        certain = {s for s, x in leftmost.items() if x < cut - drag["margin"]}
-        possible = {s for s, x in leftmost.items() if x < cut + drag["margin"]}
+        heading, area = select_on_chart(page, "Box Select", "select", box, "explore-thinned-box-drawn")
+        margin = 3 * (area["x"][1] - area["x"][0]) / area["width"]  # three pixels in data units: the drag's error
+        certain = {s for s, x in leftmost.items() if x < cut - margin}
+        possible = {s for s, x in leftmost.items() if x < cut + margin}
         assert len(certain) > budget  # more samples than the chart draws at all: the test can tell the two apart
         count = int(heading.first.inner_text().split(" selected")[0].replace(",", ""))
         assert len(certain) <= count <= len(possible), (len(certain), count, len(possible))
