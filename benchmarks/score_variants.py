@@ -1,0 +1,118 @@
+"""Label-free ways to read the same trained encoder: do any rank a suite cell's anomalies better than S_NND?
+
+At 15 minutes of BreastMNIST training S_LH (a Gaussian over every normal) reads 79.7 where S_NND (the nearest
+normal) reads 75.8 (docs/quality.md, finding 28); at the suite's budget the two are level there and S_NND leads by
+4 on PneumoniaMNIST. This trains one quality-suite cell per seed (benchmarks/quality.py: the task's budget, the
+engine's defaults or --train overrides) and scores it, from the same features, with:
+
+- `nnd`, `lh`: the product's S_NND and S_LH (score_images, as the suite reads them);
+- `z_nnd_lh`: both put on their normal data's scale (minus the mean, over the standard deviation, of the same
+  score's leave-one-out values on the training images) and added;
+- `wnn`: the nearest normal in whitened space: the L2-normalised features minus the normals' mean, times L⁻¹ of
+  S_LH's shrunk covariance (Σ = LLᵀ), Euclidean 1-NN; each of the score's views (x against the training images,
+  x^c against their context images) whitened by its own bank, and the views averaged, as S_NND's are;
+- `grid_G`: S_NND on the second stage's map averaged over a G × G grid of cells instead of the engine's 4 × 4
+  (`engine.model.GRID`): a finer grid keeps more of where things sit, as raw pixels do.
+
+    python benchmarks/score_variants.py --task breastmnist --seeds 0,1,2 [--grids 2,7] [--train epochs=1350]
+
+One JSON line per seed, AUROC %.
+"""
+
+from __future__ import annotations
+
+import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT)
+
+# isort: split
+import argparse
+import json
+import time
+
+import numpy as np
+import quality  # benchmarks/quality.py, beside this script: the suite's tasks and budgets
+import torch
+import torch.nn.functional as F
+
+from engine import model as model_module
+from engine.config import ScoreConfig
+from engine.embed import embed
+from engine.metrics import auroc
+from engine.scoring import LHScorer, NNDScorer
+from engine.train import TrainedModel, train
+from engine.tta import score_images, view_plan
+
+
+def z(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    return (scores - reference.mean()) / (reference.std() + 1e-12)
+
+
+def whitened(lh: LHScorer, x: torch.Tensor) -> torch.Tensor:
+    """L⁻¹(x/‖x‖ − μ) for S_LH's fitted mean μ and shrunk covariance Σ = LLᵀ: the space S_LH measures in."""
+    return torch.linalg.solve_triangular(lh.chol_, (F.normalize(x.double(), dim=1) - lh.mean_).T, upper=False).T
+
+
+@torch.no_grad()
+def whitened_nn(bank: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance of each query to its nearest bank row after S_LH's whitening (module docstring)."""
+    lh = LHScorer().fit(bank)
+    return torch.cdist(whitened(lh, queries), whitened(lh, bank)).min(dim=1).values
+
+
+@torch.no_grad()
+def read_variants(
+    trained: TrainedModel, config: ScoreConfig, bank: torch.Tensor, queries: torch.Tensor, grids: list[int]
+) -> dict[str, np.ndarray]:
+    """The whitened 1-NN and the other grid sizes' S_NND of every query, summed over the score's views."""
+    model = trained.model.eval()
+    plan = view_plan(config, trained.config.context, trained.config.method)
+    if any(draw is not None for _, _, draw in plan):
+        raise SystemExit("score_variants: augmented test-time views are not handled")
+
+    def feats(pixels: torch.Tensor, context: str | None) -> torch.Tensor:
+        return embed(model, pixels, context=context, features=config.features)
+
+    out = {"wnn": sum(whitened_nn(feats(bank, b), feats(queries, q)) for q, b, _ in plan)}
+    for size in grids:
+        engine_grid, model_module.GRID = model_module.GRID, size  # what Con2Model.features("grid") pools to
+        try:
+            nnd = (NNDScorer().fit(feats(bank, b)).anomaly_scores(feats(queries, q)) for q, b, _ in plan)
+            out[f"grid_{size}"] = sum(nnd)
+        finally:
+            model_module.GRID = engine_grid
+    return {name: scores.cpu().numpy() for name, scores in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="breastmnist", choices=sorted(quality.TASKS))
+    parser.add_argument("--normal", help="the normal class (default: the task's first)")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--grids", default="", help="comma-separated grid sizes to score besides the engine's")
+    parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides, field=value")
+    args = parser.parse_args()
+    task = quality.TASKS[args.task]
+    normal = args.normal or task.normals[0]
+    loaded, targets, references = quality.split(task, normal)
+    if (loaded.score_in_train >= 0).any():
+        raise SystemExit("score_variants: scored images that are training images need leave-one-out; not handled")
+    bank, queries = loaded.train.pixels, loaded.score.pixels
+    train_over = quality.parse_overrides(args.train)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        config, score_config = quality.cell_configs(task, seed, "recipe", train_over, {}, bank)
+        started = time.perf_counter()
+        trained = train(bank, config)
+        train_s = time.perf_counter() - started
+        r = score_images(trained, bank, queries, score_config, score_train=True)
+        variants = read_variants(trained, score_config, bank, queries, [int(g) for g in args.grids.split(",") if g])
+        out = {
+            "task": task.name, "normal": normal, "seed": seed, "encoder": trained.config.encoder,
+            "epochs": config.epochs, "train_s": round(train_s), "pix": references["auroc_pixels"],
+            "nnd": auroc(targets, r.s_nnd), "lh": auroc(targets, r.s_lh),
+            "z_nnd_lh": auroc(targets, z(r.train_s_nnd, r.s_nnd) + z(r.train_s_lh, r.s_lh)),
+            **{name: auroc(targets, scores) for name, scores in variants.items()},
+        }  # fmt: skip
+        print(json.dumps({k: round(100 * v, 1) if isinstance(v, float) else v for k, v in out.items()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
