@@ -32,6 +32,7 @@ import numpy as np
 import quality  # benchmarks/quality.py, beside this script: the suite's tasks and budgets
 import torch
 import torch.nn.functional as F
+from pixel_fusion import z  # a score on its normal data's scale, as finding 31 used it
 
 from engine import model as model_module
 from engine.config import ScoreConfig
@@ -40,10 +41,6 @@ from engine.metrics import auroc
 from engine.scoring import LHScorer, NNDScorer
 from engine.train import TrainedModel, train
 from engine.tta import score_images, view_plan
-
-
-def z(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    return (scores - reference.mean()) / (reference.std() + 1e-12)
 
 
 def whitened(lh: LHScorer, x: torch.Tensor) -> torch.Tensor:
