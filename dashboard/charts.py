@@ -16,6 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from engine.config import TrainConfig
+
 SCORES = {"s_nnd": "S_NND", "s_lh": "S_LH"}
 CONTEXT_COLORS = {"original": "#1f77b4", "context": "#ff7f0e"}  # the image and its context image, everywhere
 MAX_CATEGORIES = 12  # categorical colourings keep the most frequent ones and group the rest as "other"
@@ -54,7 +56,7 @@ def content_chance(train: dict[str, Any]) -> float | None:
     term, so its normal anchors' loss too), 8 × batch_size for masked contrastive (its per-pair logit scales
     multiply similarities that are all 0 for such a head, so they leave the level as NT-Xent's). None for methods
     without a contrastive loss (the classical references)."""
-    method, batch = train.get("method", "con2"), int(train.get("batch_size", 64))
+    method, batch = train.get("method", "con2"), int(train.get("batch_size", TrainConfig.batch_size))
     if method == "simclr":
         views = 2 * batch
     elif method in ("csi", "masked_contrastive"):

@@ -22,7 +22,7 @@ from db import job_reads as db_job_reads
 from db import job_submit as db_job_submit
 from db import jobs as db_jobs
 from db import results as db_results
-from engine.config import RunConfig
+from engine.config import AUTO_BATCH, RunConfig
 
 
 def suggested_config(
@@ -152,6 +152,8 @@ def job_status(job_id: int) -> dict[str, Any]:
                     "train": {}}  # fmt: skip
         summary = job.summary or {}
         train = dict(db_jobs.read_job_config(job).train) if job.kind == "train" else {}
+        if train.get("batch_size", AUTO_BATCH) == AUTO_BATCH and summary.get("batch_size"):
+            train["batch_size"] = summary["batch_size"]  # what `auto` became, once the run has loaded its images
         line = job.message or ""
         place = db_job_reads.waiting(session=session).get(job.id) if job.status == "queued" else None
         if summary.get("auroc_nnd") is not None:
@@ -168,7 +170,8 @@ def job_status(job_id: int) -> dict[str, Any]:
             "finished": db_jobs.is_finished(job.status),
             "active": job.status in ("queued", "running"),
             "summary_line": f"Run #{job.id} finished: {line}",
-            "train": train,  # the run's TrainConfig fields as queued (the chart's chance level, the α caption)
+            "train": train,  # the run's TrainConfig fields as queued, an auto batch as chosen (the chart's chance
+            # level, the α caption)
         }
 
 

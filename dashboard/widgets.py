@@ -64,7 +64,7 @@ LABELS = {
     ("train", "encoder"): "Encoder",
     ("data", "image_size"): "Image size (px)",
     ("train", "epochs"): "Epochs",
-    ("train", "batch_size"): "Batch size",
+    ("train", "batch_size"): "Batch size (0 = auto)",
     ("score", "tta"): "Test-time views (A)",
     ("score", "tta_augment"): "Augment the test-time views (paper)",
     ("train", "device"): "Device",

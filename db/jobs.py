@@ -242,10 +242,13 @@ def report_progress(
     eta_s: float | None = None,
     message: str | None = None,
     device: str | None = None,
+    summary: Mapping[str, Any] | None = None,
 ) -> bool:
     """Update the live status (progress 0..1 of the whole job); returns whether a cancel was requested.
 
-    Also counts as a heartbeat. Raises LostClaim when the job is no longer this worker's.
+    `summary`: what the running job already knows of its result (a training run's settings as it trains, every
+    `auto` resolved); `finish` replaces it with the whole summary. Also counts as a heartbeat. Raises LostClaim
+    when the job is no longer this worker's.
     """
     values: dict[str, Any] = {
         "progress": min(max(float(progress), 0.0), 1.0),
@@ -257,6 +260,8 @@ def report_progress(
         values["message"] = message
     if device is not None:
         values["device"] = device
+    if summary is not None:
+        values["summary"] = dict(summary)
     return bool(_update_held(session, claim, **values).cancel_requested)
 
 

@@ -36,6 +36,9 @@ ENCODER_CHOICES = (AUTO_ENCODER, *ENCODERS)
 # TrainConfig.rotation_weight's default: the auxiliary rotation task on or off, chosen from the training images when
 # a run starts (engine/encoder_choice.py). A number, not the word, so that a weight stays one numeric field.
 AUTO_ROTATION = -1.0
+# TrainConfig.batch_size's default: images per step chosen from the training images when a run starts
+# (engine/encoder_choice.py); 0, since no real batch is 0
+AUTO_BATCH = 0
 CONTEXT_BANKS = ("context", "original")
 LH_SHRINKAGE = ("ledoit_wolf", "fixed")
 ALPHA_SCHEDULES = ("linear", "constant")
@@ -150,7 +153,14 @@ class TrainConfig:
         "the paper's, so 60 take the time of the paper recipe's 30.",
         min=1,
     )
-    batch_size: int = option(64, "Original images per step; a step processes 4× as many views (paper: 64–512).", min=2)
+    batch_size: int = option(
+        AUTO_BATCH,
+        "Original images per step; a Con2 step embeds views_per_context views of each per context (paper: 64–512). "
+        "0 = auto, the default: 16 for Con2 on greyscale images above 16 px, where more and smaller steps in the "
+        "same time ranked better on every scan set of the quality suite, and 32 otherwise (docs/quality.md "
+        "finding 34). Otherwise at least 2 (batch norm needs two images).",
+        min=AUTO_BATCH,
+    )
     lr: float = option(1e-3, "Peak AdamW learning rate, cosine-annealed to 0.", min=0.0)
     weight_decay: float = option(1e-3, "AdamW weight decay.", min=0.0)
     alpha_schedule: str = option(
@@ -266,6 +276,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.batch_size == 1:
+            raise ConfigError("TrainConfig.batch_size: 1 is below the minimum 2 (0 = auto)")
         if self.crop_min_area >= self.crop_max_area:
             raise ConfigError(
                 f"TrainConfig.crop_min_area: {self.crop_min_area} is not below crop_max_area {self.crop_max_area}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config import RunConfig
+from engine.config import AUTO_BATCH, RunConfig
 
 CPU, GPU, PAPER = "CPU (quick)", "GPU (closer to the paper)", "Paper (as published)"
 # short names for the command line
@@ -19,11 +19,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # test-time views without augmentation, the context and the encoder chosen from the images: equalize and
     # resnet_small's first two stages for greyscale images above 16 px, invert and resnet_small otherwise, and the
     # auxiliary rotation task on colour photographs;
-    # docs/quality.md says how each was chosen); this preset keeps first runs short (batch 32) and spells out the
-    # scoring it shares with the engine.
+    # docs/quality.md says how each was chosen); this preset keeps first runs short (60 epochs at 32 px, tiny images
+    # at 16 px) and spells out the scoring it shares with the engine.
     CPU: {
         "data": {"image_size": 32},
-        "train": {"encoder": "auto", "epochs": 60, "batch_size": 32, "device": "auto", "amp": True},
+        "train": {"encoder": "auto", "epochs": 60, "batch_size": AUTO_BATCH, "device": "auto", "amp": True},
         "score": {"tta": 2, "tta_augment": False},
     },
     # The paper's method at a GPU budget: nothing measured yet says the CPU recipe's departures help at 64 px
@@ -66,8 +66,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 PRESET_NOTES = {
-    CPU: "resnet_small (its first two stages alone on greyscale scans), 60 epochs of one view per context, grid "
-    "features, each image and its context image scored "
+    CPU: "resnet_small (its first two stages alone on greyscale scans), 60 epochs of one view per context in "
+    "steps of 16 images on greyscale scans (32 otherwise), grid features, each image and its context image scored "
     "once without test-time augmentation. On the bundled digits (16 px) a "
     "2-core CPU trains and scores in about 15 s, 30 s with the UMAP; a few thousand 32 px images take minutes. "
     "docs/quality.md has how it ranks against raw pixels and SimCLR.",

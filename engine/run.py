@@ -20,7 +20,7 @@ import numpy as np
 from engine.baseline import pixel_nnd
 from engine.checkpoint import CheckpointStore
 from engine.classical import score_classical
-from engine.config import CLASSICAL_METHODS, DataConfig, RunConfig, ScoreConfig
+from engine.config import CLASSICAL_METHODS, DataConfig, RunConfig, ScoreConfig, TrainConfig
 from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
 from engine.encoder_choice import resolve_auto
@@ -109,9 +109,14 @@ def train_run(
     on_progress: ProgressCallback | None = None,
     checkpoints: CheckpointStore | None = None,
     loaded: LoadedData | None = None,
+    on_settled: Callable[[TrainConfig], None] | None = None,
 ) -> RunResult:
     """Load and select the data, train, score, evaluate. Raises DataError on unusable data,
     TrainingCancelled when the callback returns False, NonFiniteLoss on a diverging loss.
+
+    `on_settled`: called once the data is loaded with the training config as it will train, every `auto` resolved
+    (the worker shows a queued job's chosen batch, encoder and context while it trains); not for the classical
+    references, which train nothing.
 
     `loaded`: `load_data(config.data)` already decoded by the caller, which then is not decoded again
     (benchmarks/reproduction runs many seeds and methods on one dataset and decodes it once).
@@ -124,6 +129,8 @@ def train_run(
     config = dataclasses.replace(config, train=resolve_auto(config.train, loaded.train.pixels))
     if config.train.method in CLASSICAL_METHODS:
         return _classical_run(config, loaded, on_progress, started)
+    if on_settled is not None:
+        on_settled(config.train)
     trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)
     scores = score_images(
         trained,
@@ -180,13 +187,14 @@ def _classical_run(
 
 
 def _run_facts(config: RunConfig, loaded: LoadedData, started: float) -> dict[str, Any]:
-    """What every run's metrics say of it, learned or classical: the context, encoder and rotation weight it used
-    (what `auto` became), the images it trained on and skipped, its wall time."""
+    """What every run's metrics say of it, learned or classical: the context, encoder, rotation weight and batch size
+    it used (what `auto` became), the images it trained on and skipped, its wall time."""
     learned = config.train.method not in CLASSICAL_METHODS
     return {
         "context": config.train.context,
         "encoder": config.train.encoder if learned else None,
         "rotation_weight": config.train.rotation_weight if learned else None,
+        "batch_size": config.train.batch_size if learned else None,
         "n_train": len(loaded.train),
         "n_skipped": len(loaded.skipped),
         "wall_s": time.perf_counter() - started,

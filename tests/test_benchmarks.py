@@ -265,7 +265,7 @@ def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
 
     from benchmarks import quality
 
-    breast = quality.TASKS["breastmnist"]  # 60 epochs of the paper's step
+    breast = quality.Task("breastmnist", "breastmnist.npz", ("1",), 28, 60, 64)  # 60 epochs of the paper's step
     assert quality.budget_epochs(breast, "recipe", {}) == 120  # resnet_small, one view per context: 2 per image
     assert quality.budget_epochs(breast, "recipe", {"views_per_context": 2}) == 60
     assert quality.budget_epochs(breast, "simclr", {}) == 120
@@ -273,6 +273,11 @@ def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
     assert quality.budget_epochs(breast, "simclr", {}, "resnet_small_s2") == 180
     assert quality.budget_epochs(breast, "recipe", {"epochs": 7}, "resnet_small_s2") == 7
     assert quality.budget_epochs(quality.TASKS["cifar10"], "recipe", {}, "resnet_small_s2") == 12  # 4 × 4 × 1.5 / 2
+    # the scans' budgets since finding 34: the recipe at batch 16 as long as it trained at the old batch
+    scans = {name: quality.TASKS[name] for name in ("breastmnist", "pneumoniamnist", "br35h")}
+    assert [quality.budget_epochs(task, "recipe", {}, "resnet_small_s2") for task in scans.values()] == [155, 58, 56]
+    assert [quality.budget_epochs(task, "simclr", {}) for task in scans.values()] == [103, 39, 37]
+    assert {task.batch_size for task in scans.values()} == {16}
     scans = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
     photos = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert quality.cell_encoder({}, scans) == "resnet_small_s2" and quality.cell_encoder({}, photos) == "resnet_small"

@@ -212,6 +212,7 @@ def test_presets_match_their_promise():
         False,
     )
     assert cpu.train.encoder == TrainConfig().encoder  # the engine's default: chosen from the images at the start
+    assert cpu.train.batch_size == TrainConfig().batch_size == 0  # auto: chosen from the images at the start
     assert (gpu.train.encoder, gpu.score.tta, gpu.score.tta_augment, gpu.train.amp) == ("resnet18", 40, True, True)
     assert (cpu.train.context_weight, gpu.train.context_weight) == (0.3, 1.0)
     assert gpu.data.image_size > cpu.data.image_size and gpu.train.epochs > cpu.train.epochs

@@ -7,14 +7,24 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from engine import context_choice
 from engine.artifacts import Bundle
-from engine.config import AUTO_ENCODER, AUTO_ROTATION, DataConfig, RunConfig, ScoreConfig, TrainConfig
-from engine.context_choice import resolve_context
-from engine.encoder_choice import choose_encoder, resolve_auto, resolve_encoder, rotation_for
+from engine.config import (
+    AUTO_BATCH,
+    AUTO_ENCODER,
+    AUTO_ROTATION,
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    ScoreConfig,
+    TrainConfig,
+)
+from engine.context_choice import resolve_context, scan_like
+from engine.encoder_choice import batch_for, choose_encoder, resolve_auto, resolve_encoder, rotation_for
 from engine.run import train_run
 from engine.train import train
 from tests.test_context_choice import colour, grey
@@ -54,10 +64,11 @@ def test_resolve_auto_agrees_with_each_choice_and_looks_at_the_images_once(monke
                 if config.rotation_weight < 0
                 else expected
             )
+            expected = dataclasses.replace(expected, batch_size=batch_for(config.method, scan_like(images)))
             looks.clear()
             assert resolve_auto(config, images) == expected
             assert len(looks) == 1
-    fixed = TrainConfig(context="invert", encoder="resnet_small", rotation_weight=0.5)
+    fixed = TrainConfig(context="invert", encoder="resnet_small", rotation_weight=0.5, batch_size=64)
     looks.clear()
     assert resolve_auto(fixed, grey(side=28)) is fixed and not looks  # nothing `auto`: the images are not looked at
 
@@ -76,6 +87,24 @@ def test_auto_rotation_is_on_for_con2_on_colour_photographs_and_off_on_greyscale
     for weight in (0.0, 0.3, 2.0):  # an explicit weight is kept, on any images
         assert resolve_auto(TrainConfig(rotation_weight=weight), grey(side=28)).rotation_weight == weight
         assert resolve_auto(TrainConfig(rotation_weight=weight), colour(side=32)).rotation_weight == weight
+
+
+def test_auto_batch_is_16_for_con2_on_scans_and_32_otherwise_and_an_explicit_batch_is_kept():
+    assert TrainConfig().batch_size == AUTO_BATCH == 0  # the engine's default
+    for images in (grey(side=28), grey(side=32, channels=3)):  # scans, also saved as RGB
+        assert resolve_auto(TrainConfig(), images).batch_size == 16
+        for method in ("context_only", "content_only"):  # Con2's ablations train as Con2 does
+            assert resolve_auto(TrainConfig(method=method), images).batch_size == 16
+        for method in ("simclr", "csi", "firm"):  # not measured as a default for them
+            assert resolve_auto(TrainConfig(method=method), images).batch_size == 32
+    for images in (grey(side=16), colour(side=32)):  # the tiny digits and photographs: mixed at 16 (finding 34)
+        assert resolve_auto(TrainConfig(), images).batch_size == 32
+    for batch in (2, 16, 64):
+        assert resolve_auto(TrainConfig(batch_size=batch), grey(side=28)).batch_size == batch
+    with pytest.raises(ConfigError, match="batch_size: 1 is below the minimum 2"):
+        TrainConfig(batch_size=1)
+    with pytest.raises(ConfigError, match="below the minimum 0"):
+        TrainConfig(batch_size=-4)
 
 
 def test_a_run_on_photographs_trains_the_rotation_head_and_records_the_weight():
@@ -109,6 +138,7 @@ def test_a_run_on_greyscale_scans_names_the_encoder_in_its_config_model_and_summ
     result = train_run(config)
     assert result.config.train.encoder == result.metrics["encoder"] == "resnet_small_s2"
     assert result.config.train.rotation_weight == result.metrics["rotation_weight"] == 0.0  # `auto`: off on scans
+    assert result.config.train.batch_size == result.metrics["batch_size"] == 8  # explicit: kept
     saved = Bundle.from_bytes(Bundle(result.trained, result.bank, result.config.data).to_bytes(), "cpu")
     assert saved.trained.config.encoder == "resnet_small_s2"  # rebuilt with the stages it trained, weights and all
     images = torch.as_tensor(rng.integers(0, 256, (3, 3, 24, 24), dtype=np.uint8)).float() / 127.5 - 1

@@ -588,7 +588,7 @@ CASES = [
     Case("out-of-range number", "--epochs 0", flags("--epochs", "0"),
          error("TrainConfig.epochs: 0 is below the minimum 1")),
     Case("out-of-range number", "--batch-size 1", flags("--batch-size", "1"),
-         error("TrainConfig.batch_size: 1 is below the minimum 2")),
+         error("TrainConfig.batch_size: 1 is below the minimum 2 (0 = auto)")),
     Case("out-of-range number", "--holdout-fraction 2", flags("--holdout-fraction", "2"),
          error("DataConfig.holdout_fraction: 2.0 is above the maximum 0.9")),
     Case("not a number", "--image-size 8.5", flags("--image-size", "8.5"),

@@ -22,7 +22,7 @@ from db.jobs import Claim, JobError, LostClaim
 from db.models import Job
 from db.roots import OutsideRoots
 from db.session import DatabaseError
-from engine.config import ConfigError
+from engine.config import ConfigError, TrainConfig
 from engine.data import DataError
 from engine.run import Phase
 from engine.scoring import NonFiniteFeatures
@@ -30,6 +30,8 @@ from engine.train import CheckpointMismatch, NonFiniteLoss, StepReport
 
 HEARTBEAT_S = 2.0  # how often a running job's row is touched from a background thread
 PROGRESS_EVERY_S = 1.0  # at most one progress write (and cancel check) per second
+# the training settings an `auto` can stand for, as a run's summary names them (engine/run.py `_run_facts`)
+SETTLED = ("context", "encoder", "rotation_weight", "batch_size")
 STEP_METRICS_EVERY_S = 0.5  # at most two step rows per second; every epoch end is kept too
 FAIL_RETRY_FIRST_S, FAIL_RETRY_MAX_S = 0.5, 5.0  # backoff while the database refuses to record a failure
 
@@ -62,6 +64,7 @@ class JobRun:
         self.phase, self.fraction, self.eta_s, self.message = next(iter(self.phases)), 0.0, None, None
         self.cancel, self.lost, self.done = threading.Event(), threading.Event(), threading.Event()
         self.device: str | None = None
+        self.settings: dict[str, Any] | None = None  # a training run's settings as it trains (`settle`)
         self.reason: str | None = None
         self._metrics: list[dict[str, Any]] = []  # rows not yet written
         self._epoch: dict[str, float] = {}  # running sums of the current epoch
@@ -97,6 +100,7 @@ class JobRun:
                     eta_s=self.eta_s,
                     message=self.message,
                     device=self.device,
+                    summary=self.settings,
                 )
                 if wanted:
                     self.cancel.set()
@@ -118,6 +122,13 @@ class JobRun:
                 pass
         except LostClaim:
             self.lost.set()
+
+    def settle(self, train: TrainConfig) -> None:
+        """engine.run's `on_settled`: keep the training settings every `auto` became, written with the next
+        progress report into the job's summary, so the live view shows them (the batch sets the chance level
+        of the content loss) before the run finishes."""
+        self.settings = {name: getattr(train, name) for name in SETTLED}
+        self.flush(force=True)
 
     def set_phase(
         self, phase: str, fraction: float = 0.0, message: str | None = None, eta_s: float | None = None

@@ -488,3 +488,35 @@ def test_the_projecting_phase_writes_umaps_progress_and_a_cancel_stops_it_before
     with pytest.raises(Interrupted):
         _project(run, scores, ["umap"], seed=0)
     assert not any("epoch" in message or message == "UMAP: done" for _, message in shown)  # stopped before the layout
+
+
+def test_a_running_training_job_shows_the_batch_its_auto_became_before_it_finishes(sessions, url, monkeypatch):
+    """Finding 34: the batch is `auto` by default, chosen once the images are loaded. The running job writes what
+    every `auto` became into its summary at once (`JobRun.settle`, engine.run's `on_settled`), so the Train page's
+    chance level of L_content uses the batch that trains, not the 0 that was queued; `finish` replaces it."""
+    import threading
+
+    from dashboard import charts
+    from dashboard import jobs as dashboard_jobs
+    from worker.live import JobRun
+
+    monkeypatch.setenv("CON2_DATABASE_URL", url)
+    with sessions.begin() as session:
+        dataset = datasets.create_dataset(session=session, location="digits").id
+        job_id = job_submit.submit_train(session=session, dataset_id=dataset, config={}).id
+    assert dashboard_jobs.job_status(job_id)["train"].get("batch_size", 0) == 0  # queued: the default, auto
+    assert charts.content_chance(dashboard_jobs.job_status(job_id)["train"]) is None  # no batch yet, no level
+    with sessions.begin() as session:
+        claim = jobs.claim(session=session, worker_id="w", kinds=("train",))
+        job = job_reads.get_job(session=session, job_id=job_id)
+    run = JobRun(sessions, claim, job, threading.Event())
+    run.settle(TrainConfig(batch_size=16, context="equalize", encoder="resnet_small_s2", rotation_weight=0.0))
+    with sessions() as session:
+        summary = job_reads.get_job(session=session, job_id=job_id).summary
+    assert summary == {"context": "equalize", "encoder": "resnet_small_s2", "rotation_weight": 0.0, "batch_size": 16}
+    status = dashboard_jobs.job_status(job_id)
+    assert status["train"]["batch_size"] == 16 and status["status"] == "running"
+    assert charts.content_chance(status["train"]) == pytest.approx(np.log(2 * 16 - 1))  # one view per context
+    with sessions.begin() as session:
+        jobs.finish(session=session, claim=claim, summary={"batch_size": 16, "auroc_nnd": 0.9})
+    assert dashboard_jobs.job_status(job_id)["train"]["batch_size"] == 16
