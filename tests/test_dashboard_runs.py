@@ -90,3 +90,6 @@ def test_a_run_queued_with_the_auto_context_reads_as_the_context_it_chose_once_s
     assert settings(queued)["train"]["encoder"] == "auto"
     chose = Job(kind="train", config=stored, summary={"context": "equalize", "encoder": "resnet_small_s2"})
     assert settings(chose)["train"]["encoder"] == "resnet_small_s2"
+    # and the batch (finding 34): 0 = auto until the run names the one it chose
+    assert settings(queued)["train"]["batch_size"] == 0
+    assert settings(Job(kind="train", config=stored, summary={"batch_size": 16}))["train"]["batch_size"] == 16
