@@ -148,9 +148,8 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
         results.delete_metrics_after(session=session, job_id=job.id, epoch=resumed)  # those epochs train again
     if resumed:
         log.info("job %d resumes after epoch %d", job.id, resumed)
-    checkpoints = DatabaseCheckpoints(run)
     # `settle`: what every `auto` became reaches the live view once the images are loaded, not when the run ends
-    result = train_run(config, on_progress=run.on_progress, checkpoints=checkpoints, on_settled=run.settle)
+    result = train_run(config, on_progress=run.on_progress, checkpoints=DatabaseCheckpoints(run), on_settled=run.settle)
     run.flush(force=True)
     run.check()
     coords = _project(run, result.scores, queued.projections, config.train.seed)

@@ -64,7 +64,7 @@ class JobRun:
         self.phase, self.fraction, self.eta_s, self.message = next(iter(self.phases)), 0.0, None, None
         self.cancel, self.lost, self.done = threading.Event(), threading.Event(), threading.Event()
         self.device: str | None = None
-        self.settings: dict[str, Any] | None = None  # a training run's settings as it trains (`settle`)
+        self._settled: dict[str, Any] | None = None  # a training run's settings, until a report has written them
         self.reason: str | None = None
         self._metrics: list[dict[str, Any]] = []  # rows not yet written
         self._epoch: dict[str, float] = {}  # running sums of the current epoch
@@ -90,6 +90,7 @@ class JobRun:
         """A transaction that first proves the job is still ours, reports progress and writes the
         metrics gathered since the last one (kept for the next one if this one rolls back)."""
         pending, self._metrics = self._metrics, []
+        settled, self._settled = self._settled, None
         try:
             with self.sessions.begin() as session:
                 wanted = jobs.report_progress(
@@ -100,7 +101,7 @@ class JobRun:
                     eta_s=self.eta_s,
                     message=self.message,
                     device=self.device,
-                    summary=self.settings,
+                    summary=settled,
                 )
                 if wanted:
                     self.cancel.set()
@@ -110,6 +111,7 @@ class JobRun:
                 yield session
         except BaseException:
             self._metrics = pending + self._metrics
+            self._settled = self._settled or settled
             raise
         self._last_flush = time.monotonic()
 
@@ -124,10 +126,10 @@ class JobRun:
             self.lost.set()
 
     def settle(self, train: TrainConfig) -> None:
-        """engine.run's `on_settled`: keep the training settings every `auto` became, written with the next
-        progress report into the job's summary, so the live view shows them (the batch sets the chance level
-        of the content loss) before the run finishes."""
-        self.settings = {name: getattr(train, name) for name in SETTLED}
+        """engine.run's `on_settled`: the training settings every `auto` became go into the job's summary with
+        the next progress report (once, not with every report), so the live view shows them (the batch sets the
+        chance level of the content loss) before the run finishes."""
+        self._settled = {name: getattr(train, name) for name in SETTLED}
         self.flush(force=True)
 
     def set_phase(
