@@ -12,9 +12,12 @@ engine's defaults or --train overrides) and scores it, from the same features, w
   S_LH's shrunk covariance (Σ = LLᵀ), Euclidean 1-NN; each of the score's views (x against the training images,
   x^c against their context images) whitened by its own bank, and the views averaged, as S_NND's are;
 - `grid_G`: S_NND on the second stage's map averaged over a G × G grid of cells instead of the engine's 4 × 4
-  (`engine.model.GRID`): a finer grid keeps more of where things sit, as raw pixels do.
+  (`engine.model.GRID`): a finer grid keeps more of where things sit, as raw pixels do;
+- `pooled_nnd`, `pooled_lh`: S_NND and S_LH of the pooled output (`ScoreConfig.features = pooled`, the paper's);
+- `lh_fixed`: S_LH with a fixed ridge, Σ = S + 0.01·I (`lh_shrinkage = fixed`), instead of Ledoit–Wolf's shrinkage.
 
     python benchmarks/score_variants.py --task breastmnist --seeds 0,1,2 [--grids 2,7] [--train epochs=1350]
+    python benchmarks/score_variants.py --task cifar10 --normal airplane,bird   # several classes, one at a time
 
 One JSON line per seed, AUROC %.
 """
@@ -25,6 +28,7 @@ import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT)
 
 # isort: split
 import argparse
+import dataclasses
 import json
 import time
 
@@ -82,30 +86,40 @@ def read_variants(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="breastmnist", choices=sorted(quality.TASKS))
-    parser.add_argument("--normal", help="the normal class (default: the task's first)")
+    parser.add_argument("--normal", help="the normal class, or several comma-separated (default: the task's first)")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--grids", default="", help="comma-separated grid sizes to score besides the engine's")
     parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides, field=value")
     args = parser.parse_args()
     task = quality.TASKS[args.task]
-    normal = args.normal or task.normals[0]
+    train_over = quality.parse_overrides(args.train)
+    for normal in (args.normal or task.normals[0]).split(","):
+        read_normal(task, normal, [int(s) for s in args.seeds.split(",")], train_over, args.grids)
+
+
+def read_normal(task: quality.Task, normal: str, seeds: list[int], train_over: dict, grids: str) -> None:
+    """Train the suite's cell of `normal` once per seed and print every reading of it as one JSON line."""
     loaded, targets, references = quality.split(task, normal)
     if (loaded.score_in_train >= 0).any():
         raise SystemExit("score_variants: scored images that are training images need leave-one-out; not handled")
     bank, queries = loaded.train.pixels, loaded.score.pixels
-    train_over = quality.parse_overrides(args.train)
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         config, score_config = quality.cell_configs(task, seed, "recipe", train_over, {}, bank)
         started = time.perf_counter()
         trained = train(bank, config)
         train_s = time.perf_counter() - started
         r = score_images(trained, bank, queries, score_config, score_train=True)
-        variants = read_variants(trained, score_config, bank, queries, [int(g) for g in args.grids.split(",") if g])
+        pooled = score_images(trained, bank, queries, dataclasses.replace(score_config, features="pooled"))
+        fixed = score_images(trained, bank, queries, dataclasses.replace(score_config, lh_shrinkage="fixed",
+                                                                         lh_epsilon=0.01))  # fmt: skip
+        variants = read_variants(trained, score_config, bank, queries, [int(g) for g in grids.split(",") if g])
         out = {
             "task": task.name, "normal": normal, "seed": seed, "encoder": trained.config.encoder,
             "epochs": config.epochs, "train_s": round(train_s), "pix": references["auroc_pixels"],
             "nnd": auroc(targets, r.s_nnd), "lh": auroc(targets, r.s_lh),
             "z_nnd_lh": auroc(targets, z(r.train_s_nnd, r.s_nnd) + z(r.train_s_lh, r.s_lh)),
+            "pooled_nnd": auroc(targets, pooled.s_nnd), "pooled_lh": auroc(targets, pooled.s_lh),
+            "lh_fixed": auroc(targets, fixed.s_lh),
             **{name: auroc(targets, scores) for name, scores in variants.items()},
         }  # fmt: skip
         print(json.dumps({k: round(100 * v, 1) if isinstance(v, float) else v for k, v in out.items()}), flush=True)
