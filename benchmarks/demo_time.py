@@ -35,7 +35,7 @@ def main() -> None:
     trained_s = time.perf_counter() - started
     project(result.scores.features, result.scores.context_features, "umap")
     total_s = time.perf_counter() - started
-    train = config.train
+    train = result.trained.config  # as it trained: the preset's `auto` batch resolved on the images
     views = 2 * train.views_per_context * min(train.batch_size, len(result.bank))
     chance = math.log(views - 1)
     history = result.trained.history

@@ -7,6 +7,7 @@ The data is a few random 8 px images in a MedMNIST-style .npz, so nothing here n
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -284,3 +285,17 @@ def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
     assert quality.cell_encoder({"encoder": "resnet_small"}, scans) == "resnet_small"
     assert quality.cell_encoder({}, scans, "simclr") == "resnet_small"  # `auto` picks the two stages for Con2 only
     assert quality.cell_encoder({"method": "csi"}, scans) == "resnet_small"
+
+
+def test_the_demo_benchmark_reads_the_batch_that_trained():
+    """benchmarks/demo_time.py on the bundled digits: the CPU preset's batch is `auto` (0), so the chance level of
+    L_content must come from the batch the run resolved (32 on 16 px digits: log(2·32 − 1)), and the content loss
+    ends below it. The benchmark once read the unresolved 0 and failed with a math domain error."""
+    script = ROOT / "benchmarks" / "demo_time.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["config"]["batch_size"] == 32
+    assert out["loss_content_chance"] == pytest.approx(math.log(2 * 32 - 1), abs=1e-3)
+    assert len(out["loss_content_by_epoch"]) == out["config"]["epochs"]
+    assert min(out["loss_content_by_epoch"]) < out["loss_content_chance"]
