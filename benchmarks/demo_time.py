@@ -15,10 +15,11 @@ import engine  # noqa: F401  (first: it sets GOMP_SPINCOUNT)
 
 # isort: split
 import argparse
+import dataclasses
 import json
-import math
 import time
 
+from dashboard.charts import content_chance
 from engine.presets import CPU, preset_config
 from engine.projection import project
 from engine.run import train_run
@@ -36,8 +37,7 @@ def main() -> None:
     project(result.scores.features, result.scores.context_features, "umap")
     total_s = time.perf_counter() - started
     train = result.trained.config  # as it trained: the preset's `auto` batch resolved on the images
-    views = 2 * train.views_per_context * min(train.batch_size, len(result.bank))
-    chance = math.log(views - 1)
+    chance = content_chance(dataclasses.asdict(train))  # the level the Train page draws
     history = result.trained.history
     print(json.dumps({
         "config": {"image_size": config.data.image_size, **{k: getattr(train, k) for k in (

@@ -93,11 +93,12 @@ def main() -> None:
     args = parser.parse_args()
     task = quality.TASKS[args.task]
     train_over = quality.parse_overrides(args.train)
+    grids = [int(g) for g in args.grids.split(",") if g]
     for normal in (args.normal or task.normals[0]).split(","):
-        read_normal(task, normal, [int(s) for s in args.seeds.split(",")], train_over, args.grids)
+        read_normal(task, normal, [int(s) for s in args.seeds.split(",")], train_over, grids)
 
 
-def read_normal(task: quality.Task, normal: str, seeds: list[int], train_over: dict, grids: str) -> None:
+def read_normal(task: quality.Task, normal: str, seeds: list[int], train_over: dict, grids: list[int]) -> None:
     """Train the suite's cell of `normal` once per seed and print every reading of it as one JSON line."""
     loaded, targets, references = quality.split(task, normal)
     if (loaded.score_in_train >= 0).any():
@@ -112,7 +113,7 @@ def read_normal(task: quality.Task, normal: str, seeds: list[int], train_over: d
         pooled = score_images(trained, bank, queries, dataclasses.replace(score_config, features="pooled"))
         fixed = score_images(trained, bank, queries, dataclasses.replace(score_config, lh_shrinkage="fixed",
                                                                          lh_epsilon=0.01))  # fmt: skip
-        variants = read_variants(trained, score_config, bank, queries, [int(g) for g in grids.split(",") if g])
+        variants = read_variants(trained, score_config, bank, queries, grids)
         out = {
             "task": task.name, "normal": normal, "seed": seed, "encoder": trained.config.encoder,
             "epochs": config.epochs, "train_s": round(train_s), "pix": references["auroc_pixels"],
