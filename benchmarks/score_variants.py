@@ -14,12 +14,21 @@ engine's defaults or --train overrides) and scores it, from the same features, w
 - `grid_G`: S_NND on the second stage's map averaged over a G × G grid of cells instead of the engine's 4 × 4
   (`engine.model.GRID`): a finer grid keeps more of where things sit, as raw pixels do;
 - `pooled_nnd`, `pooled_lh`: S_NND and S_LH of the pooled output (`ScoreConfig.features = pooled`, the paper's);
-- `lh_fixed`: S_LH with a fixed ridge, Σ = S + 0.01·I (`lh_shrinkage = fixed`), instead of Ledoit–Wolf's shrinkage.
+- `lh_fixed`: S_LH with a fixed ridge, Σ = S + 0.01·I (`lh_shrinkage = fixed`), instead of Ledoit–Wolf's shrinkage;
+- `nnd_mirror_tta`, `lh_mirror_tta`: each score view read twice, as it is and with query and bank mirrored left to
+  right (training's content views are mirrored half the time, so the encoder should be nearly indifferent), the
+  two readings added: a test-time view that averages out what the encoder did not learn to ignore;
+- `nnd_mirror_bank`, `lh_mirror_bank`: the bank holds every training image and its mirror image (twice the normals
+  to compare with), the query as it is;
+- `lh_cells`, `nnd_cells` (grid features only): one S_LH, or one S_NND, per grid cell on that cell's features
+  alone, summed over the cells: a block-diagonal Gaussian that drops the correlations between cells, and a nearest
+  normal found cell by cell instead of for the whole image.
 
     python benchmarks/score_variants.py --task breastmnist --seeds 0,1,2 [--grids 2,7] [--train epochs=1350]
     python benchmarks/score_variants.py --task cifar10 --normal airplane,bird   # several classes, one at a time
 
-One JSON line per seed, AUROC %.
+One JSON line per seed, AUROC %. Every reading is a sum over the score's views (x against the training images, x^c
+against their context images), as S_NND's and S_LH's are.
 """
 
 from __future__ import annotations
@@ -73,6 +82,25 @@ def read_variants(
         return embed(model, pixels, context=context, features=config.features)
 
     out = {"wnn": sum(whitened_nn(feats(bank, b), feats(queries, q)) for q, b, _ in plan)}
+    for name, scorer in (("nnd", NNDScorer), ("lh", LHScorer)):
+        mirror_tta = mirror_bank = 0
+        for q, b, _ in plan:
+            plain_bank, mirrored_bank = feats(bank, b), feats(bank.flip(-1), b)
+            plain = scorer().fit(plain_bank).anomaly_scores(feats(queries, q))
+            mirror_tta = mirror_tta + plain + scorer().fit(mirrored_bank).anomaly_scores(feats(queries.flip(-1), q))
+            both = torch.cat([plain_bank, mirrored_bank])
+            mirror_bank = mirror_bank + scorer().fit(both).anomaly_scores(feats(queries, q))
+        out[f"{name}_mirror_tta"], out[f"{name}_mirror_bank"] = mirror_tta, mirror_bank
+    if config.features == "grid":
+        cells = model_module.GRID**2  # grid features are (channels, GRID, GRID) flattened: a cell is every GRID²-th
+        for name, scorer in (("nnd", NNDScorer), ("lh", LHScorer)):
+            total = 0
+            for q, b, _ in plan:
+                bank_cells = feats(bank, b).unflatten(1, (-1, cells))
+                query_cells = feats(queries, q).unflatten(1, (-1, cells))
+                for j in range(cells):
+                    total = total + scorer().fit(bank_cells[:, :, j]).anomaly_scores(query_cells[:, :, j])
+            out[f"{name}_cells"] = total
     for size in grids:
         engine_grid, model_module.GRID = model_module.GRID, size  # what Con2Model.features("grid") pools to
         try:
