@@ -72,7 +72,7 @@ def whitened_nn(bank: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
 def read_variants(
     trained: TrainedModel, config: ScoreConfig, bank: torch.Tensor, queries: torch.Tensor, grids: list[int]
 ) -> dict[str, np.ndarray]:
-    """The whitened 1-NN and the other grid sizes' S_NND of every query, summed over the score's views."""
+    """The module docstring's readings beyond the engine's own scores, per query, summed over the score's views."""
     model = trained.model.eval()
     plan = view_plan(config, trained.config.context, trained.config.method)
     if any(draw is not None for _, _, draw in plan):
@@ -81,26 +81,29 @@ def read_variants(
     def feats(pixels: torch.Tensor, context: str | None) -> torch.Tensor:
         return embed(model, pixels, context=context, features=config.features)
 
-    out = {"wnn": sum(whitened_nn(feats(bank, b), feats(queries, q)) for q, b, _ in plan)}
+    # each view's features once (x against the bank, x^c against the context bank), plain and mirrored left to right;
+    # every reading below is a sum over the views
+    views = [
+        (feats(bank, b), feats(queries, q), feats(bank.flip(-1), b), feats(queries.flip(-1), q)) for q, b, _ in plan
+    ]
+    out = {"wnn": sum(whitened_nn(bank_f, query_f) for bank_f, query_f, _, _ in views)}
     for name, scorer in (("nnd", NNDScorer), ("lh", LHScorer)):
-        mirror_tta = mirror_bank = 0
-        for q, b, _ in plan:
-            plain_bank, mirrored_bank = feats(bank, b), feats(bank.flip(-1), b)
-            plain = scorer().fit(plain_bank).anomaly_scores(feats(queries, q))
-            mirror_tta = mirror_tta + plain + scorer().fit(mirrored_bank).anomaly_scores(feats(queries.flip(-1), q))
-            both = torch.cat([plain_bank, mirrored_bank])
-            mirror_bank = mirror_bank + scorer().fit(both).anomaly_scores(feats(queries, q))
-        out[f"{name}_mirror_tta"], out[f"{name}_mirror_bank"] = mirror_tta, mirror_bank
+        plain = [scorer().fit(bank_f).anomaly_scores(query_f) for bank_f, query_f, _, _ in views]
+        mirrored = [scorer().fit(bank_m).anomaly_scores(query_m) for _, _, bank_m, query_m in views]
+        out[f"{name}_mirror_tta"] = sum(plain) + sum(mirrored)
+        out[f"{name}_mirror_bank"] = sum(
+            scorer().fit(torch.cat([bank_f, bank_m])).anomaly_scores(query_f) for bank_f, query_f, bank_m, _ in views
+        )
     if config.features == "grid":
         cells = model_module.GRID**2  # grid features are (channels, GRID, GRID) flattened: a cell is every GRID²-th
         for name, scorer in (("nnd", NNDScorer), ("lh", LHScorer)):
-            total = 0
-            for q, b, _ in plan:
-                bank_cells = feats(bank, b).unflatten(1, (-1, cells))
-                query_cells = feats(queries, q).unflatten(1, (-1, cells))
-                for j in range(cells):
-                    total = total + scorer().fit(bank_cells[:, :, j]).anomaly_scores(query_cells[:, :, j])
-            out[f"{name}_cells"] = total
+            out[f"{name}_cells"] = sum(
+                scorer()
+                .fit(bank_f.unflatten(1, (-1, cells))[:, :, j])
+                .anomaly_scores(query_f.unflatten(1, (-1, cells))[:, :, j])
+                for bank_f, query_f, _, _ in views
+                for j in range(cells)
+            )
     for size in grids:
         engine_grid, model_module.GRID = model_module.GRID, size  # what Con2Model.features("grid") pools to
         try:
