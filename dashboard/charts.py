@@ -55,8 +55,11 @@ def content_chance(train: dict[str, Any]) -> float | None:
     (its NT-Xent; its outliers are not in it), 2 views × (normal + rotated) × batch_size for FIRM (each positive's
     term, so its normal anchors' loss too), 8 × batch_size for masked contrastive (its per-pair logit scales
     multiply similarities that are all 0 for such a head, so they leave the level as NT-Xent's). None for methods
-    without a contrastive loss (the classical references)."""
+    without a contrastive loss (the classical references). `n_train`, where the run has said it, caps the batch: a
+    set smaller than the batch trains as one batch of all its images (engine.train.epoch_batches)."""
     method, batch = train.get("method", "con2"), int(train.get("batch_size", TrainConfig.batch_size))
+    if train.get("n_train"):
+        batch = min(batch, int(train["n_train"]))
     if method == "simclr":
         views = 2 * batch
     elif method in ("csi", "masked_contrastive"):

@@ -154,6 +154,8 @@ def job_status(job_id: int) -> dict[str, Any]:
         train = dict(db_jobs.read_job_config(job).train) if job.kind == "train" else {}
         if train.get("batch_size", AUTO_BATCH) == AUTO_BATCH and summary.get("batch_size"):
             train["batch_size"] = summary["batch_size"]  # what `auto` became, once the run has loaded its images
+        if summary.get("n_train"):  # a batch larger than the training set trains as one batch of all of them
+            train["n_train"] = summary["n_train"]
         line = job.message or ""
         place = db_job_reads.waiting(session=session).get(job.id) if job.status == "queued" else None
         if summary.get("auroc_nnd") is not None:
@@ -170,8 +172,8 @@ def job_status(job_id: int) -> dict[str, Any]:
             "finished": db_jobs.is_finished(job.status),
             "active": job.status in ("queued", "running"),
             "summary_line": f"Run #{job.id} finished: {line}",
-            "train": train,  # the run's TrainConfig fields as queued, an auto batch as chosen (the chart's chance
-            # level, the α caption)
+            "train": train,  # the run's TrainConfig fields as queued, an auto batch as chosen, and once loaded the
+            # number of training images (the chart's chance level, the α caption)
         }
 
 

@@ -109,14 +109,15 @@ def train_run(
     on_progress: ProgressCallback | None = None,
     checkpoints: CheckpointStore | None = None,
     loaded: LoadedData | None = None,
-    on_settled: Callable[[TrainConfig], None] | None = None,
+    on_settled: Callable[[TrainConfig, int], None] | None = None,
 ) -> RunResult:
     """Load and select the data, train, score, evaluate. Raises DataError on unusable data,
     TrainingCancelled when the callback returns False, NonFiniteLoss on a diverging loss.
 
-    `on_settled`: called once the data is loaded with the training config as it will train, every `auto` resolved
-    (the worker shows a queued job's chosen batch, encoder and context while it trains); not for the classical
-    references, which train nothing.
+    `on_settled`: called once the data is loaded with the training config as it will train, every `auto` resolved,
+    and the number of training images (the worker shows a queued job's chosen batch, encoder and context while it
+    trains; a batch larger than the training set trains as one batch of them all, which sets the chance level of
+    L_content); not for the classical references, which train nothing.
 
     `loaded`: `load_data(config.data)` already decoded by the caller, which then is not decoded again
     (benchmarks/reproduction runs many seeds and methods on one dataset and decodes it once).
@@ -130,7 +131,7 @@ def train_run(
     if config.train.method in CLASSICAL_METHODS:
         return _classical_run(config, loaded, on_progress, started)
     if on_settled is not None:
-        on_settled(config.train)
+        on_settled(config.train, len(loaded.train))
     trained = train(loaded.train.pixels, config.train, on_step=on_progress, checkpoints=checkpoints)
     scores = score_images(
         trained,

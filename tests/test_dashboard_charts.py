@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from dashboard import charts, projection_chart
 from engine.metrics import roc
+from engine.train import epoch_batches
 
 
 def projection_frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -168,6 +170,10 @@ def test_the_content_loss_chance_level_is_log_of_the_other_views_in_a_batch():
     # scales multiply similarities that are all 0 at chance; tests/test_masked.py checks it against the loss itself)
     assert charts.content_chance({"method": "firm", "batch_size": 32}) == math.log(127)
     assert charts.content_chance({"method": "masked_contrastive", "batch_size": 32}) == math.log(255)
+    # a set smaller than the batch trains as one batch of all its images, so its views set the level
+    assert [len(b) for b in epoch_batches(10, 32, torch.Generator().manual_seed(0))] == [10]
+    assert charts.content_chance({"method": "con2", "batch_size": 32, "n_train": 10}) == math.log(19)
+    assert charts.content_chance({"method": "simclr", "batch_size": 32, "n_train": 40}) == math.log(63)
     steps = pd.DataFrame({"step": [1, 5], "loss": [4.0, 3.0], "loss_content": [4.1, 3.9], "alpha": [1.0, 1.0]})
     line = charts.training_curves(steps, chance=math.log(63)).data[0]
     assert list(line.x) == [1, 5] and list(line.y) == [math.log(63)] * 2 and "chance" in line.name

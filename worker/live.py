@@ -125,11 +125,14 @@ class JobRun:
         except LostClaim:
             self.lost.set()
 
-    def settle(self, train: TrainConfig) -> None:
-        """engine.run's `on_settled`: the training settings every `auto` became go into the job's summary with
-        the next progress report (once, not with every report), so the live view shows them (the batch sets the
-        chance level of the content loss) before the run finishes."""
+    def settle(self, train: TrainConfig, n_train: int | None = None) -> None:
+        """engine.run's `on_settled`: the training settings every `auto` became, and the number of training images,
+        go into the job's summary with the next progress report (once, not with every report), so the live view
+        shows them before the run finishes (the batch, capped at the images, sets the content loss's chance level).
+        """
         self._settled = {name: getattr(train, name) for name in SETTLED}
+        if n_train is not None:
+            self._settled["n_train"] = n_train
         self.flush(force=True)
 
     def set_phase(

@@ -510,13 +510,16 @@ def test_a_running_training_job_shows_the_batch_its_auto_became_before_it_finish
         claim = jobs.claim(session=session, worker_id="w", kinds=("train",))
         job = job_reads.get_job(session=session, job_id=job_id)
     run = JobRun(sessions, claim, job, threading.Event())
-    run.settle(TrainConfig(batch_size=16, context="equalize", encoder="resnet_small_s2", rotation_weight=0.0))
+    run.settle(TrainConfig(batch_size=16, context="equalize", encoder="resnet_small_s2", rotation_weight=0.0), 500)
     with sessions() as session:
         summary = job_reads.get_job(session=session, job_id=job_id).summary
-    assert summary == {"context": "equalize", "encoder": "resnet_small_s2", "rotation_weight": 0.0, "batch_size": 16}
+    assert summary == {"context": "equalize", "encoder": "resnet_small_s2", "rotation_weight": 0.0, "batch_size": 16,
+                       "n_train": 500}  # fmt: skip
     status = dashboard_jobs.job_status(job_id)
     assert status["train"]["batch_size"] == 16 and status["status"] == "running"
     assert charts.content_chance(status["train"]) == pytest.approx(np.log(2 * 16 - 1))  # one view per context
+    run.settle(TrainConfig(batch_size=16), 12)  # a set smaller than its batch trains as one batch of 12
+    assert charts.content_chance(dashboard_jobs.job_status(job_id)["train"]) == pytest.approx(np.log(2 * 12 - 1))
     with sessions.begin() as session:
         jobs.finish(session=session, claim=claim, summary={"batch_size": 16, "auroc_nnd": 0.9})
     assert dashboard_jobs.job_status(job_id)["train"]["batch_size"] == 16
