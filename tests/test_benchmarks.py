@@ -258,6 +258,25 @@ def test_the_no_tta_readings_use_the_features_the_recipe_scores():
     assert quality.scored_features(object()) == "pooled"  # 54863b9: scored the pooled output only
 
 
+def test_the_suite_reads_trained_against_random_for_the_recipe_and_its_progress_line_says_which():
+    """SimCLR's cells skip the no-TTA and random-encoder readings the table does not show; its progress line and
+    the table's row read the recipe's alone."""
+    from benchmarks import quality
+
+    base = {"task": "breastmnist", "normal": "1", "seed": 0, "auroc_nnd": 0.72, "auroc_lh": 0.71,
+            "auroc_pixels": 0.706, "auroc_pca": 0.72, "auroc_iforest": 0.5,
+            "train_s": 100.0, "score_s": 5.0}  # fmt: skip
+    recipe = {**base, "method": "recipe", "auroc_nnd_plain": 0.70, "auroc_nnd_random": 0.66, "rank": 43.2,
+              "rank_random": 8.1}  # fmt: skip
+    simclr = {**base, "method": "simclr", "auroc_nnd": 0.70}
+    assert "plain 0.700 random 0.660 rank 43.2/8.1" in quality.progress_line(recipe)
+    line = quality.progress_line(simclr)
+    assert "plain" not in line and line.endswith("floor 0.706 100+5 s")
+    row = quality._row([recipe, simclr], mean_over_classes=False)
+    assert row["trained / random (no TTA)"] == "70.0 / 66.0" and row["rank trained / random"] == "43.2 / 8.1"
+    assert row["SimCLR S_NND"] == "70.0" and row["s recipe / SimCLR"] == "105 / 105"
+
+
 def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
     """Each cell trains as long as task.epochs of the paper's 4-view step through resnet_small: one view per context
     doubles the epochs, the two-stage encoder's cheaper step adds half again (SimCLR's too), epochs given on the
