@@ -277,6 +277,25 @@ def test_the_suite_reads_trained_against_random_for_the_recipe_and_its_progress_
     assert row["SimCLR S_NND"] == "70.0" and row["s recipe / SimCLR"] == "105 / 105"
 
 
+def test_the_suite_balance_times_both_methods_at_the_suites_own_configs(monkeypatch):
+    """benchmarks/suite_balance.py times the recipe's and SimCLR's epochs of a suite cell and says how many SimCLR
+    epochs would match the recipe's time: here on the digits task, two short epochs each."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import quality
+    import suite_balance
+
+    out = suite_balance.balance(quality.TASKS["digits"], epochs=3, rounds=1)
+    task = quality.TASKS["digits"]
+    assert out["suite_epochs"] == {"recipe": quality.budget_epochs(task, "recipe", {}),
+                                   "simclr": quality.budget_epochs(task, "simclr", {})}  # fmt: skip
+    assert all(s > 0 for s in out["epoch_s"].values())
+    ratio = out["epoch_s"]["recipe"] / out["epoch_s"]["simclr"]
+    assert out["simclr_epochs_for_equal_time"] == pytest.approx(out["suite_epochs"]["recipe"] * ratio, abs=0.1)
+    assert out["simclr_over_recipe_time"] == pytest.approx(
+        out["train_s_at_suite_epochs"]["simclr"] / out["train_s_at_suite_epochs"]["recipe"], abs=0.01
+    )
+
+
 def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
     """Each cell trains as long as task.epochs of the paper's 4-view step through resnet_small: one view per context
     doubles the epochs, the two-stage encoder's cheaper step adds half again (SimCLR's too), epochs given on the
