@@ -10,7 +10,7 @@ engine's defaults or --train overrides) and scores it, from the same features, w
   score's leave-one-out values on the training images) and added;
 - `wnn`: the nearest normal in whitened space: the L2-normalised features minus the normals' mean, times L⁻¹ of
   S_LH's shrunk covariance (Σ = LLᵀ), Euclidean 1-NN; each of the score's views (x against the training images,
-  x^c against their context images) whitened by its own bank, and the views averaged, as S_NND's are;
+  x^c against their context images) whitened by its own bank, and the views summed, as every reading here;
 - `grid_G`: S_NND on the second stage's map averaged over a G × G grid of cells instead of the engine's 4 × 4
   (`engine.model.GRID`): a finer grid keeps more of where things sit, as raw pixels do;
 - `pooled_nnd`, `pooled_lh`: S_NND and S_LH of the pooled output (`ScoreConfig.features = pooled`, the paper's);
@@ -28,7 +28,8 @@ engine's defaults or --train overrides) and scores it, from the same features, w
     python benchmarks/score_variants.py --task cifar10 --normal airplane,bird   # several classes, one at a time
 
 One JSON line per seed, AUROC %. Every reading is a sum over the score's views (x against the training images, x^c
-against their context images), as S_NND's and S_LH's are.
+against their context images); the engine's S_NND and S_LH average them, which ranks the same (tests/test_benchmarks.py
+checks `grid_4` against the engine's S_NND, score for score).
 """
 
 from __future__ import annotations

@@ -296,6 +296,31 @@ def test_the_suite_balance_times_both_methods_at_the_suites_own_configs(monkeypa
     )
 
 
+def test_score_variants_reads_the_engines_own_score_where_a_variant_is_the_engine_setting(monkeypatch):
+    """benchmarks/score_variants.py re-reads a trained encoder many ways from features it embeds itself; its grid at
+    the engine's own size must give the engine's S_NND, score for score, or every other column is suspect too."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import score_variants
+
+    from engine import model as model_module
+    from engine.config import DataConfig, ScoreConfig, TrainConfig
+    from engine.loading import load_data
+    from engine.train import train
+    from engine.tta import score_images, view_plan
+
+    loaded = load_data(DataConfig(source="digits", normal_label="0", image_size=16, holdout_fraction=0.3))
+    bank, queries = loaded.train.pixels, loaded.score.pixels[torch.as_tensor(loaded.score_in_train < 0)]
+    trained = train(bank, TrainConfig(epochs=2, batch_size=32, encoder="resnet_small", seed=0))
+    config = ScoreConfig()
+    engine_scores = score_images(trained, bank, queries, config, score_train=False)
+    out = score_variants.read_variants(trained, config, bank, queries, grids=[model_module.GRID])
+    views = len(view_plan(config, trained.config.context, trained.config.method))  # x and x^c: the engine averages
+    assert views == 2  # them, the script sums them (the same ranking)
+    np.testing.assert_allclose(out[f"grid_{model_module.GRID}"] / views, engine_scores.s_nnd, rtol=1e-4, atol=1e-6)
+    assert {"wnn", "nnd_mirror_tta", "lh_mirror_bank", "nnd_cells", "lh_cells"} <= set(out)
+    assert all(len(scores) == len(queries) and np.isfinite(scores).all() for scores in out.values())
+
+
 def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
     """Each cell trains as long as task.epochs of the paper's 4-view step through resnet_small: one view per context
     doubles the epochs, the two-stage encoder's cheaper step adds half again (SimCLR's too), epochs given on the
