@@ -289,10 +289,11 @@ def test_the_suite_balance_times_both_methods_at_the_suites_own_configs(monkeypa
     assert out["suite_epochs"] == {"recipe": quality.budget_epochs(task, "recipe", {}),
                                    "simclr": quality.budget_epochs(task, "simclr", {})}  # fmt: skip
     assert all(s > 0 for s in out["epoch_s"].values())
+    # epoch_s is printed to the millisecond, and a digits epoch is about 0.1 s: a 5 % tolerance covers the rounding
     ratio = out["epoch_s"]["recipe"] / out["epoch_s"]["simclr"]
-    assert out["simclr_epochs_for_equal_time"] == pytest.approx(out["suite_epochs"]["recipe"] * ratio, abs=0.1)
+    assert out["simclr_epochs_for_equal_time"] == pytest.approx(out["suite_epochs"]["recipe"] * ratio, rel=0.05)
     assert out["simclr_over_recipe_time"] == pytest.approx(
-        out["train_s_at_suite_epochs"]["simclr"] / out["train_s_at_suite_epochs"]["recipe"], abs=0.01
+        out["train_s_at_suite_epochs"]["simclr"] / out["train_s_at_suite_epochs"]["recipe"], rel=0.05
     )
 
 
