@@ -1,5 +1,6 @@
 """Is the quality suite's SimCLR really at equal wall time? Its epochs come from a rule (benchmarks/quality.py,
-`budget_epochs`: twice the task's epochs of the paper's step, the two-stage encoder's step counted 1.5× cheaper);
+`budget_epochs`: twice the task's epochs of the paper's step, the two-stage encoder's step counted cheaper by
+`encoder_speed`);
 this measures what the rule gives on this machine.
 
 For each task it trains the recipe's cell and SimCLR's (seed 0, the suite's configs) for a few epochs each, twice,
@@ -7,7 +8,7 @@ interleaved so background load hits both alike, and times every epoch after the 
 From the median epoch time it prints, per task: the epochs each method trains in the suite, its training time at
 that pace, and the SimCLR epochs that would match the recipe's time exactly.
 
-    python benchmarks/suite_balance.py                         # the three scans (about 6 min on the EPYC machine)
+    python benchmarks/suite_balance.py                         # the three scans (about 3 min on the EPYC machine)
     python benchmarks/suite_balance.py --tasks breastmnist --epochs 12
 
 Prints one JSON object.
