@@ -11,8 +11,9 @@ engine's defaults or --train overrides) and scores it, from the same features, w
 - `wnn`: the nearest normal in whitened space: the L2-normalised features minus the normals' mean, times L⁻¹ of
   S_LH's shrunk covariance (Σ = LLᵀ), Euclidean 1-NN; each of the score's views (x against the training images,
   x^c against their context images) whitened by its own bank, and the views summed, as every reading here;
-- `grid_G`: S_NND on the second stage's map averaged over a G × G grid of cells instead of the engine's 4 × 4
-  (`engine.model.GRID`): a finer grid keeps more of where things sit, as raw pixels do;
+- `grid_G`, `lh_grid_G`: S_NND and S_LH on the second stage's map averaged over a G × G grid of cells instead of the
+  engine's 4 × 4 (`engine.model.GRID`): a finer grid keeps more of where things sit, as raw pixels do, a coarser one
+  less;
 - `pooled_nnd`, `pooled_lh`: S_NND and S_LH of the pooled output (`ScoreConfig.features = pooled`, the paper's);
 - `lh_fixed`: S_LH with a fixed ridge, Σ = S + 0.01·I (`lh_shrinkage = fixed`), instead of Ledoit–Wolf's shrinkage;
 - `nnd_mirror_tta`, `lh_mirror_tta`: each score view read twice, as it is and with query and bank mirrored left to
@@ -22,7 +23,12 @@ engine's defaults or --train overrides) and scores it, from the same features, w
   to compare with), the query as it is;
 - `lh_cells`, `nnd_cells` (grid features only): one S_LH, or one S_NND, per grid cell on that cell's features
   alone, summed over the cells: a block-diagonal Gaussian that drops the correlations between cells, and a nearest
-  normal found cell by cell instead of for the whole image.
+  normal found cell by cell instead of for the whole image;
+- `lh_shared` (grid features only): one Gaussian fitted to every cell of every training image (each cell's features
+  a sample of it, wherever it sits), the query's cells' negative log-likelihoods summed: a model of what local
+  structure looks like that ignores where it sits, for photographs whose objects move from one image to the next;
+- `lh_grid_pooled` (grid features only): one Gaussian over the grid features and the pooled output together, the
+  two blocks independent (each L2-normalised on its own): the sum of the grid's S_LH and the pooled output's.
 
     python benchmarks/score_variants.py --task breastmnist --seeds 0,1,2 [--grids 2,7] [--train epochs=1350]
     python benchmarks/score_variants.py --task cifar10 --normal airplane,bird   # several classes, one at a time
@@ -105,11 +111,31 @@ def read_variants(
                 for bank_f, query_f, _, _ in views
                 for j in range(cells)
             )
+        # one Gaussian shared by every cell (each cell's vector a sample of it), the query's cells' NLLs summed:
+        # where an object sits differs from photo to photo, so a per-position model is fitted to chance alignments
+        out["lh_shared"] = sum(
+            LHScorer()
+            .fit(bank_f.unflatten(1, (-1, cells)).transpose(1, 2).flatten(0, 1))
+            .anomaly_scores(query_f.unflatten(1, (-1, cells)).transpose(1, 2).flatten(0, 1))
+            .unflatten(0, (-1, cells))
+            .sum(dim=1)
+            for bank_f, query_f, _, _ in views
+        )
+        # the grid's Gaussian and the pooled output's as one Gaussian over both, independent of each other (a
+        # block-diagonal covariance, each block's features L2-normalised on their own): its NLL is the two summed
+        out["lh_grid_pooled"] = sum(
+            LHScorer().fit(bank_f).anomaly_scores(query_f)
+            + LHScorer()
+            .fit(embed(model, bank, context=b, features="pooled"))
+            .anomaly_scores(embed(model, queries, context=q, features="pooled"))
+            for (bank_f, query_f, _, _), (q, b, _) in zip(views, plan, strict=True)
+        )
     for size in grids:
         engine_grid, model_module.GRID = model_module.GRID, size  # what Con2Model.features("grid") pools to
         try:
-            nnd = (NNDScorer().fit(feats(bank, b)).anomaly_scores(feats(queries, q)) for q, b, _ in plan)
-            out[f"grid_{size}"] = sum(nnd)
+            grid_feats = [(feats(bank, b), feats(queries, q)) for q, b, _ in plan]
+            out[f"grid_{size}"] = sum(NNDScorer().fit(bf).anomaly_scores(qf) for bf, qf in grid_feats)
+            out[f"lh_grid_{size}"] = sum(LHScorer().fit(bf).anomaly_scores(qf) for bf, qf in grid_feats)
         finally:
             model_module.GRID = engine_grid
     return {name: scores.cpu().numpy() for name, scores in out.items()}

@@ -299,7 +299,7 @@ def test_the_suite_balance_times_both_methods_at_the_suites_own_configs(monkeypa
 
 def test_score_variants_reads_the_engines_own_score_where_a_variant_is_the_engine_setting(monkeypatch):
     """benchmarks/score_variants.py re-reads a trained encoder many ways from features it embeds itself; its grid at
-    the engine's own size must give the engine's S_NND, score for score, or every other column is suspect too."""
+    the engine's own size must give the engine's S_NND and S_LH, score for score, or every other column is suspect."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import score_variants
 
@@ -318,7 +318,9 @@ def test_score_variants_reads_the_engines_own_score_where_a_variant_is_the_engin
     views = len(view_plan(config, trained.config.context, trained.config.method))  # x and x^c: the engine averages
     assert views == 2  # them, the script sums them (the same ranking)
     np.testing.assert_allclose(out[f"grid_{model_module.GRID}"] / views, engine_scores.s_nnd, rtol=1e-4, atol=1e-6)
-    assert {"wnn", "nnd_mirror_tta", "lh_mirror_bank", "nnd_cells", "lh_cells"} <= set(out)
+    np.testing.assert_allclose(out[f"lh_grid_{model_module.GRID}"] / views, engine_scores.s_lh, rtol=1e-4, atol=1e-3)
+    expected = {"wnn", "nnd_mirror_tta", "lh_mirror_bank", "nnd_cells", "lh_cells", "lh_shared", "lh_grid_pooled"}
+    assert expected <= set(out)
     assert all(len(scores) == len(queries) and np.isfinite(scores).all() for scores in out.values())
 
 
