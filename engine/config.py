@@ -270,7 +270,7 @@ class TrainConfig:
     amp: bool = option(
         True,
         "Mixed precision (bfloat16) on CUDA; on the CPU only where the machine sets CON2_CPU_BF16=1 and the "
-        "CPU has bfloat16 units (Intel AMX), else ignored.",
+        "CPU has bfloat16 units (Intel AMX or AVX512_BF16, e.g. AMD Zen 4), else ignored.",
     )
     checkpoint_every: int = option(5, "Save a resumable checkpoint every N epochs.", min=1)
 

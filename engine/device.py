@@ -2,12 +2,15 @@
 
 - **Device.** `resolve_device`: "auto" is CUDA when present, else the CPU; "cuda" without a GPU is an error.
 - **Precision.** `autocast`: bfloat16 autocast on CUDA when the config's `amp` is on. On the CPU float32,
-  unless the machine is set up with `CON2_CPU_BF16=1` and its CPU has bfloat16 matrix units (Intel AMX: Xeon
-  Sapphire Rapids and later). There the shipped training step runs 1.5× faster at 28 and 32 px, but the
-  suite's AUROCs came out a little lower on three of four tasks (docs/quality.md, finding 22), so it is a
-  server's opt-in, not the default; on a CPU without the units bfloat16 is 4.5× slower (finding 11) and
-  the switch does nothing. (The unit tests set CON2_CPU_BF16=0 explicitly, as they hide GPUs, so a
-  machine's environment cannot change what they compute.) Only the model's forward pass runs under it:
+  unless the machine is set up with `CON2_CPU_BF16=1` and its CPU has bfloat16 units (Intel AMX: Xeon
+  Sapphire Rapids and later; or AVX512_BF16: AMD Zen 4 and later). On an AMX Xeon the training step of the
+  time ran 1.5× faster at 28 and 32 px, but the suite's AUROCs came out a little lower on three of four
+  tasks (docs/quality.md, finding 22); on an AVX512_BF16 EPYC the step gains 1.52× at 32 px and batch 128 and
+  nothing on the scans' two-stage step at batch 16 (finding 41). So it is a server's opt-in, not the default
+  (the setting is the machine's, read whenever a model embeds, so a default would re-score models trained in
+  float32); on a CPU without the units bfloat16 is 4.5× slower (finding 11) and the switch does nothing. (The
+  unit tests set CON2_CPU_BF16=0 explicitly, as they hide GPUs, so a machine's environment cannot change what
+  they compute.) Only the model's forward pass runs under it:
   views are built before it (the augmentations in float32) and the losses after it, in float32
   (`engine.losses` casts its inputs; bf16's 8-bit mantissa would blur the logits).
 - **Determinism.** `deterministic`: cuDNN's deterministic algorithms without autotuning, and float32
@@ -39,11 +42,13 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 @functools.cache  # the hardware does not change, and `autocast` asks on every training step and embedding batch
 def cpu_has_bfloat16_units() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles). AVX-512's bf16 dot product alone
-    is not enough: the AMX tiles are what makes oneDNN's bf16 convolutions fast. (torch's probe is private, so
-    its absence in another release reads as no.)"""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe is not None and probe())
+    """Whether this CPU multiplies bfloat16 in hardware: AMX tiles (Intel Xeon Sapphire Rapids and later) or
+    AVX-512's bf16 dot product (AVX512_BF16: AMD Zen 4 and later, Intel Cooper Lake). oneDNN's bf16
+    convolutions use either; on a 2-core AMD EPYC with AVX512_BF16 and no AMX the one-view step at 32 px and
+    batch 128 ran 1.52× faster in bf16 (docs/quality.md, finding 41). Without either, bf16 is emulated and
+    4.5× slower (finding 11). (torch's probes are private, so their absence in another release reads as no.)"""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(probe is not None and probe() for probe in probes)
 
 
 def cpu_bfloat16_asked() -> bool:

@@ -48,17 +48,17 @@ def test_auto_is_the_cpu_without_a_gpu_and_asking_for_cuda_is_refused():
             resolve_device(name)
 
 
-def kernel_lists_amx() -> bool:
-    """The kernel's own word (Linux: /proc/cpuinfo's flags) on whether the CPU has AMX tiles; torch's probe where
-    there is no such file."""
+def kernel_lists_bfloat16_units() -> bool:
+    """The kernel's own word (Linux: /proc/cpuinfo's flags) on whether the CPU has AMX tiles or AVX-512's bf16
+    dot product; torch's probes where there is no such file."""
     try:
-        return any("amx_tile" in line.split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("flags"))  # fmt: skip
+        return any({"amx_tile", "avx512_bf16"} & set(line.split()) for line in Path("/proc/cpuinfo").read_text()
+                   .splitlines() if line.startswith("flags"))  # fmt: skip
     except OSError:
         return cpu_has_bfloat16_units()
 
 
-AMX = kernel_lists_amx()
+AMX = kernel_lists_bfloat16_units()  # AMX tiles or AVX512_BF16: either runs oneDNN's bf16 convolutions natively
 
 
 def test_bfloat16_on_cuda_and_only_where_asked_on_a_cpu_with_bfloat16_units_and_only_with_amp(monkeypatch):
@@ -77,7 +77,7 @@ def test_bfloat16_on_cuda_and_only_where_asked_on_a_cpu_with_bfloat16_units_and_
     assert describe(cuda, True) == "cuda (bfloat16)" and describe(cuda, False) == "cuda"
 
 
-@pytest.mark.skipif(not AMX, reason="needs a CPU with bfloat16 units (Intel AMX)")
+@pytest.mark.skipif(not AMX, reason="needs a CPU with bfloat16 units (AMX or AVX512_BF16)")
 def test_on_a_cpu_with_bfloat16_units_the_forward_pass_runs_in_bfloat16_and_the_losses_in_float32(monkeypatch):
     monkeypatch.setenv("CON2_CPU_BF16", "1")
     g = torch.Generator().manual_seed(0)
@@ -92,7 +92,7 @@ def test_on_a_cpu_with_bfloat16_units_the_forward_pass_runs_in_bfloat16_and_the_
     assert float(loss) == pytest.approx(float(content_alignment_loss(z, 0.2)), rel=1e-6)
 
 
-@pytest.mark.skipif(not AMX, reason="needs a CPU with bfloat16 units (Intel AMX)")
+@pytest.mark.skipif(not AMX, reason="needs a CPU with bfloat16 units (AMX or AVX512_BF16)")
 def test_training_in_bfloat16_on_such_a_cpu_learns_as_float32_does(monkeypatch):
     """The shipped recipe on the demo's digits (normal 0, the engine's own split, scored plainly): bfloat16
     training learns about as well as float32 training. A three-epoch run is noisy in bfloat16 (seeds 0-2 differed
