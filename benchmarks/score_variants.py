@@ -94,8 +94,11 @@ def read_variants(
         (feats(bank, b), feats(queries, q), feats(bank.flip(-1), b), feats(queries.flip(-1), q)) for q, b, _ in plan
     ]
     out = {"wnn": sum(whitened_nn(bank_f, query_f) for bank_f, query_f, _, _ in views)}
+    plain_lh = []  # the engine's S_LH per view, kept for `lh_grid_pooled`
     for name, scorer in (("nnd", NNDScorer), ("lh", LHScorer)):
         plain = [scorer().fit(bank_f).anomaly_scores(query_f) for bank_f, query_f, _, _ in views]
+        if name == "lh":
+            plain_lh = plain
         mirrored = [scorer().fit(bank_m).anomaly_scores(query_m) for _, _, bank_m, query_m in views]
         out[f"{name}_mirror_tta"] = sum(plain) + sum(mirrored)
         out[f"{name}_mirror_bank"] = sum(
@@ -124,11 +127,11 @@ def read_variants(
         # the grid's Gaussian and the pooled output's as one Gaussian over both, independent of each other (a
         # block-diagonal covariance, each block's features L2-normalised on their own): its NLL is the two summed
         out["lh_grid_pooled"] = sum(
-            LHScorer().fit(bank_f).anomaly_scores(query_f)
+            grid_lh
             + LHScorer()
             .fit(embed(model, bank, context=b, features="pooled"))
             .anomaly_scores(embed(model, queries, context=q, features="pooled"))
-            for (bank_f, query_f, _, _), (q, b, _) in zip(views, plan, strict=True)
+            for grid_lh, (q, b, _) in zip(plain_lh, plan, strict=True)
         )
     for size in grids:
         engine_grid, model_module.GRID = model_module.GRID, size  # what Con2Model.features("grid") pools to

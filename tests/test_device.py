@@ -58,26 +58,26 @@ def kernel_lists_bfloat16_units() -> bool:
         return cpu_has_bfloat16_units()
 
 
-AMX = kernel_lists_bfloat16_units()  # AMX tiles or AVX512_BF16: either runs oneDNN's bf16 convolutions natively
+BF16_UNITS = kernel_lists_bfloat16_units()  # AMX tiles or AVX512_BF16: oneDNN's bf16 convolutions run on either
 
 
 def test_bfloat16_on_cuda_and_only_where_asked_on_a_cpu_with_bfloat16_units_and_only_with_amp(monkeypatch):
     cuda = torch.device("cuda")  # a device object only: nothing runs on it here
     assert uses_bfloat16(cuda, True) and not uses_bfloat16(cuda, False)
-    assert cpu_has_bfloat16_units() == AMX
+    assert cpu_has_bfloat16_units() == BF16_UNITS
     # tests/conftest.py keeps the CPU in float32 (CON2_CPU_BF16=0), as does the product by default
     assert not cpu_bfloat16_asked() and not uses_bfloat16(CPU, True) and not uses_bfloat16(CPU, False)
     monkeypatch.delenv("CON2_CPU_BF16")
     assert not cpu_bfloat16_asked() and not uses_bfloat16(CPU, True)
     monkeypatch.setenv("CON2_CPU_BF16", "1")  # a server's opt-in: then the hardware decides
-    assert uses_bfloat16(CPU, True) == AMX and not uses_bfloat16(CPU, False)
+    assert uses_bfloat16(CPU, True) == BF16_UNITS and not uses_bfloat16(CPU, False)
     assert uses_bfloat16(cuda, True)  # the switch is the CPU's only
     # what the Runs table shows: the precision beside the device whenever it is not float32
-    assert describe(CPU, True) == ("cpu (bfloat16)" if AMX else "cpu") and describe(CPU, False) == "cpu"
+    assert describe(CPU, True) == ("cpu (bfloat16)" if BF16_UNITS else "cpu") and describe(CPU, False) == "cpu"
     assert describe(cuda, True) == "cuda (bfloat16)" and describe(cuda, False) == "cuda"
 
 
-@pytest.mark.skipif(not AMX, reason="needs a CPU with bfloat16 units (AMX or AVX512_BF16)")
+@pytest.mark.skipif(not BF16_UNITS, reason="needs a CPU with bfloat16 units (AMX or AVX512_BF16)")
 def test_on_a_cpu_with_bfloat16_units_the_forward_pass_runs_in_bfloat16_and_the_losses_in_float32(monkeypatch):
     monkeypatch.setenv("CON2_CPU_BF16", "1")
     g = torch.Generator().manual_seed(0)
@@ -92,7 +92,7 @@ def test_on_a_cpu_with_bfloat16_units_the_forward_pass_runs_in_bfloat16_and_the_
     assert float(loss) == pytest.approx(float(content_alignment_loss(z, 0.2)), rel=1e-6)
 
 
-@pytest.mark.skipif(not AMX, reason="needs a CPU with bfloat16 units (AMX or AVX512_BF16)")
+@pytest.mark.skipif(not BF16_UNITS, reason="needs a CPU with bfloat16 units (AMX or AVX512_BF16)")
 def test_training_in_bfloat16_on_such_a_cpu_learns_as_float32_does(monkeypatch):
     """The shipped recipe on the demo's digits (normal 0, the engine's own split, scored plainly): bfloat16
     training learns about as well as float32 training. A three-epoch run is noisy in bfloat16 (seeds 0-2 differed
