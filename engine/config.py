@@ -319,6 +319,14 @@ class ScoreConfig:
         "(the paper).",
         choices=FEATURES,
     )
+    lh_pooled: bool = option(
+        True,
+        "With grid features, S_LH adds a second Gaussian over the encoder's pooled output to the grid's (the two "
+        "independent, each L2-normalised on its own; S_NND stays on the grid). The grid keeps where things sit, "
+        "the pooled output what is there wherever it sits, which photographs need: on CIFAR-10 S_LH +3.3 on the "
+        "mean of the ten classes, every class up; level on the scans (docs/quality.md finding 42). Off = the grid's "
+        "Gaussian alone.",
+    )
     k: int = option(1, "Neighbours averaged by S_NND (paper: 1).", min=1)
     context_bank: str = option(
         "context",

@@ -130,16 +130,22 @@ class Con2Model(nn.Module):
         D = 512 or 128); "grid" = the second stage's output averaged over a GRID × GRID grid of cells and
         flattened (D = 16 · 128 or 16 · 32), which keeps where in the image a structure sits — the global
         average discards that, and on small, aligned images (digits, x-rays) layout is much of the
-        difference between a normal and an anomaly (docs/quality.md).
+        difference between a normal and an anomaly (docs/quality.md);
+        "grid_pooled" = both from one forward pass, side by side (grid first): S_LH reads each on its own.
         """
         if kind == "pooled":
             return self.encoder(x)
-        if kind != "grid":
+        if kind not in ("grid", "grid_pooled"):
             raise ValueError(f"unknown feature kind {kind!r}")
         net = self.encoder
         h = net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))
-        return F.adaptive_avg_pool2d(h, GRID).flatten(1)
+        grid = F.adaptive_avg_pool2d(h, GRID).flatten(1)
+        if kind == "grid":
+            return grid
+        pooled = net.fc(torch.flatten(net.avgpool(net.layer4(net.layer3(h))), 1))  # the rest of ResNet.forward
+        return torch.cat([grid, pooled], dim=1)
 
     def feature_size(self, kind: str = "pooled") -> int:
         """D of `features(x, kind)`."""
-        return self.feature_dim if kind == "pooled" else self.grid_channels * GRID * GRID
+        grid = self.grid_channels * GRID * GRID
+        return {"pooled": self.feature_dim, "grid": grid, "grid_pooled": grid + self.feature_dim}[kind]

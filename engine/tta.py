@@ -139,6 +139,11 @@ def score_images(
         for context in {c for query_context, bank_context, _ in plan for c in (query_context, bank_context)}:
             statistics[context] = batchnorm.estimate(model.encoder, bank, context=context, batch_size=config.batch_size)
 
+    # grid features with `lh_pooled`: every view also carries the pooled output (one forward pass), after the grid
+    # columns; S_NND and the neighbours read the grid columns alone, S_LH each block under its own Gaussian
+    two_blocks = config.features == "grid" and config.lh_pooled
+    grid_width = model.feature_size("grid")
+
     def view(pixels: torch.Tensor, context: str | None, params) -> torch.Tensor:
         with batchnorm.using(model.encoder, statistics.get(context)):
             return embed(
@@ -149,8 +154,15 @@ def score_images(
                 augmentation=augmentation,
                 batch_size=config.batch_size,
                 amp=amp,
-                features=config.features,
+                features="grid_pooled" if two_blocks else config.features,
             )
+
+    def blocks(feats: torch.Tensor) -> list[torch.Tensor]:
+        """The feature blocks S_LH fits a Gaussian to each: the grid and the pooled output, or the features."""
+        return [feats[:, :grid_width], feats[:, grid_width:]] if two_blocks else [feats]
+
+    def nnd_features(feats: torch.Tensor) -> torch.Tensor:
+        return feats[:, :grid_width] if two_blocks else feats
 
     def query_features(bank_as_query: torch.Tensor | None, context: str | None, params) -> torch.Tensor:
         """Queries that are training images reuse their bank row's features (same image, same view)."""
@@ -175,12 +187,17 @@ def score_images(
             # the training images seen as queries are: the bank itself, unless the bank is in another context
             bank_as_query = bank_feats if query_context == bank_context else view(bank, query_context, params)
         query_feats = query_features(bank_as_query if any_inside else None, query_context, params)
+        own = blocks(bank_as_query) if has_reference else blocks(bank_feats)  # the training images as queries
+        for bank_block, query_block, own_block in zip(blocks(bank_feats), blocks(query_feats), own, strict=True):
+            lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_block, copies)
+            s_lh += lh.anomaly_scores(query_block, exclude).double()
+            if has_reference:
+                t_lh += lh.anomaly_scores(own_block[self_rows], self_rows).double()
+        bank_feats, query_feats = nnd_features(bank_feats), nnd_features(query_feats)
+        if bank_as_query is not None:
+            bank_as_query = nnd_features(bank_as_query)
         if draw is None and query_context is None and bank_context is None:
             plain_bank, plain = bank_feats, query_feats  # the plain view (A = 1): no need to embed it again below
-        lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_feats, copies)
-        s_lh += lh.anomaly_scores(query_feats, exclude).double()
-        if has_reference:
-            t_lh += lh.anomaly_scores(bank_as_query[self_rows], self_rows).double()
         if method in ROTATION_METHODS:
             reference_rows = self_rows if has_reference else None
             q, t = _own_view(trained, bank, queries, params, augmentation, config, copies, exclude, reference_rows)
@@ -201,7 +218,8 @@ def score_images(
         t_nnd = _own_scores(method, own_reference) if has_reference else t_nnd
     if plain_bank is None:
         plain_bank = view(bank, None, None)
-        plain = query_features(plain_bank if any_inside else None, None, None)
+        plain = nnd_features(query_features(plain_bank if any_inside else None, None, None))
+        plain_bank = nnd_features(plain_bank)
     sims, rows = NNDScorer().fit(plain_bank, copies).neighbours(plain, NEIGHBOURS, exclude)  # clamps k to the bank
     # the features shown (projections, silhouette) are the encoder's own, with its training statistics: both
     # contexts normalised alike, so their two clusters are the ones training made

@@ -6,6 +6,7 @@ The data is a few random 8 px images in a MedMNIST-style .npz, so nothing here n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -313,12 +314,17 @@ def test_score_variants_reads_the_engines_own_score_where_a_variant_is_the_engin
     bank, queries = loaded.train.pixels, loaded.score.pixels[torch.as_tensor(loaded.score_in_train < 0)]
     trained = train(bank, TrainConfig(epochs=2, batch_size=32, encoder="resnet_small", seed=0))
     config = ScoreConfig()
+    assert config.features == "grid" and config.lh_pooled  # the engine's S_LH is the script's lh_grid_pooled
     engine_scores = score_images(trained, bank, queries, config, score_train=False)
+    grid_alone = score_images(trained, bank, queries, dataclasses.replace(config, lh_pooled=False), score_train=False)
     out = score_variants.read_variants(trained, config, bank, queries, grids=[model_module.GRID])
     views = len(view_plan(config, trained.config.context, trained.config.method))  # x and x^c: the engine averages
     assert views == 2  # them, the script sums them (the same ranking)
     np.testing.assert_allclose(out[f"grid_{model_module.GRID}"] / views, engine_scores.s_nnd, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(out[f"lh_grid_{model_module.GRID}"] / views, engine_scores.s_lh, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(grid_alone.s_nnd, engine_scores.s_nnd, rtol=1e-6)  # S_NND reads the grid either way
+    np.testing.assert_allclose(out[f"lh_grid_{model_module.GRID}"] / views, grid_alone.s_lh, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(out["lh_grid_pooled"] / views, engine_scores.s_lh, rtol=1e-4, atol=1e-3)
+    assert not np.allclose(engine_scores.s_lh, grid_alone.s_lh, rtol=1e-3)  # the pooled block changes the score
     expected = {"wnn", "nnd_mirror_tta", "lh_mirror_bank", "nnd_cells", "lh_cells", "lh_shared", "lh_grid_pooled"}
     assert expected <= set(out)
     assert all(len(scores) == len(queries) and np.isfinite(scores).all() for scores in out.values())

@@ -100,3 +100,18 @@ def test_the_two_stage_encoder_scores_the_same_grid_with_stages_3_and_4_gone(siz
     assert out.features.shape == (3, short.feature_size("pooled")) == (3, 32)
     assert out.z_content.shape == (3, 8)
     assert sum(p.numel() for p in short.encoder.parameters()) < sum(p.numel() for p in full.encoder.parameters()) / 4
+
+
+@pytest.mark.parametrize("encoder, size", [("resnet_small", 16), ("resnet_small_s2", 16), ("resnet18", 72)])
+def test_grid_and_pooled_features_from_one_pass_are_each_kind_alone_side_by_side(encoder, size):
+    # S_LH's two Gaussians (ScoreConfig.lh_pooled) read both kinds from one forward pass: it must compute exactly what
+    # two separate passes would, grid columns first
+    torch.manual_seed(0)
+    model = Con2Model(encoder, image_size=size, projection_dim=8).eval()
+    x = images(3, size, seed=2)
+    with torch.no_grad():
+        both = model.features(x, "grid_pooled")
+        grid, pooled = model.features(x, "grid"), model.features(x, "pooled")
+    assert both.shape == (3, model.feature_size("grid_pooled")) == (3, grid.shape[1] + pooled.shape[1])
+    torch.testing.assert_close(both[:, : grid.shape[1]], grid)
+    torch.testing.assert_close(both[:, grid.shape[1] :], pooled)
