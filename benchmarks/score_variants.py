@@ -5,7 +5,8 @@ normal) reads 75.8 (docs/quality.md, finding 28); at the suite's budget the two 
 4 on PneumoniaMNIST. This trains one quality-suite cell per seed (benchmarks/quality.py: the task's budget, the
 engine's defaults or --train overrides) and scores it, from the same features, with:
 
-- `nnd`, `lh`: the product's S_NND and S_LH (score_images, as the suite reads them);
+- `nnd`, `lh`: the product's S_NND and S_LH (score_images, as the suite reads them; since finding 42 the engine's
+  S_LH is `lh_grid_pooled` below, and `lh_grid_4` with `--grids 4` is the grid's Gaussian alone);
 - `z_nnd_lh`: both put on their normal data's scale (minus the mean, over the standard deviation, of the same
   score's leave-one-out values on the training images) and added;
 - `wnn`: the nearest normal in whitened space: the L2-normalised features minus the normals' mean, times L⁻¹ of

@@ -72,6 +72,7 @@ LABELS = {
     ("train", "rotation_weight"): "Rotation task weight (-1 = auto)",
     ("train", "amp"): "Mixed precision (AMP)",
     ("score", "k"): "k (S_NND neighbours)",
+    ("score", "lh_pooled"): "S_LH adds the pooled output's Gaussian",
     ("score", "lh_shrinkage"): "S_LH covariance shrinkage",
     ("score", "lh_epsilon"): "S_LH ε",
     ("score", "batch_size"): "Scoring batch size",
