@@ -162,7 +162,8 @@ def score_images(
         return [feats[:, :grid_width], feats[:, grid_width:]] if two_blocks else [feats]
 
     def nnd_features(feats: torch.Tensor) -> torch.Tensor:
-        return feats[:, :grid_width] if two_blocks else feats
+        """The columns S_NND and the neighbours compare: the first block."""
+        return blocks(feats)[0]
 
     def query_features(bank_as_query: torch.Tensor | None, context: str | None, params) -> torch.Tensor:
         """Queries that are training images reuse their bank row's features (same image, same view)."""
