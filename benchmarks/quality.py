@@ -260,6 +260,7 @@ def run_cell(task: Task, normal: str, seed: int, method: str, train_over: dict, 
         "context": None if config.method in PEER_VIEWS else trained.config.context,
         "encoder": trained.config.encoder,
         "rotation_weight": getattr(trained.config, "rotation_weight", None),  # an `auto` weight as resolved
+        "precision": getattr(trained.config, "precision", None),  # what `auto` became on this machine (finding 43)
         "n_train": len(loaded.train), "n_scored": len(loaded.score),
         "config": dataclasses.asdict(config), "score": dataclasses.asdict(score_config),
     }  # fmt: skip

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
 from engine.augment import ContentAugmentation, con2_views
-from engine.device import autocast, resolve_device
+from engine.device import autocast, precision_for, resolve_device, uses_bfloat16
 from engine.losses import content_alignment_loss, context_contrasting_loss
 from engine.model import Con2Model
 
@@ -156,7 +156,8 @@ def synchronize(device: torch.device) -> None:
 
 
 class ModelStep:
-    """One engine training step on given views: forward, Con2 loss, backward, AdamW (bf16 autocast on CUDA)."""
+    """One engine training step on given views: forward, Con2 loss, backward, AdamW, in the precision a run of this
+    setting would record on this machine (`auto`: bfloat16 on CUDA, and on a CPU with bfloat16 units where it pays)."""
 
     def __init__(self, setting: Setting, device: torch.device) -> None:
         torch.manual_seed(0)
@@ -164,9 +165,11 @@ class ModelStep:
         self.model.train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=1e-3)
         self.device = device
+        precision = precision_for(device, True, setting.encoder, setting.image_size, setting.batch_size)
+        self.bf16 = uses_bfloat16(device, True, precision)
 
     def __call__(self, views: torch.Tensor) -> None:
-        with autocast(self.device, amp=True):  # the engine's policy: the forward pass only, bf16 on CUDA
+        with autocast(self.device, self.bf16):  # the engine's policy: the forward pass only
             out = self.model(views)
         loss = context_contrasting_loss(out.z_context, TEMPERATURE)
         loss = loss + ALPHA * content_alignment_loss(out.z_content, TEMPERATURE)

@@ -20,7 +20,7 @@ from db import job_reads as db_job_reads
 from db import jobs as db_jobs
 from db.job_configs import JobConfig, JobConfigError, ScoreJobConfig, TrainJobConfig
 from db.models import Job
-from engine.config import AUTO_BATCH, AUTO_CONTEXT, AUTO_ENCODER, CLASSICAL_METHODS
+from engine.config import AUTO_BATCH, AUTO_CONTEXT, AUTO_ENCODER, AUTO_PRECISION, CLASSICAL_METHODS
 
 RUN_COLUMNS = [
     "id", "title", "kind", "dataset", "status", "method", "context", "encoder", "image_size", "epochs", "tta",
@@ -55,17 +55,21 @@ def _config(job: Job) -> JobConfig | None:
         return None
 
 
+# the train settings a run chooses when it starts, each with the value that asks for the choice
+AUTO_VALUES = {"context": AUTO_CONTEXT, "encoder": AUTO_ENCODER, "batch_size": AUTO_BATCH, "precision": AUTO_PRECISION}
+
+
 def settings(job: Job, parent: Job | None = None) -> dict[str, dict[str, Any]]:
     """The run config's sections a job's run used (data, train, score: `RunConfig.to_dict()`'s), for display:
     a training run's own; a scoring job's parent run's when the parent is given, else only its score section.
-    A context, encoder or batch of `auto` reads as the one the run chose, once it has started (its summary names it;
-    the worker writes it when the images are loaded)."""
+    A context, encoder, batch or precision of `auto` reads as the one the run chose, once it has started (its summary
+    names it; the worker writes it when the images are loaded)."""
     run = parent if job.kind == "score" and parent is not None else job
     config = _config(run)
     if isinstance(config, TrainJobConfig):
         sections = {name: getattr(config, name) for name in config.sections()}
         summary = run.summary or {}  # what `auto` became when the run started (engine/run.py)
-        for name, auto in (("context", AUTO_CONTEXT), ("encoder", AUTO_ENCODER), ("batch_size", AUTO_BATCH)):
+        for name, auto in AUTO_VALUES.items():
             if sections.get("train", {}).get(name) == auto and summary.get(name):
                 sections["train"] = {**sections["train"], name: summary[name]}
         return sections

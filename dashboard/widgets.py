@@ -71,6 +71,7 @@ LABELS = {
     ("train", "lr"): "Learning rate",
     ("train", "rotation_weight"): "Rotation task weight (-1 = auto)",
     ("train", "amp"): "Mixed precision (AMP)",
+    ("train", "precision"): "Precision (auto = chosen for this machine)",
     ("score", "k"): "k (S_NND neighbours)",
     ("score", "lh_pooled"): "S_LH adds the pooled output's Gaussian",
     ("score", "lh_shrinkage"): "S_LH covariance shrinkage",

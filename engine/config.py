@@ -44,6 +44,9 @@ LH_SHRINKAGE = ("ledoit_wolf", "fixed")
 ALPHA_SCHEDULES = ("linear", "constant")
 BATCHNORM_STATISTICS = ("training", "per_context")
 FEATURES = ("pooled", "grid")
+# TrainConfig.precision's default: resolved when a run starts, on the machine that trains it (engine/device.py)
+AUTO_PRECISION = "auto"
+PRECISIONS = (AUTO_PRECISION, "float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -269,8 +272,19 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when present), cpu or cuda.", choices=("auto", "cpu", "cuda"))
     amp: bool = option(
         True,
-        "Mixed precision (bfloat16) on CUDA; on the CPU only where the machine sets CON2_CPU_BF16=1 and the "
-        "CPU has bfloat16 units (Intel AMX or AVX512_BF16, e.g. AMD Zen 4), else ignored.",
+        "Mixed precision (bfloat16) where `precision` is auto: on CUDA always, on a CPU with bfloat16 units where it "
+        "pays (see precision). Off: auto is float32.",
+    )
+    precision: str = option(
+        AUTO_PRECISION,
+        "Arithmetic of the model's forward passes, in training and whenever its model embeds later (the losses are "
+        "float32 always). auto (the default) is chosen when the run starts, on the machine that trains, and the run "
+        "records it: with amp, bfloat16 on CUDA, and on a CPU with bfloat16 units (Intel AMX, AVX512_BF16 e.g. AMD "
+        "Zen 4) for resnet_small or resnet18 at 32 px or more and batches of 32 or more, where a step ran 1.3-1.5× "
+        "faster at level AUROC (docs/quality.md findings 41 and 43); float32 otherwise. A worker's CON2_CPU_BF16=1 "
+        "or 0 makes auto bfloat16 wherever the units are, or float32. A bfloat16 model embeds in float32 on a CPU "
+        "without the units (emulated, bfloat16 is 4.5× slower).",
+        choices=PRECISIONS,
     )
     checkpoint_every: int = option(5, "Save a resumable checkpoint every N epochs.", min=1)
 

@@ -116,8 +116,8 @@ def rotated_outputs(
     params: ContentParams | None,
     augmentation: ContentAugmentation,
     batch_size: int,
-    amp: bool,
+    bf16: bool,
 ) -> list[HeadOutputs]:
     """`project` of every image under each of the four rotations, then one draw of T (None = as they are)."""
-    view = {"params": params, "augmentation": augmentation, "batch_size": batch_size, "amp": amp}
+    view = {"params": params, "augmentation": augmentation, "batch_size": batch_size, "bf16": bf16}
     return [project(model, pixels, quarter_turns=y, **view) for y in range(ROTATIONS)]

@@ -1,18 +1,21 @@
 """Where the engine computes and in which precision: one policy for training, embedding and scoring.
 
 - **Device.** `resolve_device`: "auto" is CUDA when present, else the CPU; "cuda" without a GPU is an error.
-- **Precision.** `autocast`: bfloat16 autocast on CUDA when the config's `amp` is on. On the CPU float32,
-  unless the machine is set up with `CON2_CPU_BF16=1` and its CPU has bfloat16 units (Intel AMX: Xeon
-  Sapphire Rapids and later; or AVX512_BF16: AMD Zen 4 and later). On an AMX Xeon the training step of the
-  time ran 1.5× faster at 28 and 32 px, but the suite's AUROCs came out a little lower on three of four
-  tasks (docs/quality.md, finding 22); on an AVX512_BF16 EPYC the step gains 1.52× at 32 px and batch 128 and
-  nothing on the scans' two-stage step at batch 16 (finding 41). So it is a server's opt-in, not the default
-  (the setting is the machine's, read whenever a model embeds, so a default would re-score models trained in
-  float32); on a CPU without the units bfloat16 is 4.5× slower (finding 11) and the switch does nothing. (The
-  unit tests set CON2_CPU_BF16=0 explicitly, as they hide GPUs, so a machine's environment cannot change what
-  they compute.) Only the model's forward pass runs under it:
-  views are built before it (the augmentations in float32) and the losses after it, in float32
-  (`engine.losses` casts its inputs; bf16's 8-bit mantissa would blur the logits).
+- **Precision.** A run's forward passes run in the precision its config records (`TrainConfig.precision`,
+  `runs_in_bfloat16`), in training and whenever its model embeds later, so a model is scored as it trained and its
+  stored references (percentiles, thresholds) stay comparable. `auto` is resolved when the run starts, on the
+  machine that trains it (`precision_for`): on CUDA bfloat16 with the config's `amp`; on a CPU with bfloat16 units
+  (Intel AMX: Xeon Sapphire Rapids and later; AVX512_BF16: AMD Zen 4 and later) bfloat16 for the steps it speeds
+  up by at least 1.3× at level AUROC, the full ResNets at 32 px or more and batches of 32 or more (1.52× at 32 px
+  and batch 128, 1.32× at batch 32; the recipe's CIFAR-10 cells level or better: docs/quality.md findings 41 and
+  43), float32 for the rest (the scans' two-stage step at batch 16 gains 1.02×, the 16 px digits 1.18×). On a CPU
+  without the units bfloat16 is emulated and 4.5× slower (finding 11), so `auto` is float32 there, and a model
+  recorded as bfloat16 embeds in float32 there. A worker's CON2_CPU_BF16 overrides `auto` on its CPU: 1 makes it
+  bfloat16 wherever the units are, 0 float32 (the unit tests set 0, as they hide GPUs, so a machine cannot change
+  what they compute). A model saved before runs recorded their precision keeps the rule of its time: float32 on
+  the CPU unless CON2_CPU_BF16=1. Only the model's forward pass runs in bfloat16: views are built before it (the
+  augmentations in float32) and the losses after it, in float32 (`engine.losses` casts its inputs; bf16's 8-bit
+  mantissa would blur the logits).
 - **Determinism.** `deterministic`: cuDNN's deterministic algorithms without autotuning, and float32
   matmuls in full float32 (no TF32), for the length of a training or scoring call. On the CPU none of
   these change a result, and a seeded run is bit-identical run to run.
@@ -51,28 +54,66 @@ def cpu_has_bfloat16_units() -> bool:
     return any(probe is not None and probe() for probe in probes)
 
 
-def cpu_bfloat16_asked() -> bool:
-    """Whether this machine is set up to train and score in bfloat16 on its CPU: CON2_CPU_BF16=1."""
-    return os.environ.get("CON2_CPU_BF16", "0").strip().lower() in ("1", "on", "true", "yes")
+def cpu_bfloat16_setting() -> str:
+    """This worker's CON2_CPU_BF16: "on" (1, on, true, yes), "off" (0, off, false, no) or "auto" (unset, auto)."""
+    raw = os.environ.get("CON2_CPU_BF16", "auto").strip().lower()
+    if raw in ("1", "on", "true", "yes"):
+        return "on"
+    if raw in ("0", "off", "false", "no"):
+        return "off"
+    return "auto"
 
 
-def uses_bfloat16(device: torch.device, amp: bool) -> bool:
-    """Whether `autocast(device, amp)` runs the forward pass in bfloat16: amp asked for, on CUDA, or on a CPU
-    with bfloat16 units where CON2_CPU_BF16=1."""
+def cpu_bfloat16_pays(encoder: str, image_size: int, batch_size: int) -> bool:
+    """Whether bfloat16 speeds this CPU training step up by at least 1.3× (issue 10's bar for adopting a speed-up
+    at level AUROC), on a CPU with bfloat16 units: the full ResNets at 32 px or more, 32 images a step or more
+    (one-view step, AVX512_BF16 EPYC: 1.52× at batch 128, 1.32× at 32; 1.18× at 16 px, 1.02× on the scans'
+    two-stage encoder at 28 px and batch 16; docs/quality.md findings 41 and 43)."""
+    return encoder in ("resnet18", "resnet_small") and image_size >= 32 and batch_size >= 32
+
+
+def precision_for(device: torch.device, amp: bool, encoder: str, image_size: int, batch_size: int) -> str:
+    """What TrainConfig.precision `auto` stands for on this machine: "bfloat16" or "float32". On CUDA bfloat16 when
+    `amp`; on a CPU with bfloat16 units bfloat16 when `amp` and the step is one it pays on (`cpu_bfloat16_pays`),
+    or everywhere when CON2_CPU_BF16=1; float32 otherwise, and always with CON2_CPU_BF16=0."""
     if not amp:
+        return "float32"
+    if device.type == "cuda":
+        return "bfloat16"
+    setting = cpu_bfloat16_setting()
+    if setting == "off" or not cpu_has_bfloat16_units():
+        return "float32"
+    return "bfloat16" if setting == "on" or cpu_bfloat16_pays(encoder, image_size, batch_size) else "float32"
+
+
+def uses_bfloat16(device: torch.device, amp: bool, precision: str = "auto") -> bool:
+    """Whether a model whose run recorded `precision` (and `amp`) runs its forward passes on `device` in bfloat16.
+    "bfloat16": on CUDA and on a CPU with bfloat16 units (elsewhere float32: emulated bfloat16 is 4.5× slower and
+    differs from it by rounding alone). "float32": never. "auto", a config not resolved (a model saved before runs
+    recorded their precision): the rule of its time, on CUDA with amp and on a CPU only with CON2_CPU_BF16=1."""
+    hardware = device.type == "cuda" or (device.type == "cpu" and cpu_has_bfloat16_units())
+    if precision == "bfloat16":
+        return hardware
+    if precision == "float32" or not amp:
         return False
-    return device.type == "cuda" or (device.type == "cpu" and cpu_bfloat16_asked() and cpu_has_bfloat16_units())
+    return device.type == "cuda" or (hardware and cpu_bfloat16_setting() == "on")
 
 
-def describe(device: torch.device, amp: bool) -> str:
+def runs_in_bfloat16(device: torch.device, config) -> bool:
+    """Whether the model of a run with this TrainConfig runs its forward passes in bfloat16 on `device`."""
+    return uses_bfloat16(device, config.amp, config.precision)
+
+
+def describe(device: torch.device, bf16: bool) -> str:
     """The device as the Runs table shows it, with the precision when it is not float32: "cpu",
     "cpu (bfloat16)", "cuda:0 (bfloat16)"."""
-    return f"{device} (bfloat16)" if uses_bfloat16(device, amp) else str(device)
+    return f"{device} (bfloat16)" if bf16 else str(device)
 
 
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """The context for a model's forward pass: bfloat16 autocast where `uses_bfloat16`, else nothing at all."""
-    if uses_bfloat16(device, amp):
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """The context for a model's forward pass: bfloat16 autocast when `bf16` (`runs_in_bfloat16` says whether), else
+    nothing at all."""
+    if bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -23,7 +23,7 @@ def embed(
     params: ContentParams | None = None,
     augmentation: ContentAugmentation | None = None,
     batch_size: int = 256,
-    amp: bool = False,
+    bf16: bool = False,
     features: str = "pooled",
     quarter_turns: int = 0,
 ) -> torch.Tensor:
@@ -33,13 +33,13 @@ def embed(
     identically to every image so that queries and bank see the same t (Eq. 12); None = the plain
     image. features: "pooled" (the paper's) or "grid" (`Con2Model.features`). quarter_turns: the image rotated
     by that many 90° turns first (engine/rotations.py), before T. Returns (M, D) float32.
-    The model must be in eval mode (batch-norm statistics fixed). With amp on CUDA the forward pass runs
-    in bfloat16 (engine.device); the view is built in float32 before it.
+    The model must be in eval mode (batch-norm statistics fixed). With bf16 (the run's precision,
+    engine.device.runs_in_bfloat16) the forward pass runs in bfloat16; the view is built in float32 before it.
     """
     device = next(model.parameters()).device
     out = []
     for x in _views(model, pixels, context, quarter_turns, params, augmentation, batch_size):
-        with autocast(device, amp):
+        with autocast(device, bf16):
             out.append(model.features(x, features).float())
     if not out:
         return torch.empty(0, model.feature_size(features), device=device)
@@ -89,14 +89,14 @@ def project(
     params: ContentParams | None = None,
     augmentation: ContentAugmentation | None = None,
     batch_size: int = 256,
-    amp: bool = False,
+    bf16: bool = False,
 ) -> HeadOutputs:
     """The heads' outputs for (M, C, S, S) uint8 images rotated by quarter_turns × 90°, then under one draw of T
     (None = as they are); float32, on the model's device. The model must be in eval mode."""
     device = next(model.parameters()).device
     raw, logits = [], []
     for x in _views(model, pixels, None, quarter_turns, params, augmentation, batch_size):
-        with autocast(device, amp):
+        with autocast(device, bf16):
             out = model(x)
         raw.append(out.content_raw.float())
         if out.shift_logits is not None:

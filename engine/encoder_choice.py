@@ -18,7 +18,9 @@ config, its model, its summary), so a saved model is rebuilt with the encoder it
 
 The auxiliary rotation task (TrainConfig.rotation_weight, beyond the paper) is chosen here too, from the same look
 at the images: on for Con2 on colour photographs, off on greyscale images (`rotation_for`); and the batch size
-(`batch_for`): 16 for Con2 on the scans, 32 otherwise. `resolve_auto` makes every `auto` choice of a run at once.
+(`batch_for`): 16 for Con2 on the scans, 32 otherwise. `resolve_auto` makes every `auto` choice of a run at once,
+the precision last (engine/device.py's `precision_for`), since what bfloat16 buys depends on the encoder, the
+image size and the batch chosen before it, and on the machine that trains.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import dataclasses
 
 import torch
 
-from engine.config import AUTO_BATCH, AUTO_CONTEXT, AUTO_ENCODER, CON2_METHODS, TrainConfig
+from engine.config import AUTO_BATCH, AUTO_CONTEXT, AUTO_ENCODER, AUTO_PRECISION, CON2_METHODS, TrainConfig
 from engine.context_choice import context_for, is_greyscale, scan_like, scan_of
+from engine.device import precision_for, resolve_device
 
 
 def encoder_for(method: str, scan: bool) -> str:
@@ -78,18 +81,24 @@ def batch_for(method: str, scan: bool) -> int:
 
 
 def resolve_auto(config: TrainConfig, pixels: torch.Tensor) -> TrainConfig:
-    """`config` with an `auto` context, encoder, rotation weight and batch size resolved on `pixels`, the
-    training images as they train. Every choice splits the images by whether they are greyscale (and, for the
-    context, the encoder and the batch, larger than 16 px), so the images are looked at once (up to 2,048 of them,
-    converted to compare channels), not once per choice."""
+    """`config` with an `auto` context, encoder, rotation weight, batch size and precision resolved on `pixels`, the
+    training images as they train, and on this machine (the precision). Every choice but the precision splits the
+    images by whether they are greyscale (and, for the context, the encoder and the batch, larger than 16 px), so
+    the images are looked at once (up to 2,048 of them, converted to compare channels), not once per choice."""
     auto_rotation = config.rotation_weight < 0
     auto_batch = config.batch_size == AUTO_BATCH
-    if config.context != AUTO_CONTEXT and config.encoder != AUTO_ENCODER and not auto_rotation and not auto_batch:
+    if config.context == AUTO_CONTEXT or config.encoder == AUTO_ENCODER or auto_rotation or auto_batch:
+        greyscale = is_greyscale(pixels)
+        scan = scan_of(greyscale, int(pixels.shape[-1]))
+        config = dataclasses.replace(
+            config,
+            context=context_for(scan) if config.context == AUTO_CONTEXT else config.context,
+            encoder=encoder_for(config.method, scan) if config.encoder == AUTO_ENCODER else config.encoder,
+            rotation_weight=rotation_for(config.method, greyscale) if auto_rotation else config.rotation_weight,
+            batch_size=batch_for(config.method, scan) if auto_batch else config.batch_size,
+        )
+    if config.precision != AUTO_PRECISION:
         return config
-    greyscale = is_greyscale(pixels)
-    scan = scan_of(greyscale, int(pixels.shape[-1]))
-    context = context_for(scan) if config.context == AUTO_CONTEXT else config.context
-    encoder = encoder_for(config.method, scan) if config.encoder == AUTO_ENCODER else config.encoder
-    rotation = rotation_for(config.method, greyscale) if auto_rotation else config.rotation_weight
-    batch = batch_for(config.method, scan) if auto_batch else config.batch_size
-    return dataclasses.replace(config, context=context, encoder=encoder, rotation_weight=rotation, batch_size=batch)
+    device = resolve_device(config.device)
+    chosen = precision_for(device, config.amp, config.encoder, int(pixels.shape[-1]), config.batch_size)
+    return dataclasses.replace(config, precision=chosen)

@@ -44,7 +44,7 @@ def ensemble_scores(
     params: ContentParams | None,
     augmentation: ContentAugmentation,
     batch_size: int,
-    amp: bool,
+    bf16: bool,
     features: str = "pooled",
     copies: torch.Tensor | None,
     exclude: torch.Tensor | None,
@@ -61,7 +61,8 @@ def ensemble_scores(
     """
     if combine not in ("mean", "harmonic"):
         raise ValueError(f"unknown combination {combine!r}")
-    view = {"params": params, "augmentation": augmentation, "batch_size": batch_size, "amp": amp, "features": features}
+    view = {"params": params, "augmentation": augmentation, "batch_size": batch_size, "bf16": bf16}
+    view["features"] = features
     # the harmonic mean sums reciprocals; a distance of exactly 0 (a query equal to the mean) would be infinite
     term = (lambda s: s.double()) if combine == "mean" else (lambda s: 1.0 / s.double().clamp_min(1e-12))
     total_queries = torch.zeros(queries.shape[0], dtype=torch.float64)

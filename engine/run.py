@@ -23,6 +23,7 @@ from engine.classical import score_classical
 from engine.config import CLASSICAL_METHODS, DataConfig, RunConfig, ScoreConfig, TrainConfig
 from engine.copies import pixel_digest
 from engine.data import DataError, ImageSet, Skipped
+from engine.device import describe, runs_in_bfloat16
 from engine.encoder_choice import resolve_auto
 from engine.loading import LoadedData, load_data, load_images
 from engine.metrics import anomaly_targets, auroc, context_silhouette
@@ -146,7 +147,7 @@ def train_run(
     )
     metrics.update(
         _run_facts(config, loaded, started),
-        device=str(trained.device),
+        device=describe(trained.device, runs_in_bfloat16(trained.device, trained.config)),
         train_s=trained.wall_s,
         score_s=scores.wall_s,
         images_per_s=trained.images_per_s,
@@ -188,14 +189,15 @@ def _classical_run(
 
 
 def _run_facts(config: RunConfig, loaded: LoadedData, started: float) -> dict[str, Any]:
-    """What every run's metrics say of it, learned or classical: the context, encoder, rotation weight and batch size
-    it used (what `auto` became), the images it trained on and skipped, its wall time."""
+    """What every run's metrics say of it, learned or classical: the context, encoder, rotation weight, batch size and
+    precision it used (what `auto` became), the images it trained on and skipped, its wall time."""
     learned = config.train.method not in CLASSICAL_METHODS
     return {
         "context": config.train.context,
         "encoder": config.train.encoder if learned else None,
         "rotation_weight": config.train.rotation_weight if learned else None,
         "batch_size": config.train.batch_size if learned else None,
+        "precision": config.train.precision if learned else None,
         "n_train": len(loaded.train),
         "n_skipped": len(loaded.skipped),
         "wall_s": time.perf_counter() - started,
@@ -266,7 +268,7 @@ def score_run(
     metrics.update(
         n_skipped=len(skipped),
         n_training_images=overlap,
-        device=str(trained.device),
+        device=describe(trained.device, runs_in_bfloat16(trained.device, trained.config)),
         wall_s=time.perf_counter() - started,
     )
     return ScoreRunResult(queries, result, skipped, metrics)

@@ -24,7 +24,7 @@ from engine import csi, firm, masked, oecl
 from engine.augment import ContentAugmentation, con2_views, normalize, simclr_views, to_float
 from engine.checkpoint import CheckpointStore
 from engine.config import TrainConfig
-from engine.device import BatchFeed, autocast, deterministic, resolve_device
+from engine.device import BatchFeed, autocast, deterministic, resolve_device, runs_in_bfloat16
 from engine.encoder_choice import resolve_auto
 from engine.losses import alpha_at, content_alignment_loss, context_contrasting_loss, simclr_loss
 from engine.model import Con2Model, Con2Output, shift_classes
@@ -96,9 +96,9 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def _resume_key(config: TrainConfig, image_size: int, n: int) -> dict[str, Any]:
-    """What must match for a checkpoint to continue this run (the device may differ)."""
+    """What must match for a checkpoint to continue this run (the device, and so the precision, may differ)."""
     key = dataclasses.asdict(config)
-    key.pop("device"), key.pop("amp"), key.pop("checkpoint_every")
+    key.pop("device"), key.pop("amp"), key.pop("precision"), key.pop("checkpoint_every")
     return {"config": key, "image_size": image_size, "n_train": n}
 
 
@@ -130,6 +130,7 @@ def train(
     # `auto` → the context and encoder the model records, scores with and is rebuilt with
     config = resolve_auto(config, pixels)
     device = resolve_device(config.device)
+    bf16 = runs_in_bfloat16(device, config)  # the precision the run records: every forward pass of its model
     torch.manual_seed(config.seed)
     model = Con2Model(
         config.encoder, image_size, config.projection_dim, shift_classes(config.method, config.rotation_weight)
@@ -176,7 +177,7 @@ def train(
             batch = data.take(index)
             alpha = alpha_at(step, total_steps, config.alpha_schedule)
             loss, l_context, l_content = _objective(
-                model, batch, config, augmentation, aug_gen, alpha, progress=step / total_steps
+                model, batch, config, augmentation, aug_gen, alpha, progress=step / total_steps, bf16=bf16
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -287,16 +288,17 @@ def _objective(
     alpha: float,
     *,
     progress: float = 0.0,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(optimised loss, L_context, L_content) for one batch of N uint8 originals; `progress`: steps done / total.
 
     The views are built before autocast and the losses computed after it: only the forward pass runs in
-    bfloat16 (on CUDA with amp; engine.device).
+    bfloat16 (when `bf16`: the run's precision, engine.device).
     """
     tau = config.temperature
     if config.method == "simclr":
         views = simclr_views(batch, augmentation, generator).contiguous(memory_format=torch.channels_last)
-        with autocast(batch.device, config.amp):
+        with autocast(batch.device, bf16):
             out = model(views)
         l_content = simclr_loss(out.z_content, tau)
         return l_content, torch.zeros_like(l_content), l_content
@@ -304,26 +306,26 @@ def _objective(
     # rotation cross-entropy, self-OECL's norm penalty) as L_context, so the loss history keeps its columns
     if config.method == "csi":
         views, labels = csi.csi_views(batch, augmentation, generator)
-        with autocast(batch.device, config.amp):
+        with autocast(batch.device, bf16):
             out = model(views.contiguous(memory_format=torch.channels_last))  # 8N views
         total, l_con, l_cls = csi.csi_loss(out.z_content, out.shift_logits, labels, tau)
         return total, l_cls, l_con
     if config.method == "self_oecl":
         views = oecl.oecl_views(batch, augmentation, generator).contiguous(memory_format=torch.channels_last)
-        with autocast(batch.device, config.amp):
+        with autocast(batch.device, bf16):
             out = model(views)  # 8N views: 4N normal instances, 4N rotated outliers
         total, l_con, l_norm = oecl.oecl_loss(out.z_content, out.content_raw, tau, oecl.norm_weight(progress))
         return total, l_norm, l_con
     # FIRM: its normal anchors' loss as L_content, its outlier anchors' as L_context (L is their mean)
     if config.method == "firm":
         views, groups = firm.firm_views(batch, augmentation, generator)
-        with autocast(batch.device, config.amp):
+        with autocast(batch.device, bf16):
             out = model(views.contiguous(memory_format=torch.channels_last))  # 4N views: 2N normal, 2N outlier
         total, l_normal, l_outlier = firm.firm_loss(out.z_content, groups, tau)
         return total, l_outlier, l_normal
     if config.method == "masked_contrastive":
         views, labels = csi.csi_views(batch, augmentation, generator)  # CSI's 8N views: the rotations are classes
-        with autocast(batch.device, config.amp):
+        with autocast(batch.device, bf16):
             out = model(views.contiguous(memory_format=torch.channels_last))
         total, l_con, l_cls = masked.masked_loss(out.z_content, out.shift_logits, labels, tau)
         return total, l_cls, l_con
@@ -336,7 +338,7 @@ def _objective(
     if rotating and config.rotation_views == "extra":
         views = torch.cat([views, rotation_views(batch, turns, augmentation, generator)])
     views = views.contiguous(memory_format=torch.channels_last)
-    with autocast(batch.device, config.amp):
+    with autocast(batch.device, bf16):
         out = per_context_forward(model, views, k * n) if config.split_batchnorm else model(views)  # 2kN (+ N)
     m = 2 * k * n
     l_context = context_contrasting_loss(out.z_context[:m], config.context_temperature or tau, k)

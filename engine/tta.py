@@ -30,7 +30,7 @@ from engine.augment import ContentAugmentation, ContentParams
 from engine.config import ROTATION_METHODS, ScoreConfig
 from engine.copies import copy_groups
 from engine.csi import CSIScorer, rotated_outputs
-from engine.device import deterministic
+from engine.device import deterministic, runs_in_bfloat16
 from engine.embed import HeadOutputs, embed, project
 from engine.ensemble import ensemble_scores
 from engine.oecl import norm_normality
@@ -105,11 +105,11 @@ def score_images(
     score_train, the training images also get leave-one-out scores (the reference distribution
     for percentiles and thresholds): all of them, or a seeded subset of `config.reference_size`.
     `on_progress(done, total)` after each view; it may return False to stop (raises TrainingCancelled).
-    Embedding follows engine.device: bfloat16 forward passes on CUDA when the run trained with amp.
+    Embedding follows the run's recorded precision (engine.device.runs_in_bfloat16).
     """
     started = time.perf_counter()
     model, device = trained.model.eval(), trained.device
-    amp = trained.config.amp
+    bf16 = runs_in_bfloat16(device, trained.config)
     m, n = queries.shape[0], bank.shape[0]
     if query_in_bank is None:
         query_in_bank = np.full(m, -1, dtype=np.int64)
@@ -153,7 +153,7 @@ def score_images(
                 params=params,
                 augmentation=augmentation,
                 batch_size=config.batch_size,
-                amp=amp,
+                bf16=bf16,
                 features="grid_pooled" if two_blocks else config.features,
             )
 
@@ -225,10 +225,10 @@ def score_images(
     # the features shown (projections, silhouette) are the encoder's own, with its training statistics: both
     # contexts normalised alike, so their two clusters are the ones training made
     pooled_with_own_statistics = not statistics and config.features == "pooled"
-    shown = plain if pooled_with_own_statistics else embed(model, queries, batch_size=config.batch_size, amp=amp)
+    shown = plain if pooled_with_own_statistics else embed(model, queries, batch_size=config.batch_size, bf16=bf16)
     # a rotation method's context image is x rotated by 180°: the outlier its training made, its own "context"
     context_view = {"quarter_turns": 2} if method in ROTATION_METHODS else {"context": trained.config.context}
-    context_plain = embed(model, queries, **context_view, batch_size=config.batch_size, amp=amp)
+    context_plain = embed(model, queries, **context_view, batch_size=config.batch_size, bf16=bf16)
     if on_progress is not None:
         on_progress(total, total)
     return ScoreResult(
@@ -262,7 +262,8 @@ def _own_view(
     leave-one-out with their copies. self-OECL: the (M, P) and (R, P) unnormalised projections, whose mean over the
     views `_own_scores` takes the norm of; the score uses no bank, so a training image needs nothing left out.
     """
-    view = {"params": params, "augmentation": augmentation, "batch_size": config.batch_size, "amp": trained.config.amp}
+    bf16 = runs_in_bfloat16(trained.device, trained.config)
+    view = {"params": params, "augmentation": augmentation, "batch_size": config.batch_size, "bf16": bf16}
     model = trained.model
     if trained.config.method in ("firm", "masked_contrastive"):
         if trained.config.method == "firm":

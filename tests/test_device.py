@@ -5,23 +5,27 @@ The CUDA paths (bfloat16 autocast, pinned streaming) are in tests/test_gpu.py, w
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from engine.config import DataConfig, TrainConfig
+import engine.device
+from engine.config import DataConfig, ScoreConfig, TrainConfig
 from engine.device import (
     BatchFeed,
     autocast,
-    cpu_bfloat16_asked,
+    cpu_bfloat16_setting,
     cpu_has_bfloat16_units,
     describe,
     deterministic,
     fits_on_device,
     gather,
+    precision_for,
     resolve_device,
+    runs_in_bfloat16,
     uses_bfloat16,
 )
 from engine.embed import embed
@@ -30,6 +34,7 @@ from engine.losses import content_alignment_loss
 from engine.metrics import anomaly_targets, auroc
 from engine.scoring import NNDScorer
 from engine.train import train
+from engine.tta import score_images
 
 CPU = torch.device("cpu")
 
@@ -61,20 +66,87 @@ def kernel_lists_bfloat16_units() -> bool:
 BF16_UNITS = kernel_lists_bfloat16_units()  # AMX tiles or AVX512_BF16: oneDNN's bf16 convolutions run on either
 
 
-def test_bfloat16_on_cuda_and_only_where_asked_on_a_cpu_with_bfloat16_units_and_only_with_amp(monkeypatch):
+@pytest.mark.parametrize("units", [True, False])
+def test_auto_precision_is_bfloat16_on_cuda_and_on_a_cpu_with_units_only_where_it_pays(monkeypatch, units):
+    """precision_for, the rule `auto` resolves by when a run starts, on a CPU with bfloat16 units and one without."""
+    monkeypatch.setattr(engine.device, "cpu_has_bfloat16_units", lambda: units)
     cuda = torch.device("cuda")  # a device object only: nothing runs on it here
-    assert uses_bfloat16(cuda, True) and not uses_bfloat16(cuda, False)
+    monkeypatch.delenv("CON2_CPU_BF16")  # the product's default: the rule decides
+    assert cpu_bfloat16_setting() == "auto"
+    fast = "bfloat16" if units else "float32"
+    assert precision_for(CPU, True, "resnet_small", 32, 128) == fast  # CIFAR-10's cells: 1.52×
+    assert precision_for(CPU, True, "resnet_small", 32, 32) == fast  # the auto batch on photographs: 1.32×
+    assert precision_for(CPU, True, "resnet18", 64, 32) == fast
+    for encoder, size, batch in (("resnet_small", 16, 32), ("resnet_small_s2", 28, 16), ("resnet_small", 32, 16),
+                                 ("resnet_small_s2", 64, 64), ("resnet_small", 28, 32)):  # fmt: skip
+        assert precision_for(CPU, True, encoder, size, batch) == "float32", (encoder, size, batch)  # under 1.3×
+    assert precision_for(CPU, False, "resnet_small", 32, 128) == "float32"  # amp off
+    assert (
+        precision_for(cuda, True, "resnet_small_s2", 16, 2) == "bfloat16"
+        and precision_for(cuda, False, "x", 8, 2) == "float32"
+    )
+    monkeypatch.setenv("CON2_CPU_BF16", "1")  # a worker's opt-in: bfloat16 wherever the units are
+    assert cpu_bfloat16_setting() == "on" and precision_for(CPU, True, "resnet_small_s2", 28, 16) == fast
+    assert precision_for(CPU, False, "resnet_small", 32, 128) == "float32"
+    monkeypatch.setenv("CON2_CPU_BF16", "0")  # and its opt-out (the unit tests' setting, tests/conftest.py)
+    assert cpu_bfloat16_setting() == "off" and precision_for(CPU, True, "resnet_small", 32, 128) == "float32"
+    assert precision_for(cuda, True, "resnet_small", 32, 128) == "bfloat16"  # the switch is the CPU's only
+
+
+def test_a_model_runs_in_the_precision_its_run_recorded_and_an_unrecorded_one_in_the_rule_of_its_time(monkeypatch):
+    cuda = torch.device("cuda")
     assert cpu_has_bfloat16_units() == BF16_UNITS
-    # tests/conftest.py keeps the CPU in float32 (CON2_CPU_BF16=0), as does the product by default
-    assert not cpu_bfloat16_asked() and not uses_bfloat16(CPU, True) and not uses_bfloat16(CPU, False)
-    monkeypatch.delenv("CON2_CPU_BF16")
-    assert not cpu_bfloat16_asked() and not uses_bfloat16(CPU, True)
-    monkeypatch.setenv("CON2_CPU_BF16", "1")  # a server's opt-in: then the hardware decides
-    assert uses_bfloat16(CPU, True) == BF16_UNITS and not uses_bfloat16(CPU, False)
-    assert uses_bfloat16(cuda, True)  # the switch is the CPU's only
+    for setting in ("0", "1", "auto"):  # what the machine says later does not change a recorded precision
+        monkeypatch.setenv("CON2_CPU_BF16", setting)
+        assert uses_bfloat16(CPU, True, "bfloat16") == BF16_UNITS  # emulated bf16 (4.5× slower) is not used
+        assert uses_bfloat16(CPU, False, "bfloat16") == BF16_UNITS  # amp only guides `auto`
+        assert uses_bfloat16(cuda, True, "bfloat16") and not uses_bfloat16(cuda, True, "float32")
+        assert not uses_bfloat16(CPU, True, "float32")
+        # a model saved before runs recorded it: on CUDA with amp, on a CPU only where the machine opts in
+        assert uses_bfloat16(cuda, True, "auto") and not uses_bfloat16(cuda, False, "auto")
+        assert uses_bfloat16(CPU, True, "auto") == (setting == "1" and BF16_UNITS)
+        assert not uses_bfloat16(CPU, False, "auto")
+    assert runs_in_bfloat16(CPU, TrainConfig(precision="bfloat16")) == BF16_UNITS
+    assert not runs_in_bfloat16(CPU, TrainConfig(precision="float32"))
     # what the Runs table shows: the precision beside the device whenever it is not float32
-    assert describe(CPU, True) == ("cpu (bfloat16)" if BF16_UNITS else "cpu") and describe(CPU, False) == "cpu"
+    assert describe(CPU, True) == "cpu (bfloat16)" and describe(CPU, False) == "cpu"
     assert describe(cuda, True) == "cuda (bfloat16)" and describe(cuda, False) == "cuda"
+
+
+def photographs(n: int, seed: int) -> torch.Tensor:
+    """(n, 3, 32, 32) uint8 smooth colour images: blobs of random colours, different enough to rank."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 4, 4, generator=g)
+    return (torch.nn.functional.interpolate(coarse, size=32, mode="bilinear") * 255).to(torch.uint8)
+
+
+def test_a_run_records_the_precision_auto_became_and_its_model_scores_in_it_whatever_the_machine_says_later(
+    monkeypatch,
+):
+    """The precision is the run's, not the machine's: a model is scored as it trained, so the references stored
+    with it (percentiles, thresholds) stay comparable with scores computed later, under any CON2_CPU_BF16."""
+    bank, queries = photographs(40, 0), photographs(12, 1)
+    monkeypatch.delenv("CON2_CPU_BF16")  # the product's default
+    config = TrainConfig(encoder="resnet_small", epochs=1, batch_size=32, seed=0, device="cpu")
+    trained = train(bank, config)
+    assert trained.config.precision == ("bfloat16" if BF16_UNITS else "float32")  # 32 px, batch 32: where it pays
+    assert trained.config.batch_size == 32 and trained.config.encoder == "resnet_small"
+    score = ScoreConfig(tta=2, reference_size=10)
+    scores = {}
+    for setting in ("0", "1"):
+        monkeypatch.setenv("CON2_CPU_BF16", setting)
+        scores[setting] = score_images(trained, bank, queries, score, score_train=True)
+    assert np.array_equal(scores["0"].s_nnd, scores["1"].s_nnd) and np.array_equal(scores["0"].s_lh, scores["1"].s_lh)
+    assert np.array_equal(scores["0"].train_s_nnd, scores["1"].train_s_nnd)
+    # and the other precision is another computation (bfloat16 rounds): the recorded one is the one that ran
+    other = "float32" if trained.config.precision == "bfloat16" else "bfloat16"
+    swapped = dataclasses.replace(trained, config=dataclasses.replace(trained.config, precision=other))
+    rescored = score_images(swapped, bank, queries, score)
+    if BF16_UNITS:
+        assert not np.array_equal(rescored.s_nnd, scores["0"].s_nnd)
+        assert np.corrcoef(rescored.s_nnd, scores["0"].s_nnd)[0, 1] > 0.9  # the same model, rounded
+    else:  # without the units a bfloat16 model embeds in float32: the same computation
+        assert np.array_equal(rescored.s_nnd, scores["0"].s_nnd)
 
 
 @pytest.mark.skipif(not BF16_UNITS, reason="needs a CPU with bfloat16 units (AMX or AVX512_BF16)")
@@ -82,7 +154,7 @@ def test_on_a_cpu_with_bfloat16_units_the_forward_pass_runs_in_bfloat16_and_the_
     monkeypatch.setenv("CON2_CPU_BF16", "1")
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(8, 16, generator=g), torch.randn(16, 16, generator=g)
-    with autocast(CPU, amp=True):
+    with autocast(CPU, True):
         assert torch.is_autocast_enabled("cpu")
         inside = x @ w
         z = torch.nn.functional.normalize(inside.float(), dim=1)
@@ -111,9 +183,9 @@ def test_training_in_bfloat16_on_such_a_cpu_learns_as_float32_does(monkeypatch):
     assert figures["1"] >= 0.92 and abs(figures["1"] - figures["0"]) <= 0.05, figures
 
 
-def test_autocast_on_the_cpu_leaves_float32_alone_even_with_amp():
+def test_autocast_is_nothing_at_all_without_bf16():
     a = torch.randn(8, 8, generator=torch.Generator().manual_seed(0))
-    with autocast(CPU, amp=True):
+    with autocast(CPU, False):
         assert not torch.is_autocast_enabled("cpu")
         inside = a @ a
     assert inside.dtype == torch.float32 and torch.equal(inside, a @ a)

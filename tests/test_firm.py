@@ -97,7 +97,7 @@ def test_the_score_is_s_nnd_averaged_over_the_four_rotations():
         "params": None,
         "augmentation": identity,
         "batch_size": 4,
-        "amp": False,
+        "bf16": False,
         "features": "pooled",
         "copies": None,
     }

@@ -55,8 +55,9 @@ def test_training_with_amp_runs_and_matches_float32_features():
     trained = engine.train.train(pixels, config)
     assert trained.device.type == "cuda"
     assert all(np.isfinite(h["loss"]) for h in trained.history)
-    bf16 = embed(trained.model, pixels, amp=True)
-    fp32 = embed(trained.model, pixels, amp=False)
+    assert trained.config.precision == "bfloat16"  # what `auto` became on CUDA with amp, recorded
+    bf16 = embed(trained.model, pixels, bf16=True)
+    fp32 = embed(trained.model, pixels, bf16=False)
     cosine = torch.nn.functional.cosine_similarity(bf16, fp32, dim=1)
     assert float(cosine.min()) > 0.99  # bfloat16 keeps the direction the scores use
 
@@ -77,9 +78,9 @@ def test_scores_on_gpu_agree_with_cpu():
 def test_autocast_is_bfloat16_with_amp_and_float32_without():
     cuda = torch.device("cuda")
     a = torch.randn(8, 8, device=cuda)
-    with autocast(cuda, amp=True):
+    with autocast(cuda, True):
         assert (a @ a).dtype == torch.bfloat16
-    with autocast(cuda, amp=False):
+    with autocast(cuda, False):
         assert (a @ a).dtype == torch.float32
 
 

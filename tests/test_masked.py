@@ -109,7 +109,7 @@ def test_self_ensemble_inference_is_the_harmonic_mean_of_distances_to_each_rotat
                                    grey_p=0.0, blur_p=0.0)  # fmt: skip
     scores, reference = ensemble_scores(
         model, bank, queries, masked.SELF_ENSEMBLE, lambda: masked.MahalanobisScorer("fixed", 1e-2), params=None,
-        augmentation=identity, batch_size=4, amp=False, features="pooled", copies=None, exclude=None,
+        augmentation=identity, batch_size=4, bf16=False, features="pooled", copies=None, exclude=None,
         reference_rows=torch.tensor([0, 3]), combine="harmonic",
     )  # fmt: skip
     inverse = [0.0] * 3

@@ -23,7 +23,7 @@ from db.models import Dataset, Job
 from engine.artifacts import Bundle
 from engine.config import CLASSICAL_METHODS, RunConfig, ScoreConfig, build
 from engine.data import ImageSet, SampleRef
-from engine.device import describe, resolve_device
+from engine.device import describe, resolve_device, runs_in_bfloat16
 from engine.images import UnreadableImage, decode
 from engine.inventory import inventory
 from engine.projection import project, warm_up_in_background
@@ -139,7 +139,7 @@ def train_job(run: JobRun, job: Job, dataset: Dataset) -> None:
     queued = _config(job, TrainJobConfig)
     # the dataset's location now, not when it was queued: a dataset relocated since still finds its images
     config = RunConfig.from_dict(queued.at(dataset.location).run())
-    run.device = describe(resolve_device(config.train.device), config.train.amp)
+    run.device = str(resolve_device(config.train.device))  # with its precision once the run settles (JobRun.settle)
     if "umap" in queued.projections:  # compile UMAP while the run trains: the first fit spends most of it compiling
         warm_up_in_background()
     with run.held() as session:
@@ -176,7 +176,7 @@ def score_job(run: JobRun, job: Job, dataset: Dataset) -> None:
         why = f" ({method} is a classical reference: it trains no model)" if method in CLASSICAL_METHODS else ""
         raise JobError(f"run {parent.id} has no stored model to score with{why}")
     bundle = Bundle.from_bytes(blob, device="auto")
-    run.device = describe(bundle.trained.device, bundle.trained.config.amp)
+    run.device = describe(bundle.trained.device, runs_in_bfloat16(bundle.trained.device, bundle.trained.config))
     score = build(ScoreConfig, queued.score)
     data = dataclasses.replace(
         bundle.data, source=dataset.location, score_split=queued.split, normal_label=queued.normal_label

@@ -24,6 +24,7 @@ from db.roots import OutsideRoots
 from db.session import DatabaseError
 from engine.config import ConfigError, TrainConfig
 from engine.data import DataError
+from engine.device import describe, resolve_device, runs_in_bfloat16
 from engine.run import Phase
 from engine.scoring import NonFiniteFeatures
 from engine.train import CheckpointMismatch, NonFiniteLoss, StepReport
@@ -31,7 +32,7 @@ from engine.train import CheckpointMismatch, NonFiniteLoss, StepReport
 HEARTBEAT_S = 2.0  # how often a running job's row is touched from a background thread
 PROGRESS_EVERY_S = 1.0  # at most one progress write (and cancel check) per second
 # the training settings an `auto` can stand for, as a run's summary names them (engine/run.py `_run_facts`)
-SETTLED = ("context", "encoder", "rotation_weight", "batch_size")
+SETTLED = ("context", "encoder", "rotation_weight", "batch_size", "precision")
 STEP_METRICS_EVERY_S = 0.5  # at most two step rows per second; every epoch end is kept too
 FAIL_RETRY_FIRST_S, FAIL_RETRY_MAX_S = 0.5, 5.0  # backoff while the database refuses to record a failure
 
@@ -131,6 +132,8 @@ class JobRun:
         shows them before the run finishes (the batch, capped at the images, sets the content loss's chance level).
         """
         self._settled = {name: getattr(train, name) for name in SETTLED}
+        # the device as the Runs table shows it, with the precision `auto` became on this machine
+        self.device = describe(resolve_device(train.device), runs_in_bfloat16(resolve_device(train.device), train))
         if n_train is not None:
             self._settled["n_train"] = n_train
         self.flush(force=True)

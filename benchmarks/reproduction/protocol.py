@@ -238,7 +238,7 @@ def comparable(config: RunConfig | dict[str, Any], floor: bool = False) -> dict[
             pass
     raw = json.loads(json.dumps(config.to_dict() if isinstance(config, RunConfig) else config))
     raw["data"]["source"] = Path(raw["data"]["source"]).name
-    for key in ("device", "amp", "checkpoint_every"):
+    for key in ("device", "amp", "precision", "checkpoint_every"):
         raw["train"].pop(key, None)
     return {"data": raw["data"]} if floor else raw
 

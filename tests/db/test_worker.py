@@ -20,6 +20,7 @@ from db import artifacts, datasets, job_reads, job_submit, jobs, results, review
 from db.models import Dataset, Job, Review, Sample, Score
 from db.session import open_database
 from engine.config import DataConfig, RunConfig, TrainConfig
+from engine.device import cpu_has_bfloat16_units
 from engine.metrics import anomaly_targets, auroc
 from tests.imagefiles import labelled_folder
 from worker.cli import con2
@@ -510,11 +511,16 @@ def test_a_running_training_job_shows_the_batch_its_auto_became_before_it_finish
         claim = jobs.claim(session=session, worker_id="w", kinds=("train",))
         job = job_reads.get_job(session=session, job_id=job_id)
     run = JobRun(sessions, claim, job, threading.Event())
-    run.settle(TrainConfig(batch_size=16, context="equalize", encoder="resnet_small_s2", rotation_weight=0.0), 500)
+    settled = TrainConfig(batch_size=16, context="equalize", encoder="resnet_small_s2", rotation_weight=0.0,
+                          precision="bfloat16", device="cpu")  # fmt: skip
+    run.settle(settled, 500)
     with sessions() as session:
-        summary = job_reads.get_job(session=session, job_id=job_id).summary
+        row = job_reads.get_job(session=session, job_id=job_id)
+        summary, device = row.summary, row.device
     assert summary == {"context": "equalize", "encoder": "resnet_small_s2", "rotation_weight": 0.0, "batch_size": 16,
-                       "n_train": 500}  # fmt: skip
+                       "precision": "bfloat16", "n_train": 500}  # fmt: skip
+    # the device with the precision the run records, as the Runs table shows it (float32 on a CPU without the units)
+    assert device == ("cpu (bfloat16)" if cpu_has_bfloat16_units() else "cpu")
     status = dashboard_jobs.job_status(job_id)
     assert status["train"]["batch_size"] == 16 and status["status"] == "running"
     assert charts.content_chance(status["train"]) == pytest.approx(np.log(2 * 16 - 1))  # one view per context
