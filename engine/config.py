@@ -280,10 +280,10 @@ class TrainConfig:
         "Arithmetic of the model's forward passes, in training and whenever its model embeds later (the losses are "
         "float32 always). auto (the default) is chosen when the run starts, on the machine that trains, and the run "
         "records it: with amp, bfloat16 on CUDA, and on a CPU with bfloat16 units (Intel AMX, AVX512_BF16 e.g. AMD "
-        "Zen 4) for resnet_small or resnet18 at 32 px or more and batches of 32 or more, where a step ran 1.3-1.5× "
+        "Zen 4) for resnet_small at 32 px or more and batches of 32 or more, where a step ran 1.4-1.5× "
         "faster at level AUROC (docs/quality.md findings 41 and 43); float32 otherwise. A worker's CON2_CPU_BF16=1 "
-        "or 0 makes auto bfloat16 wherever the units are, or float32. A bfloat16 model embeds in float32 on a CPU "
-        "without the units (emulated, bfloat16 is 4.5× slower).",
+        "or 0 makes auto bfloat16 wherever the units are, or float32. On a CPU without the units bfloat16 runs as "
+        "float32 (emulated, bfloat16 is 4.5× slower): a bfloat16 model scored there embeds in float32.",
         choices=PRECISIONS,
     )
     checkpoint_every: int = option(5, "Save a resumable checkpoint every N epochs.", min=1)

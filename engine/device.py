@@ -6,8 +6,8 @@
   stored references (percentiles, thresholds) stay comparable. `auto` is resolved when the run starts, on the
   machine that trains it (`precision_for`): on CUDA bfloat16 with the config's `amp`; on a CPU with bfloat16 units
   (Intel AMX: Xeon Sapphire Rapids and later; AVX512_BF16: AMD Zen 4 and later) bfloat16 for the steps it speeds
-  up by at least 1.3× at level AUROC, the full ResNets at 32 px or more and batches of 32 or more (1.52× at 32 px
-  and batch 128, 1.32× at batch 32; the recipe's CIFAR-10 cells level or better: docs/quality.md findings 41 and
+  up by at least 1.3× at level AUROC, resnet_small at 32 px or more and batches of 32 or more (1.52× at 32 px
+  and batch 128, 1.41× at batch 32; the recipe's CIFAR-10 cells level or better: docs/quality.md findings 41 and
   43), float32 for the rest (the scans' two-stage step at batch 16 gains 1.02×, the 16 px digits 1.18×). On a CPU
   without the units bfloat16 is emulated and 4.5× slower (finding 11), so `auto` is float32 there, and a model
   recorded as bfloat16 embeds in float32 there. A worker's CON2_CPU_BF16 overrides `auto` on its CPU: 1 makes it
@@ -66,10 +66,11 @@ def cpu_bfloat16_setting() -> str:
 
 def cpu_bfloat16_pays(encoder: str, image_size: int, batch_size: int) -> bool:
     """Whether bfloat16 speeds this CPU training step up by at least 1.3× (issue 10's bar for adopting a speed-up
-    at level AUROC), on a CPU with bfloat16 units: the full ResNets at 32 px or more, 32 images a step or more
-    (one-view step, AVX512_BF16 EPYC: 1.52× at batch 128, 1.32× at 32; 1.18× at 16 px, 1.02× on the scans'
-    two-stage encoder at 28 px and batch 16; docs/quality.md findings 41 and 43)."""
-    return encoder in ("resnet18", "resnet_small") and image_size >= 32 and batch_size >= 32
+    at level AUROC), on a CPU with bfloat16 units: resnet_small at 32 px or more, 32 images a step or more
+    (one-view step, AVX512_BF16 EPYC: 1.52× at batch 128, 1.41× at 32, 1.29× at 16; 1.18× at 16 px, 1.02× on the
+    scans' two-stage encoder at 28 px and batch 16; docs/quality.md findings 41 and 43). resnet18 was not measured
+    on a CPU in bfloat16, so `auto` keeps it in float32 there."""
+    return encoder == "resnet_small" and image_size >= 32 and batch_size >= 32
 
 
 def precision_for(device: torch.device, amp: bool, encoder: str, image_size: int, batch_size: int) -> str:

@@ -75,10 +75,10 @@ def test_auto_precision_is_bfloat16_on_cuda_and_on_a_cpu_with_units_only_where_i
     assert cpu_bfloat16_setting() == "auto"
     fast = "bfloat16" if units else "float32"
     assert precision_for(CPU, True, "resnet_small", 32, 128) == fast  # CIFAR-10's cells: 1.52×
-    assert precision_for(CPU, True, "resnet_small", 32, 32) == fast  # the auto batch on photographs: 1.32×
-    assert precision_for(CPU, True, "resnet18", 64, 32) == fast
-    for encoder, size, batch in (("resnet_small", 16, 32), ("resnet_small_s2", 28, 16), ("resnet_small", 32, 16),
-                                 ("resnet_small_s2", 64, 64), ("resnet_small", 28, 32)):  # fmt: skip
+    assert precision_for(CPU, True, "resnet_small", 32, 32) == fast  # the auto batch on photographs: 1.41×
+    slow = [("resnet_small", 16, 32), ("resnet_small_s2", 28, 16), ("resnet_small", 32, 16), ("resnet_small", 28, 32)]
+    slow += [("resnet_small_s2", 64, 64), ("resnet18", 64, 64)]  # resnet18: not measured on a CPU in bfloat16
+    for encoder, size, batch in slow:
         assert precision_for(CPU, True, encoder, size, batch) == "float32", (encoder, size, batch)  # under 1.3×
     assert precision_for(CPU, False, "resnet_small", 32, 128) == "float32"  # amp off
     assert (
