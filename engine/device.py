@@ -29,8 +29,12 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # engine.config needs no torch; only the annotation reads it
+    from engine.config import TrainConfig
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -100,7 +104,7 @@ def uses_bfloat16(device: torch.device, amp: bool, precision: str = "auto") -> b
     return device.type == "cuda" or (hardware and cpu_bfloat16_setting() == "on")
 
 
-def runs_in_bfloat16(device: torch.device, config) -> bool:
+def runs_in_bfloat16(device: torch.device, config: TrainConfig) -> bool:
     """Whether the model of a run with this TrainConfig runs its forward passes in bfloat16 on `device`."""
     return uses_bfloat16(device, config.amp, config.precision)
 

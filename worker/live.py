@@ -133,7 +133,8 @@ class JobRun:
         """
         self._settled = {name: getattr(train, name) for name in SETTLED}
         # the device as the Runs table shows it, with the precision `auto` became on this machine
-        self.device = describe(resolve_device(train.device), runs_in_bfloat16(resolve_device(train.device), train))
+        device = resolve_device(train.device)
+        self.device = describe(device, runs_in_bfloat16(device, train))
         if n_train is not None:
             self._settled["n_train"] = n_train
         self.flush(force=True)
