@@ -201,7 +201,9 @@ def score_images(
             plain_bank, plain = bank_feats, query_feats  # the plain view (A = 1): no need to embed it again below
         if method in ROTATION_METHODS:
             reference_rows = self_rows if has_reference else None
-            q, t = _own_view(trained, bank, queries, params, augmentation, config, copies, exclude, reference_rows)
+            q, t = _own_view(
+                trained, bank, queries, params, augmentation, config, copies, exclude, reference_rows, bf16=bf16
+            )
             own_queries.append(q)
             own_reference.append(t)
         else:
@@ -255,6 +257,8 @@ def _own_view(
     copies: torch.Tensor,
     exclude: torch.Tensor,
     reference_rows: torch.Tensor | None,
+    *,
+    bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One test-time view of a rotation method's own score, for the queries and the reference rows (or None).
 
@@ -262,7 +266,6 @@ def _own_view(
     leave-one-out with their copies. self-OECL: the (M, P) and (R, P) unnormalised projections, whose mean over the
     views `_own_scores` takes the norm of; the score uses no bank, so a training image needs nothing left out.
     """
-    bf16 = runs_in_bfloat16(trained.device, trained.config)
     view = {"params": params, "augmentation": augmentation, "batch_size": config.batch_size, "bf16": bf16}
     model = trained.model
     if trained.config.method in ("firm", "masked_contrastive"):
