@@ -10,6 +10,10 @@ that pace, and the SimCLR epochs that would match the recipe's time exactly.
 
     python benchmarks/suite_balance.py                         # the three scans (about 3 min on the EPYC machine)
     python benchmarks/suite_balance.py --tasks breastmnist --epochs 12
+    python benchmarks/suite_balance.py --tasks breastmnist --train encoder=resnet_half_s2   # an option's recipe
+
+`simclr_epoch_over_recipe_epoch` is the factor `quality.ENCODER_SPEED_AT_BATCH` records for the recipe's encoder at
+the task's batch (SimCLR's step, 2 views on resnet_small, against the recipe's, 2 views on its encoder).
 
 Prints one JSON object.
 """
@@ -39,9 +43,10 @@ def epoch_times(pixels, config, epochs: int) -> list[float]:
     return [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
-def balance(task: quality.Task, epochs: int, rounds: int) -> dict:
+def balance(task: quality.Task, epochs: int, rounds: int, train_over: dict | None = None) -> dict:
     loaded, _, _ = quality.split(task, task.normals[0])
-    configs = {m: quality.cell_configs(task, 0, m, {}, {}, loaded.train.pixels)[0] for m in ("recipe", "simclr")}
+    over = train_over or {}
+    configs = {m: quality.cell_configs(task, 0, m, over, {}, loaded.train.pixels)[0] for m in ("recipe", "simclr")}
     times: dict[str, list[float]] = {m: [] for m in configs}
     for _ in range(rounds):
         for method, config in configs.items():
@@ -55,7 +60,9 @@ def balance(task: quality.Task, epochs: int, rounds: int) -> dict:
         "suite_epochs": suite,
         "epoch_s": {m: round(s, 3) for m, s in epoch_s.items()},
         "train_s_at_suite_epochs": {m: round(s, 1) for m, s in train_s.items()},
+        "encoder": configs["recipe"].encoder,
         "simclr_over_recipe_time": round(train_s["simclr"] / train_s["recipe"], 3),
+        "simclr_epoch_over_recipe_epoch": round(epoch_s["simclr"] / epoch_s["recipe"], 3),
         "simclr_epochs_for_equal_time": round(suite["recipe"] * epoch_s["recipe"] / epoch_s["simclr"], 1),
     }
 
@@ -65,14 +72,16 @@ def main() -> None:
     parser.add_argument("--tasks", default="breastmnist,pneumoniamnist,br35h")
     parser.add_argument("--epochs", type=int, default=6, help="epochs a timed run trains (the first is not counted)")
     parser.add_argument("--rounds", type=int, default=2, help="timed runs of each method, interleaved")
+    parser.add_argument("--train", nargs="*", default=[], metavar="FIELD=VALUE", help="recipe overrides")
     args = parser.parse_args()
+    train_over = quality.parse_overrides(args.train)
     out = {}
     for name in args.tasks.split(","):
         task = quality.TASKS[name]
         if task.source != "digits" and not (quality.DATA / task.source).exists():
             print(f"skip {name}: {quality.DATA / task.source} is absent", file=sys.stderr)
             continue
-        out[name] = balance(task, args.epochs, args.rounds)
+        out[name] = balance(task, args.epochs, args.rounds, train_over)
         print(f"{name}: {out[name]}", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
 

@@ -29,7 +29,7 @@ ROTATION_METHODS = ("csi", "self_oecl", "firm", "masked_contrastive")
 # Con2 and its two ablations: the methods that train with a context augmentation
 CON2_METHODS = ("con2", "context_only", "content_only")
 METHODS = (*CON2_METHODS, "simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
-ENCODERS = ("resnet18", "resnet_small", "resnet_small_s2")
+ENCODERS = ("resnet18", "resnet_small", "resnet_small_s2", "resnet_half_s2")
 # TrainConfig.encoder's default: chosen from the training images when a run starts (engine/encoder_choice.py)
 AUTO_ENCODER = "auto"
 ENCODER_CHOICES = (AUTO_ENCODER, *ENCODERS)
@@ -143,7 +143,10 @@ class TrainConfig:
         AUTO_ENCODER,
         "resnet18 = the paper's encoder (512-d; slow on a CPU); resnet_small = a narrow ResNet (same design, ¼ "
         "width, 128-d) that makes CPU runs practical; resnet_small_s2 = its stem and first two stages alone (32-d; "
-        "the grid features the scores compare are stage 2's, and a step costs 1.45–1.8× less); auto (the default) "
+        "the grid features the scores compare are stage 2's, and a step costs 1.45–1.8× less); resnet_half_s2 = the "
+        "same two stages at twice the width (64-d) behind a stride-2 stem, at about resnet_small_s2's cost: on "
+        "BreastMNIST +3.7 S_NND at equal time, on chest x-rays −3.0 (docs/quality.md finding 44), so an option; "
+        "auto (the default) "
         "= resnet_small_s2 for Con2 on greyscale images above 16 px, where it ranked better at equal time, "
         "resnet_small otherwise, where it ranked worse or was not measured better (photographs, the 16 px digits, "
         "SimCLR; docs/quality.md finding 27). The run records the encoder it chose.",

@@ -6,7 +6,10 @@ for CIFAR; at larger inputs the standard 7×7/2 stem with max-pool. `resnet_smal
 network at a quarter of the width (128-d features), for practical runs on a CPU. `resnet_small_s2` is its stem and
 first two residual stages alone (32-d pooled features): the grid features the scores compare are stage 2's, so stages
 3 and 4 only fed the heads, and without them a step is 1.45–1.8× cheaper. The `auto` encoder picks it for Con2 on
-greyscale scans (engine/encoder_choice.py; docs/quality.md finding 27).
+greyscale scans (engine/encoder_choice.py; docs/quality.md finding 27). `resnet_half_s2` is the same two stages at twice
+that width (ResNet18's at half width: 64-d pooled, 64 grid channels) behind a stride-2 stem: the stem halves the
+map, so the step costs about what resnet_small_s2's does, spent on twice the channels at a quarter of the positions.
+The `auto` encoder picks it for Con2 on greyscale scans since finding 44.
 """
 
 from __future__ import annotations
@@ -53,10 +56,15 @@ def build_encoder(name: str, image_size: int) -> tuple[nn.Module, int]:
         net, width = resnet18(weights=None), 64
     elif name in ("resnet_small", "resnet_small_s2"):
         net, width = _NarrowResNet(16), 16
+    elif name == "resnet_half_s2":
+        net, width = _NarrowResNet(32), 32
     else:
         raise ValueError(f"unknown encoder {name!r}")
     if image_size <= SMALL_STEM_MAX_SIZE:
-        net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        # resnet_half_s2's stem strides: on greyscale scans at 28–32 px, twice the channels on a quarter of the
+        # positions ranked better at equal time than resnet_small_s2's full-resolution map (docs/quality.md finding 44)
+        stride = 2 if name == "resnet_half_s2" else 1
+        net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=stride, padding=1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         net.maxpool = nn.Identity()
     net.fc = nn.Identity()

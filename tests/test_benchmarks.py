@@ -278,6 +278,48 @@ def test_the_suite_reads_trained_against_random_for_the_recipe_and_its_progress_
     assert row["SimCLR S_NND"] == "70.0" and row["s recipe / SimCLR"] == "105 / 105"
 
 
+def test_the_encoder_cost_times_each_encoders_recipe_cell_against_the_first(monkeypatch):
+    """benchmarks/encoder_cost.py: each encoder's recipe epoch against the first encoder's and SimCLR's, on the digits
+    task (one short run each); the ratios are the printed medians' own."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import encoder_cost
+    import quality
+
+    out = encoder_cost.costs(quality.TASKS["digits"], ["resnet_small_s2", "resnet_half_s2"], rounds=1, epochs=3)
+    assert set(out["epoch_s"]) == {"resnet_small_s2", "resnet_half_s2", "simclr"}
+    assert out["epoch_over_resnet_small_s2"]["resnet_small_s2"] == 1.0
+    half = out["epoch_s"]["resnet_half_s2"] / out["epoch_s"]["resnet_small_s2"]
+    assert out["epoch_over_resnet_small_s2"]["resnet_half_s2"] == pytest.approx(half, rel=0.05)
+    simclr = out["epoch_s"]["simclr"] / out["epoch_s"]["resnet_half_s2"]
+    assert out["simclr_epoch_over_recipe_epoch"]["resnet_half_s2"] == pytest.approx(simclr, rel=0.05)
+
+
+def test_the_architecture_probe_builds_the_half_width_option_and_refuses_unknown_changes(monkeypatch):
+    """benchmarks/architecture_probe.py: `stem2,width:32` on the two stages builds resnet_half_s2 to the last weight,
+    so the probe's cells are the option's (a 64-unit head is the option's own); `zeroinit` zeroes every residual
+    branch's last batch norm; a change it does not know is refused before anything trains."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import architecture_probe
+
+    import engine.model as model
+
+    monkeypatch.setattr(model, "build_encoder", model.build_encoder)  # undone after the test
+    monkeypatch.setattr(model.ProjectionHead, "__init__", model.ProjectionHead.__init__)
+    with pytest.raises(SystemExit, match="unknown PROBE change"):
+        architecture_probe.parse("stem3")
+    torch.manual_seed(5)
+    option = model.Con2Model("resnet_half_s2", 28, 16).state_dict()
+    architecture_probe.patch(architecture_probe.parse("stem2,width:32,head:64"))
+    torch.manual_seed(5)
+    probed = model.Con2Model("resnet_small_s2", 28, 16)
+    assert probed.encoder.conv1.stride == (2, 2)
+    assert option.keys() == probed.state_dict().keys()
+    assert all(torch.equal(option[k], v) for k, v in probed.state_dict().items())
+    architecture_probe.patch({"zeroinit": ""})  # on top of the probe above: the builder it wraps is the patched one
+    zeroed = model.Con2Model("resnet_small_s2", 28, 16)
+    assert all(float(w.abs().sum()) == 0 for k, w in zeroed.state_dict().items() if k.endswith("bn2.weight"))
+
+
 def test_the_suite_balance_times_both_methods_at_the_suites_own_configs(monkeypatch):
     """benchmarks/suite_balance.py times the recipe's and SimCLR's epochs of a suite cell and says how many SimCLR
     epochs would match the recipe's time: here on the digits task, two short epochs each."""

@@ -102,7 +102,36 @@ def test_the_two_stage_encoder_scores_the_same_grid_with_stages_3_and_4_gone(siz
     assert sum(p.numel() for p in short.encoder.parameters()) < sum(p.numel() for p in full.encoder.parameters()) / 4
 
 
-@pytest.mark.parametrize("encoder, size", [("resnet_small", 16), ("resnet_small_s2", 16), ("resnet18", 72)])
+@pytest.mark.parametrize("size", [28, 72])
+def test_the_half_width_two_stage_encoder_has_twice_the_channels_on_a_map_half_as_wide(size):
+    # resnet_half_s2: ResNet18's stem and stages 1–2 at half width (32 → 64 channels); at ≤ 64 px its 3 × 3 stem
+    # strides, so stage 2's map is a quarter of the small encoder's positions (7 × 7 at 28 px, docs/quality.md
+    # finding 44); above 64 px both keep the standard 7 × 7/2 stem and max-pool
+    torch.manual_seed(0)
+    small = Con2Model("resnet_small_s2", image_size=size, projection_dim=8).eval()
+    half = Con2Model("resnet_half_s2", image_size=size, projection_dim=8).eval()
+    assert half.encoder.conv1.stride == (2, 2)
+    assert small.encoder.conv1.stride == ((1, 1) if size <= 64 else (2, 2))
+    assert not any(k.startswith(("layer3.", "layer4.")) for k in half.state_dict())
+    x = images(2, size, seed=3)
+
+    def stage2_map(net):
+        return net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))
+
+    with torch.no_grad():
+        stage2, small2, out = stage2_map(half.encoder), stage2_map(small.encoder), half(x)
+    assert stage2.shape[1] == 2 * small2.shape[1] == 64
+    if size <= 64:
+        assert stage2.shape[-1] == (small2.shape[-1] + 1) // 2
+    else:
+        assert stage2.shape[-1] == small2.shape[-1]
+    assert half.feature_size("grid") == 64 * GRID * GRID and out.features.shape == (2, 64)
+    assert half.features(x, "grid").shape == (2, 64 * GRID * GRID)
+
+
+@pytest.mark.parametrize(
+    "encoder, size", [("resnet_small", 16), ("resnet_small_s2", 16), ("resnet_half_s2", 28), ("resnet18", 72)]
+)
 def test_grid_and_pooled_features_from_one_pass_are_each_kind_alone_side_by_side(encoder, size):
     # S_LH's two Gaussians (ScoreConfig.lh_pooled) read both kinds from one forward pass: it must compute exactly what
     # two separate passes would, grid columns first
