@@ -145,7 +145,7 @@ class TrainConfig:
         "width, 128-d) that makes CPU runs practical; resnet_small_s2 = its stem and first two stages alone (32-d; "
         "the grid features the scores compare are stage 2's, and a step costs 1.45–1.8× less); resnet_half_s2 = the "
         "same two stages at twice the width (64-d) behind a stride-2 stem, at about resnet_small_s2's cost: on "
-        "BreastMNIST +3.7 S_NND at equal time, on chest x-rays −3.0 (docs/quality.md finding 44), so an option; "
+        "BreastMNIST +3.7 S_NND at equal time, on chest x-rays −1.6 (docs/quality.md finding 44), so an option; "
         "auto (the default) "
         "= resnet_small_s2 for Con2 on greyscale images above 16 px, where it ranked better at equal time, "
         "resnet_small otherwise, where it ranked worse or was not measured better (photographs, the 16 px digits, "

@@ -150,8 +150,8 @@ def test_a_run_on_greyscale_scans_names_the_encoder_in_its_config_model_and_summ
 
 
 def test_the_half_width_option_trains_scores_and_is_rebuilt_with_its_strided_stem(tmp_path):
-    # resnet_half_s2 is never chosen by `auto` (finding 44: it costs chest x-rays 3 points); asked for, it trains, and
-    # a saved model is rebuilt with the strided stem and the 64 channels it trained, so it scores as it did
+    # resnet_half_s2 is never chosen by `auto` (finding 44: at equal time it costs chest x-rays 1.6 points); asked for,
+    # it trains, and a saved model is rebuilt with the strided stem and the 64 channels it trained: it scores as it did
     rng = np.random.default_rng(1)
     for split, labels in (("train", ["ok"] * 12), ("test", ["ok"] * 4 + ["bad"] * 4)):
         for i, label in enumerate(labels):
