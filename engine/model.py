@@ -9,7 +9,8 @@ first two residual stages alone (32-d pooled features): the grid features the sc
 greyscale scans (engine/encoder_choice.py; docs/quality.md finding 27). `resnet_half_s2` is the same two stages at twice
 that width (ResNet18's at half width: 64-d pooled, 64 grid channels) behind a stride-2 stem: the stem halves the
 map, so the step costs about what resnet_small_s2's does, spent on twice the channels at a quarter of the positions.
-The `auto` encoder picks it for Con2 on greyscale scans since finding 44.
+An option: `auto` does not pick it; it lifted BreastMNIST 3.7 points and cost chest x-rays 1.6 (docs/quality.md
+finding 44).
 """
 
 from __future__ import annotations
