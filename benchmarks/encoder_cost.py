@@ -51,11 +51,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="epochs a timed run trains (default 6, else 3)")
     args = parser.parse_args()
     out = {}
-    for name in args.tasks.split(","):
-        task = quality.TASKS[name]
-        if task.source != "digits" and not (quality.DATA / task.source).exists():
-            print(f"skip {name}: {quality.DATA / task.source} is absent", file=sys.stderr)
-            continue
+    for task in quality.present_tasks(args.tasks.split(",")):
+        name = task.name
         small = name in ("breastmnist", "digits")
         rounds, epochs = args.rounds or (4 if small else 2), args.epochs or (6 if small else 3)
         out[name] = costs(task, args.encoders.split(","), rounds, epochs)

@@ -407,6 +407,18 @@ def write_table(results: dict[str, list[dict]]) -> None:
     TABLE.write_text((head + "".join({**kept, **merged}.values())).rstrip("\n") + "\n")
 
 
+def present_tasks(names: list[str]) -> list[Task]:
+    """The named tasks whose data is here; each absent one is reported on stderr and left out."""
+    tasks = []
+    for name in names:
+        task = TASKS[name]
+        if task.source != "digits" and not (DATA / task.source).exists():
+            print(f"skip {name}: {DATA / task.source} is absent", file=sys.stderr)
+            continue
+        tasks.append(task)
+    return tasks
+
+
 def load_state(label: str) -> list[dict]:
     path = STATE / f"{label}.json"
     return json.loads(path.read_text()) if path.exists() else []
@@ -433,11 +445,8 @@ def main() -> None:
         train_over, score_over = parse_overrides(args.train), parse_overrides(args.score)
         cells = load_state(args.label)
         done = {(c["task"], c["normal"], c["seed"], c["method"]) for c in cells}
-        for name in names:
-            task = TASKS[name]
-            if task.source != "digits" and not (DATA / task.source).exists():
-                print(f"skip {name}: {DATA / task.source} is absent", file=sys.stderr)
-                continue
+        for task in present_tasks(list(names)):
+            name = task.name
             seeds = args.seeds or (1 if args.quick else task.seeds)
             for seed in range(args.first_seed, args.first_seed + seeds):
                 wanted = args.normals.split(",") if args.normals else task.normals

@@ -76,11 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     train_over = quality.parse_overrides(args.train)
     out = {}
-    for name in args.tasks.split(","):
-        task = quality.TASKS[name]
-        if task.source != "digits" and not (quality.DATA / task.source).exists():
-            print(f"skip {name}: {quality.DATA / task.source} is absent", file=sys.stderr)
-            continue
+    for task in quality.present_tasks(args.tasks.split(",")):
+        name = task.name
         out[name] = balance(task, args.epochs, args.rounds, train_over)
         print(f"{name}: {out[name]}", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))

@@ -127,12 +127,17 @@ def test_a_trained_model_is_built_with_the_encoder_it_chose():
     assert not any(k.startswith("encoder.layer3") for k in scans.model.state_dict())
 
 
-def test_a_run_on_greyscale_scans_names_the_encoder_in_its_config_model_and_summary(tmp_path):
-    rng = np.random.default_rng(0)
+def scan_folder(root, rng, side: int) -> None:
+    """A folder dataset of random greyscale scans: 12 normal ("ok") to train on, 4 normal and 4 "bad" to score."""
     for split, labels in (("train", ["ok"] * 12), ("test", ["ok"] * 4 + ["bad"] * 4)):
         for i, label in enumerate(labels):
-            (tmp_path / split / label).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(tmp_path / split / label / f"{i}.png")
+            (root / split / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(root / split / label / f"{i}.png")
+
+
+def test_a_run_on_greyscale_scans_names_the_encoder_in_its_config_model_and_summary(tmp_path):
+    rng = np.random.default_rng(0)
+    scan_folder(tmp_path, rng, 24)
     config = RunConfig(
         DataConfig(source=str(tmp_path), normal_label="ok", image_size=24),
         TrainConfig(epochs=1, batch_size=8, projection_dim=16),
@@ -153,10 +158,7 @@ def test_the_half_width_option_trains_scores_and_is_rebuilt_with_its_strided_ste
     # resnet_half_s2 is never chosen by `auto` (finding 44: at equal time it costs chest x-rays 1.6 points); asked for,
     # it trains, and a saved model is rebuilt with the strided stem and the 64 channels it trained: it scores as it did
     rng = np.random.default_rng(1)
-    for split, labels in (("train", ["ok"] * 12), ("test", ["ok"] * 4 + ["bad"] * 4)):
-        for i, label in enumerate(labels):
-            (tmp_path / split / label).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / split / label / f"{i}.png")
+    scan_folder(tmp_path, rng, 28)
     config = RunConfig(
         DataConfig(source=str(tmp_path), normal_label="ok", image_size=28),
         TrainConfig(epochs=1, batch_size=8, projection_dim=16, encoder="resnet_half_s2"),
