@@ -110,7 +110,8 @@ QUICK = ("digits", "breastmnist")
 # cheaper step as many more epochs. resnet_small_s2 (stages 1–2 alone): the whole step 1.45× at 32 px, 1.55× at 28,
 # 1.77× at 16 (benchmarks/step_speed.py, docs/quality.md finding 27); with 1.5 its suite cells trained 94–106 s a
 # seed where resnet_small's took 102–109 s, so it never gets more time.
-ENCODER_SPEED = {"resnet_small_s2": 1.5, "resnet_half_s2": 1.5}
+# resnet_half_s2 was timed at batch 16 only (below); at any other batch it gets resnet_small's epochs.
+ENCODER_SPEED = {"resnet_small_s2": 1.5}
 # The same at a batch where it was measured otherwise: at batch 16 a step's fixed costs weigh more, and the two stages
 # save more. benchmarks/suite_balance.py (2026-12-07, EPYC machine), SimCLR's epoch on resnet_small over the recipe's
 # on the two stages, median of 10 epochs each: BreastMNIST 1.63, PneumoniaMNIST 1.67, BR35H 1.60.
