@@ -11,7 +11,9 @@ PROBE is a comma-separated list of changes to resnet_small / resnet_small_s2 (th
 - `head:H`: the projection heads' hidden layer has H units instead of the encoder's feature size (32 on the two
   stages);
 - `width:W`: the residual stages at base width W instead of 16 (channels W and 2W in stages 1–2);
-- `stem2`: the 3 × 3 stem of images ≤ 64 px strides by 2, so every stage sees a quarter of the positions.
+- `stem2`: the 3 × 3 stem of images ≤ 64 px strides by 2, so every stage sees a quarter of the positions;
+- `grid12`: the grid features the scores read are stage 1's map and stage 2's, each averaged to 4 × 4 and side by
+  side (stage 2's alone as shipped): the finer stage beside the wider one (finding 45).
 `stem2,width:32` is `resnet_half_s2` (engine/model.py), built in the same order, so its cells are the option's to the
 last digit. Every other argument is benchmarks/quality.py's; the random-initialisation readings use the changed
 encoder too. The epochs a changed step gets at equal time are the caller's to set (`--train epochs=N`), from its
@@ -28,6 +30,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
@@ -37,7 +41,7 @@ import engine.model as model
 def parse(probe: str) -> dict[str, str]:
     """`zeroinit,width:32` → {"zeroinit": "", "width": "32"}."""
     changes = dict(part.split(":", 1) if ":" in part else (part, "") for part in probe.split(",") if part)
-    unknown = set(changes) - {"zeroinit", "head", "width", "stem2"}
+    unknown = set(changes) - {"zeroinit", "head", "width", "stem2", "grid12"}
     if unknown:
         raise SystemExit(f"unknown PROBE change(s): {', '.join(sorted(unknown))}")
     return changes
@@ -78,6 +82,31 @@ def patch(changes: dict[str, str]) -> None:
             self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
 
         model.ProjectionHead.__init__ = head_init
+    if "grid12" in changes:
+        patch_grid12()
+
+
+def patch_grid12() -> None:
+    """Con2Model's grid features with stage 1's pooled map before stage 2's (and the feature size to match)."""
+    shipped_init, shipped_features = model.Con2Model.__init__, model.Con2Model.features
+
+    def init(self: model.Con2Model, *args, **kwargs) -> None:
+        shipped_init(self, *args, **kwargs)
+        self.grid_channels += self.encoder.layer1[-1].bn2.num_features
+
+    def features(self: model.Con2Model, x: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
+        if kind not in ("grid", "grid_pooled"):
+            return shipped_features(self, x, kind)
+        net = self.encoder
+        h1 = net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x)))))
+        h2 = net.layer2(h1)
+        grid = torch.cat([F.adaptive_avg_pool2d(h, model.GRID).flatten(1) for h in (h1, h2)], dim=1)
+        if kind == "grid":
+            return grid
+        pooled = net.fc(torch.flatten(net.avgpool(net.layer4(net.layer3(h2))), 1))
+        return torch.cat([grid, pooled], dim=1)
+
+    model.Con2Model.__init__, model.Con2Model.features = init, features
 
 
 def main() -> None:

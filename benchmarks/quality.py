@@ -116,9 +116,10 @@ ENCODER_SPEED = {"resnet_small_s2": 1.5}
 # save more. benchmarks/suite_balance.py (2026-12-07, EPYC machine), SimCLR's epoch on resnet_small over the recipe's
 # on the two stages, median of 10 epochs each: BreastMNIST 1.63, PneumoniaMNIST 1.67, BR35H 1.60.
 # resnet_half_s2 (finding 44): its epoch cost 0.85–1.0× resnet_small_s2's at batch 16, interleaved in one process
-# (BreastMNIST 0.88, PneumoniaMNIST 0.85, BR35H 1.00; benchmarks/encoder_cost.py later 0.81, 0.88, 0.83), so it is
-# given the two stages' factor: never more time than SimCLR (whose epoch costs 1.85–2.09 of its own).
-ENCODER_SPEED_AT_BATCH = {("resnet_small_s2", 16): 1.63, ("resnet_half_s2", 16): 1.63}
+# (BreastMNIST 0.88, PneumoniaMNIST 0.85, BR35H 1.00; benchmarks/encoder_cost.py later 0.81, 0.88, 0.83), SimCLR's
+# epoch 2.09, 1.85 and 1.86 of its own: the lowest, so it never trains longer than SimCLR (finding 45: on the AVX2
+# EPYC its BreastMNIST cells trained 270–289 s a seed at 176 epochs, SimCLR's 271–282 s at 95).
+ENCODER_SPEED_AT_BATCH = {("resnet_small_s2", 16): 1.63, ("resnet_half_s2", 16): 1.85}
 
 
 def encoder_speed(encoder: str, batch_size: int) -> float:

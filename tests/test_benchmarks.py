@@ -320,6 +320,37 @@ def test_the_architecture_probe_builds_the_half_width_option_and_refuses_unknown
     assert all(float(w.abs().sum()) == 0 for k, w in zeroed.state_dict().items() if k.endswith("bn2.weight"))
 
 
+def test_the_probes_grid12_reads_stage_1_beside_stage_2_and_the_scoring_splits_it_at_its_width(monkeypatch):
+    """`grid12`: the grid features are stage 1's map and stage 2's, each averaged to 4 × 4, stage 1's first; the
+    pooled output still follows them in `grid_pooled`, and feature_size says where (the TTA scoring splits there)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import architecture_probe
+    import torch.nn.functional as F
+
+    import engine.model as model
+
+    monkeypatch.setattr(model.Con2Model, "__init__", model.Con2Model.__init__)  # undone after the test
+    monkeypatch.setattr(model.Con2Model, "features", model.Con2Model.features)
+    x = torch.randn(2, 3, 28, 28)
+    torch.manual_seed(3)
+    shipped = model.Con2Model("resnet_half_s2", 28, 16).eval()
+    with torch.no_grad():
+        shipped_grid, shipped_pooled = shipped.features(x, "grid"), shipped.features(x, "pooled")
+    architecture_probe.patch(architecture_probe.parse("grid12"))
+    torch.manual_seed(3)
+    probed = model.Con2Model("resnet_half_s2", 28, 16).eval()
+    with torch.no_grad():
+        net = probed.encoder
+        stage1 = net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x)))))
+        grid = probed.features(x, "grid")
+        assert probed.feature_size("grid") == (32 + 64) * 16 == grid.shape[1]
+        assert torch.equal(grid[:, : 32 * 16], F.adaptive_avg_pool2d(stage1, 4).flatten(1))
+        assert torch.equal(grid[:, 32 * 16 :], shipped_grid)  # stage 2's: the shipped grid
+        both = probed.features(x, "grid_pooled")
+        assert torch.equal(both[:, : probed.feature_size("grid")], grid)
+        assert torch.equal(both[:, probed.feature_size("grid") :], shipped_pooled)
+
+
 def test_the_suite_balance_times_both_methods_at_the_suites_own_configs(monkeypatch):
     """benchmarks/suite_balance.py times the recipe's and SimCLR's epochs of a suite cell and says how many SimCLR
     epochs would match the recipe's time: here on the digits task, two short epochs each."""
@@ -395,6 +426,10 @@ def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
     assert [quality.budget_epochs(task, "simclr", {}) for task in scans.values()] == [95, 36, 34]
     assert quality.encoder_speed("resnet_small_s2", 16) == 1.63 and quality.encoder_speed("resnet_small_s2", 64) == 1.5
     assert quality.budget_epochs(scans["breastmnist"], "recipe", {"batch_size": "64"}, "resnet_small_s2") == 142
+    # the resnet_half_s2 option: SimCLR's epoch costs 1.85–2.09× its epoch at batch 16 (benchmarks/encoder_cost.py),
+    # so at the lowest of those it never trains longer than SimCLR (finding 45)
+    assert [quality.budget_epochs(task, "recipe", {}, "resnet_half_s2") for task in scans.values()] == [176, 66, 63]
+    assert quality.encoder_speed("resnet_half_s2", 16) == 1.85 and quality.encoder_speed("resnet_half_s2", 32) == 1.0
     assert {task.batch_size for task in scans.values()} == {16}
     scans = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
     photos = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
