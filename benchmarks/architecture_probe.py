@@ -14,6 +14,10 @@ PROBE is a comma-separated list of changes to resnet_small / resnet_small_s2 (th
 - `stem2`: the 3 × 3 stem of images ≤ 64 px strides by 2, so every stage sees a quarter of the positions;
 - `grid12`: the grid features the scores read are stage 1's map and stage 2's, each averaged to 4 × 4 and side by
   side (stage 2's alone as shipped): the finer stage beside the wider one (finding 45).
+- `late2`: at ≤ 64 px the stride of resnet_half_s2's stem moves to stage 1's first block (with a strided 1 × 1
+  shortcut, as ResNet's later stages have): the stem's 3 × 3 filters see every pixel, the stages the option's
+  quarter of the positions, at about the option's cost a step (the stem's 3-channel convolution is the only
+  full-resolution layer).
 `stem2,width:32` is `resnet_half_s2` (engine/model.py), built in the same order, so its cells are the option's to the
 last digit. Every other argument is benchmarks/quality.py's; the random-initialisation readings use the changed
 encoder too. The epochs a changed step gets at equal time are the caller's to set (`--train epochs=N`), from its
@@ -41,7 +45,7 @@ import engine.model as model
 def parse(probe: str) -> dict[str, str]:
     """`zeroinit,width:32` → {"zeroinit": "", "width": "32"}."""
     changes = dict(part.split(":", 1) if ":" in part else (part, "") for part in probe.split(",") if part)
-    unknown = set(changes) - {"zeroinit", "head", "width", "stem2", "grid12"}
+    unknown = set(changes) - {"zeroinit", "head", "width", "stem2", "grid12", "late2"}
     if unknown:
         raise SystemExit(f"unknown PROBE change(s): {', '.join(sorted(unknown))}")
     return changes
@@ -67,6 +71,8 @@ def patch(changes: dict[str, str]) -> None:
             built = shipped(name, image_size)
         if "stem2" in changes and image_size <= model.SMALL_STEM_MAX_SIZE:
             built[0].conv1.stride = (2, 2)
+        if "late2" in changes and image_size <= model.SMALL_STEM_MAX_SIZE:
+            stride_stage1(built[0])
         if "zeroinit" in changes:
             for block in built[0].modules():
                 if isinstance(block, BasicBlock):
@@ -84,6 +90,17 @@ def patch(changes: dict[str, str]) -> None:
         model.ProjectionHead.__init__ = head_init
     if "grid12" in changes:
         patch_grid12()
+
+
+def stride_stage1(net: nn.Module) -> None:
+    """The stem at stride 1 and stage 1's first block at stride 2, its shortcut a strided 1 × 1 convolution."""
+    net.conv1.stride = (1, 1)
+    first, width = net.layer1[0], net.conv1.out_channels
+    first.conv1.stride = (2, 2)
+    first.stride = 2
+    shortcut = nn.Conv2d(width, width, kernel_size=1, stride=2, bias=False)
+    first.downsample = nn.Sequential(shortcut, nn.BatchNorm2d(width))
+    nn.init.kaiming_normal_(shortcut.weight, mode="fan_out", nonlinearity="relu")
 
 
 def patch_grid12() -> None:
