@@ -16,8 +16,8 @@ PROBE is a comma-separated list of changes to resnet_small / resnet_small_s2 (th
   side (stage 2's alone as shipped): the finer stage beside the wider one (finding 45).
 - `late2`: at ≤ 64 px the stride of resnet_half_s2's stem moves to stage 1's first block (with a strided 1 × 1
   shortcut, as ResNet's later stages have): the stem's 3 × 3 filters see every pixel, the stages the option's
-  quarter of the positions, at about the option's cost a step (the stem's 3-channel convolution is the only
-  full-resolution layer).
+  quarter of the positions. Its cost a step is not measured interleaved (finding 45: its cells trained 10–20 %
+  longer than the option's and the shipped encoder's, on a noisy machine), so give it epochs from a measurement.
 `stem2,width:32` is `resnet_half_s2` (engine/model.py), built in the same order, so its cells are the option's to the
 last digit. Every other argument is benchmarks/quality.py's; the random-initialisation readings use the changed
 encoder too. The epochs a changed step gets at equal time are the caller's to set (`--train epochs=N`), from its
@@ -114,14 +114,14 @@ def patch_grid12() -> None:
     def features(self: model.Con2Model, x: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
         if kind not in ("grid", "grid_pooled"):
             return shipped_features(self, x, kind)
-        net = self.encoder
-        h1 = net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x)))))
-        h2 = net.layer2(h1)
-        grid = torch.cat([F.adaptive_avg_pool2d(h, model.GRID).flatten(1) for h in (h1, h2)], dim=1)
-        if kind == "grid":
-            return grid
-        pooled = net.fc(torch.flatten(net.avgpool(net.layer4(net.layer3(h2))), 1))
-        return torch.cat([grid, pooled], dim=1)
+        # the shipped pass, stage 1's output kept on the way: its grid goes first (grid, then pooled, as shipped)
+        stage1: list[torch.Tensor] = []
+        hook = self.encoder.layer1.register_forward_hook(lambda _module, _inputs, out: stage1.append(out))
+        try:
+            shipped = shipped_features(self, x, kind)
+        finally:
+            hook.remove()
+        return torch.cat([F.adaptive_avg_pool2d(stage1[0], model.GRID).flatten(1), shipped], dim=1)
 
     model.Con2Model.__init__, model.Con2Model.features = init, features
 
