@@ -383,8 +383,27 @@ def row_task(row: str) -> str:
 
 
 def merged_section(kept: str, fresh: str) -> str:
-    """A label's section as freshly written, plus the rows of tasks that only the page still had: the state
-    files are local, so a task measured for this label in an earlier checkout lives only in the page's table."""
+    """A label's section as freshly written, plus what only the page still had: the rows of tasks measured for
+    this label in an earlier checkout (the state files are local, so those live only in the page's table), and the
+    notes written by hand between the heading and the recipe line (what a run resolved to, its machine)."""
+    return with_notes(merged_rows(kept, fresh), page_notes(kept))
+
+
+def page_notes(section: str) -> list[str]:
+    """The non-blank lines between a section's heading and its "Recipe:" line."""
+    return [line for line in section.split("\nRecipe:", 1)[0].splitlines()[1:] if line.strip()]
+
+
+def with_notes(section: str, notes: list[str]) -> str:
+    """`section` with `notes` after its heading, unless it has notes of its own."""
+    if not notes or page_notes(section):
+        return section
+    heading, rest = section.split("\n", 1)
+    return f"{heading}\n\n" + "\n".join(notes) + f"\n{rest}"
+
+
+def merged_rows(kept: str, fresh: str) -> str:
+    """`fresh` with the table rows of tasks that only `kept` has, before its own."""
     fresh_rows = [line for line in fresh.splitlines() if line.startswith("| ") and not line.startswith("| task ")]
     tasks = {row_task(row) for row in fresh_rows}
     old_rows = [

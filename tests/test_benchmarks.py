@@ -246,6 +246,14 @@ def test_the_quality_table_keeps_a_labels_rows_that_only_the_page_still_has():
     full = fresh.replace("| both |", "| cifar10 (mean of 10) |")
     rows = [line for line in quality.merged_section(partial, full).splitlines() if line.startswith("| cifar10")]
     assert rows == ["| cifar10 (mean of 10) | 70.0 | 75.0 | 3 |"]
+    # a note written by hand under the heading (what `auto` resolved to, the machine) survives the rewrite, once
+    noted = kept.replace("## v3\n\n", "## v3\n\n(ran on another CPU)\n\n")
+    merged = quality.merged_section(noted, fresh)
+    assert merged.startswith("## v3\n\n(ran on another CPU)\n\nRecipe:") and merged.count("another CPU") == 1
+    assert quality.merged_section(noted, merged) == merged
+    assert [line for line in merged.splitlines() if line.startswith("| ")] == [
+        line for line in quality.merged_section(kept, fresh).splitlines() if line.startswith("| ")
+    ]
 
 
 def test_the_no_tta_readings_use_the_features_the_recipe_scores():
