@@ -72,7 +72,7 @@ def patch(changes: dict[str, str]) -> None:
         if "stem2" in changes and image_size <= model.SMALL_STEM_MAX_SIZE:
             built[0].conv1.stride = (2, 2)
         if "late2" in changes and image_size <= model.SMALL_STEM_MAX_SIZE:
-            stride_stage1(built[0])
+            model.stride_stage1(built[0])
         if "zeroinit" in changes:
             for block in built[0].modules():
                 if isinstance(block, BasicBlock):
@@ -90,17 +90,6 @@ def patch(changes: dict[str, str]) -> None:
         model.ProjectionHead.__init__ = head_init
     if "grid12" in changes:
         patch_grid12()
-
-
-def stride_stage1(net: nn.Module) -> None:
-    """The stem at stride 1 and stage 1's first block at stride 2, its shortcut a strided 1 × 1 convolution."""
-    net.conv1.stride = (1, 1)
-    first, width = net.layer1[0], net.conv1.out_channels
-    first.conv1.stride = (2, 2)
-    first.stride = 2
-    shortcut = nn.Conv2d(width, width, kernel_size=1, stride=2, bias=False)
-    first.downsample = nn.Sequential(shortcut, nn.BatchNorm2d(width))
-    nn.init.kaiming_normal_(shortcut.weight, mode="fan_out", nonlinearity="relu")
 
 
 def patch_grid12() -> None:

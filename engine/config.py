@@ -29,7 +29,7 @@ ROTATION_METHODS = ("csi", "self_oecl", "firm", "masked_contrastive")
 # Con2 and its two ablations: the methods that train with a context augmentation
 CON2_METHODS = ("con2", "context_only", "content_only")
 METHODS = (*CON2_METHODS, "simclr", *ROTATION_METHODS, *CLASSICAL_METHODS)
-ENCODERS = ("resnet18", "resnet_small", "resnet_small_s2", "resnet_half_s2")
+ENCODERS = ("resnet18", "resnet_small", "resnet_small_s2", "resnet_half_s2", "resnet_half_late_s2")
 # TrainConfig.encoder's default: chosen from the training images when a run starts (engine/encoder_choice.py)
 AUTO_ENCODER = "auto"
 ENCODER_CHOICES = (AUTO_ENCODER, *ENCODERS)
@@ -146,6 +146,8 @@ class TrainConfig:
         "the grid features the scores compare are stage 2's, and a step costs 1.45–1.8× less); resnet_half_s2 = the "
         "same two stages at twice the width (64-d) behind a stride-2 stem, at about resnet_small_s2's cost: on "
         "BreastMNIST +3.7 S_NND at equal time, on chest x-rays −1.6 (docs/quality.md finding 44), so an option; "
+        "resnet_half_late_s2 = resnet_half_s2 with the stride moved from the stem to stage 1's first block, so the "
+        "stem sees every pixel (docs/quality.md finding 46); "
         "auto (the default) "
         "= resnet_small_s2 for Con2 on greyscale images above 16 px, where it ranked better at equal time, "
         "resnet_small otherwise, where it ranked worse or was not measured better (photographs, the 16 px digits, "

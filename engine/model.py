@@ -10,7 +10,9 @@ greyscale scans (engine/encoder_choice.py; docs/quality.md finding 27). `resnet_
 that width (ResNet18's at half width: 64-d pooled, 64 grid channels) behind a stride-2 stem: the stem halves the
 map, so the step costs about what resnet_small_s2's does, spent on twice the channels at a quarter of the positions.
 An option: `auto` does not pick it; it lifted BreastMNIST 3.7 points and cost chest x-rays 1.6 (docs/quality.md
-finding 44).
+finding 44). `resnet_half_late_s2` moves that stride from the stem to stage 1's first block (a strided 1 × 1
+shortcut, as ResNet's later stages have): the stem's filters see every pixel, the stages the same quarter of the
+positions (docs/quality.md finding 46).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ SMALL_STEM_MAX_SIZE = 64
 # Methods that train a rotation classifier on the encoder features (CSI's shift head; masked contrastive's too); only
 # their models carry one, so every other method's state dict, checkpoints and bundles stay as they were.
 SHIFT_HEAD_METHODS = ("csi", "masked_contrastive")
+# The two half-width encoders: resnet_half_late_s2 is resnet_half_s2 with its stride moved from the stem to stage 1
+HALF_WIDTH = ("resnet_half_s2", "resnet_half_late_s2")
 GRID = 4  # cells per side of the "grid" features: layer 2's map (8–56 px wide) averaged to 4 × 4
 
 
@@ -57,17 +61,19 @@ def build_encoder(name: str, image_size: int) -> tuple[nn.Module, int]:
         net, width = resnet18(weights=None), 64
     elif name in ("resnet_small", "resnet_small_s2"):
         net, width = _NarrowResNet(16), 16
-    elif name == "resnet_half_s2":
+    elif name in HALF_WIDTH:
         net, width = _NarrowResNet(32), 32
     else:
         raise ValueError(f"unknown encoder {name!r}")
     if image_size <= SMALL_STEM_MAX_SIZE:
         # resnet_half_s2's stem strides: on greyscale scans at 28–32 px, twice the channels on a quarter of the
         # positions ranked better at equal time than resnet_small_s2's full-resolution map (docs/quality.md finding 44)
-        stride = 2 if name == "resnet_half_s2" else 1
+        stride = 2 if name in HALF_WIDTH else 1
         net.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=stride, padding=1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         net.maxpool = nn.Identity()
+        if name == "resnet_half_late_s2":
+            stride_stage1(net)
     net.fc = nn.Identity()
     if name.endswith("_s2"):
         # The grid features the scores compare are stage 2's; stages 3 and 4 only fed the heads. Without them the
@@ -75,6 +81,18 @@ def build_encoder(name: str, image_size: int) -> tuple[nn.Module, int]:
         net.layer3, net.layer4 = nn.Identity(), nn.Identity()
         return net, width * 2
     return net, width * 8
+
+
+def stride_stage1(net: nn.Module) -> None:
+    """Move the stem's stride to stage 1's first block, its shortcut a strided 1 × 1 convolution as ResNet's later
+    stages have: the stem's 3 × 3 filters see every pixel, and the stages still work on a quarter of the positions."""
+    net.conv1.stride = (1, 1)
+    first, width = net.layer1[0], net.conv1.out_channels
+    first.conv1.stride = (2, 2)
+    first.stride = 2
+    shortcut = nn.Conv2d(width, width, kernel_size=1, stride=2, bias=False)
+    first.downsample = nn.Sequential(shortcut, nn.BatchNorm2d(width))
+    nn.init.kaiming_normal_(shortcut.weight, mode="fan_out", nonlinearity="relu")
 
 
 class ProjectionHead(nn.Module):

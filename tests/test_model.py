@@ -129,8 +129,43 @@ def test_the_half_width_two_stage_encoder_has_twice_the_channels_on_a_map_half_a
     assert half.features(x, "grid").shape == (2, 64 * GRID * GRID)
 
 
+@pytest.mark.parametrize("size", [28, 72])
+def test_the_late_stride_option_keeps_the_stem_at_full_resolution_and_halves_the_map_in_stage_1(size):
+    # resnet_half_late_s2: at ≤ 64 px the stem keeps every pixel and stage 1's first block strides (its shortcut a
+    # strided 1 × 1 convolution), so stage 2's map is resnet_half_s2's 7 × 7 at 28 px; above 64 px both are ResNet's
+    torch.manual_seed(0)
+    late = Con2Model("resnet_half_late_s2", image_size=size, projection_dim=8).eval()
+    half = Con2Model("resnet_half_s2", image_size=size, projection_dim=8).eval()
+    net = late.encoder
+    x = images(2, size, seed=4)
+    with torch.no_grad():
+        stem = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        stage1, stage2 = net.layer1(stem), net.layer2(net.layer1(stem))
+        half2 = half.encoder.layer2(
+            half.encoder.layer1(half.encoder.maxpool(half.encoder.relu(half.encoder.bn1(half.encoder.conv1(x)))))
+        )
+    if size <= 64:
+        assert net.conv1.stride == (1, 1) and net.layer1[0].conv1.stride == (2, 2)
+        assert stem.shape[-1] == size and stage1.shape[-1] == (size + 1) // 2
+        assert net.layer1[0].downsample[0].stride == (2, 2)
+    else:
+        assert net.layer1[0].downsample is None and net.conv1.stride == (2, 2)
+    assert stage2.shape == half2.shape and stage2.shape[1] == 64
+    assert late.feature_size("grid") == 64 * GRID * GRID and late.features(x, "grid").shape == (2, 64 * GRID * GRID)
+    # one 1 × 1 shortcut and its batch norm more than resnet_half_s2 at ≤ 64 px; the same network above
+    extra = sum(p.numel() for p in late.parameters()) - sum(p.numel() for p in half.parameters())
+    assert extra == (32 * 32 + 2 * 32 if size <= 64 else 0)
+
+
 @pytest.mark.parametrize(
-    "encoder, size", [("resnet_small", 16), ("resnet_small_s2", 16), ("resnet_half_s2", 28), ("resnet18", 72)]
+    "encoder, size",
+    [
+        ("resnet_small", 16),
+        ("resnet_small_s2", 16),
+        ("resnet_half_s2", 28),
+        ("resnet_half_late_s2", 28),
+        ("resnet18", 72),
+    ],
 )
 def test_grid_and_pooled_features_from_one_pass_are_each_kind_alone_side_by_side(encoder, size):
     # S_LH's two Gaussians (ScoreConfig.lh_pooled) read both kinds from one forward pass: it must compute exactly what
