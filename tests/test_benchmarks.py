@@ -460,7 +460,8 @@ def test_the_suite_budget_is_wall_time_whatever_the_encoder_and_views():
     assert [quality.budget_epochs(task, "recipe", {}, "resnet_half_s2") for task in scans.values()] == [176, 66, 63]
     assert quality.encoder_speed("resnet_half_s2", 16) == 1.85 and quality.encoder_speed("resnet_half_s2", 32) == 1.0
     # resnet_half_late_s2: its epoch 1.02–1.03× resnet_small_s2's, interleaved (finding 46), so a few epochs fewer
-    assert [quality.budget_epochs(task, "recipe", {}, "resnet_half_late_s2") for task in scans.values()] == [152, 57, 55]
+    late = [quality.budget_epochs(task, "recipe", {}, "resnet_half_late_s2") for task in scans.values()]
+    assert late == [152, 57, 55]
     assert {task.batch_size for task in scans.values()} == {16}
     scans = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
     photos = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
