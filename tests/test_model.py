@@ -102,6 +102,16 @@ def test_the_two_stage_encoder_scores_the_same_grid_with_stages_3_and_4_gone(siz
     assert sum(p.numel() for p in short.encoder.parameters()) < sum(p.numel() for p in full.encoder.parameters()) / 4
 
 
+def stem_map(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An encoder's stem output (its max-pool an identity at ≤ 64 px)."""
+    return net.maxpool(net.relu(net.bn1(net.conv1(x))))
+
+
+def stage2_map(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Stage 2's map, the one the grid features average."""
+    return net.layer2(net.layer1(stem_map(net, x)))
+
+
 @pytest.mark.parametrize("size", [28, 72])
 def test_the_half_width_two_stage_encoder_has_twice_the_channels_on_a_map_half_as_wide(size):
     # resnet_half_s2: ResNet18's stem and stages 1–2 at half width (32 → 64 channels); at ≤ 64 px its 3 × 3 stem
@@ -114,12 +124,8 @@ def test_the_half_width_two_stage_encoder_has_twice_the_channels_on_a_map_half_a
     assert small.encoder.conv1.stride == ((1, 1) if size <= 64 else (2, 2))
     assert not any(k.startswith(("layer3.", "layer4.")) for k in half.state_dict())
     x = images(2, size, seed=3)
-
-    def stage2_map(net):
-        return net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))
-
     with torch.no_grad():
-        stage2, small2, out = stage2_map(half.encoder), stage2_map(small.encoder), half(x)
+        stage2, small2, out = stage2_map(half.encoder, x), stage2_map(small.encoder, x), half(x)
     assert stage2.shape[1] == 2 * small2.shape[1] == 64
     if size <= 64:
         assert stage2.shape[-1] == (small2.shape[-1] + 1) // 2
@@ -139,11 +145,8 @@ def test_the_late_stride_option_keeps_the_stem_at_full_resolution_and_halves_the
     net = late.encoder
     x = images(2, size, seed=4)
     with torch.no_grad():
-        stem = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-        stage1, stage2 = net.layer1(stem), net.layer2(net.layer1(stem))
-        half2 = half.encoder.layer2(
-            half.encoder.layer1(half.encoder.maxpool(half.encoder.relu(half.encoder.bn1(half.encoder.conv1(x)))))
-        )
+        stem = stem_map(net, x)
+        stage1, stage2, half2 = net.layer1(stem), stage2_map(net, x), stage2_map(half.encoder, x)
     if size <= 64:
         assert net.conv1.stride == (1, 1) and net.layer1[0].conv1.stride == (2, 2)
         assert stem.shape[-1] == size and stage1.shape[-1] == (size + 1) // 2
