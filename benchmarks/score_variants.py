@@ -29,7 +29,14 @@ engine's defaults or --train overrides) and scores it, from the same features, w
   a sample of it, wherever it sits), the query's cells' negative log-likelihoods summed: a model of what local
   structure looks like that ignores where it sits, for photographs whose objects move from one image to the next;
 - `lh_grid_pooled` (grid features only): one Gaussian over the grid features and the pooled output together, the
-  two blocks independent (each L2-normalised on its own): the sum of the grid's S_LH and the pooled output's.
+  two blocks independent (each L2-normalised on its own): the sum of the grid's S_LH and the pooled output's;
+- `nnd_grid_pooled` (grid features only): S_NND's counterpart, the grid's S_NND plus the pooled output's (each the
+  cosine distance to its own nearest normal, so both on one scale; since finding 47 the engine's S_NND, halved);
+  `nnd_grid` the grid's alone (the engine's S_NND before it, `nnd_pooled = False`), and `z_nnd_grid_pooled` the two
+  on their normal data's scale (z-scores against their leave-one-out values on the training images), added.
+
+`--lean` reads only `nnd`, `lh`, `nnd_grid`, the pooled scores and `z_nnd_grid_pooled` (a few seconds a cell where
+the full set takes minutes).
 
     python benchmarks/score_variants.py --task breastmnist --seeds 0,1,2 [--grids 2,7] [--train epochs=1350]
     python benchmarks/score_variants.py --task cifar10 --normal airplane,bird   # several classes, one at a time
@@ -127,6 +134,13 @@ def read_variants(
         )
         # the grid's Gaussian and the pooled output's as one Gaussian over both, independent of each other (a
         # block-diagonal covariance, each block's features L2-normalised on their own): its NLL is the two summed
+        out["nnd_grid_pooled"] = sum(
+            NNDScorer().fit(bank_f).anomaly_scores(query_f)
+            + NNDScorer()
+            .fit(embed(model, bank, context=b, features="pooled"))
+            .anomaly_scores(embed(model, queries, context=q, features="pooled"))
+            for (bank_f, query_f, _, _), (q, b, _) in zip(views, plan, strict=True)
+        )
         out["lh_grid_pooled"] = sum(
             grid_lh
             + LHScorer()
@@ -152,15 +166,18 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--grids", default="", help="comma-separated grid sizes to score besides the engine's")
     parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides, field=value")
+    parser.add_argument("--lean", action="store_true", help="only the engine's scores and the grid-plus-pooled sums")
     args = parser.parse_args()
     task = quality.TASKS[args.task]
     train_over = quality.parse_overrides(args.train)
     grids = [int(g) for g in args.grids.split(",") if g]
     for normal in (args.normal or task.normals[0]).split(","):
-        read_normal(task, normal, [int(s) for s in args.seeds.split(",")], train_over, grids)
+        read_normal(task, normal, [int(s) for s in args.seeds.split(",")], train_over, grids, lean=args.lean)
 
 
-def read_normal(task: quality.Task, normal: str, seeds: list[int], train_over: dict, grids: list[int]) -> None:
+def read_normal(
+    task: quality.Task, normal: str, seeds: list[int], train_over: dict, grids: list[int], *, lean: bool = False
+) -> None:
     """Train the suite's cell of `normal` once per seed and print every reading of it as one JSON line."""
     loaded, targets, references = quality.split(task, normal)
     if (loaded.score_in_train >= 0).any():
@@ -172,19 +189,28 @@ def read_normal(task: quality.Task, normal: str, seeds: list[int], train_over: d
         trained = train(bank, config)
         train_s = time.perf_counter() - started
         r = score_images(trained, bank, queries, score_config, score_train=True)
-        pooled = score_images(trained, bank, queries, dataclasses.replace(score_config, features="pooled"))
-        fixed = score_images(trained, bank, queries, dataclasses.replace(score_config, lh_shrinkage="fixed",
-                                                                         lh_epsilon=0.01))  # fmt: skip
-        variants = read_variants(trained, score_config, bank, queries, grids)
+        pooled = score_images(
+            trained, bank, queries, dataclasses.replace(score_config, features="pooled"), score_train=True
+        )
+        grid = score_images(
+            trained, bank, queries, dataclasses.replace(score_config, nnd_pooled="off"), score_train=True
+        )
         out = {
             "task": task.name, "normal": normal, "seed": seed, "encoder": trained.config.encoder,
             "epochs": config.epochs, "train_s": round(train_s), "pix": references["auroc_pixels"],
-            "nnd": auroc(targets, r.s_nnd), "lh": auroc(targets, r.s_lh),
-            "z_nnd_lh": auroc(targets, z(r.train_s_nnd, r.s_nnd) + z(r.train_s_lh, r.s_lh)),
+            "nnd": auroc(targets, r.s_nnd), "lh": auroc(targets, r.s_lh), "nnd_grid": auroc(targets, grid.s_nnd),
             "pooled_nnd": auroc(targets, pooled.s_nnd), "pooled_lh": auroc(targets, pooled.s_lh),
-            "lh_fixed": auroc(targets, fixed.s_lh),
-            **{name: auroc(targets, scores) for name, scores in variants.items()},
+            "z_nnd_grid_pooled": auroc(targets, z(grid.train_s_nnd, grid.s_nnd) + z(pooled.train_s_nnd, pooled.s_nnd)),
         }  # fmt: skip
+        if not lean:
+            fixed = score_images(trained, bank, queries, dataclasses.replace(score_config, lh_shrinkage="fixed",
+                                                                             lh_epsilon=0.01))  # fmt: skip
+            variants = read_variants(trained, score_config, bank, queries, grids)
+            out |= {
+                "z_nnd_lh": auroc(targets, z(r.train_s_nnd, r.s_nnd) + z(r.train_s_lh, r.s_lh)),
+                "lh_fixed": auroc(targets, fixed.s_lh),
+                **{name: auroc(targets, scores) for name, scores in variants.items()},
+            }
         print(json.dumps({k: round(100 * v, 1) if isinstance(v, float) else v for k, v in out.items()}), flush=True)
 
 

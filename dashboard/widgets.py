@@ -74,6 +74,7 @@ LABELS = {
     ("train", "precision"): "Precision (auto = chosen for this machine)",
     ("score", "k"): "k (S_NND neighbours)",
     ("score", "lh_pooled"): "S_LH adds the pooled output's Gaussian",
+    ("score", "nnd_pooled"): "S_NND adds the pooled output's nearest normal (auto = colour photographs)",
     ("score", "lh_shrinkage"): "S_LH covariance shrinkage",
     ("score", "lh_epsilon"): "S_LH ε",
     ("score", "batch_size"): "Scoring batch size",

@@ -44,6 +44,8 @@ LH_SHRINKAGE = ("ledoit_wolf", "fixed")
 ALPHA_SCHEDULES = ("linear", "constant")
 BATCHNORM_STATISTICS = ("training", "per_context")
 FEATURES = ("pooled", "grid")
+AUTO_NND_POOLED = "auto"  # ScoreConfig.nnd_pooled: on for colour photographs (engine.tta.nnd_reads_pooled)
+NND_POOLED = (AUTO_NND_POOLED, "on", "off")
 # TrainConfig.precision's default: resolved when a run starts, on the machine that trains it (engine/device.py)
 AUTO_PRECISION = "auto"
 PRECISIONS = (AUTO_PRECISION, "float32", "bfloat16")
@@ -342,10 +344,20 @@ class ScoreConfig:
     lh_pooled: bool = option(
         True,
         "With grid features, S_LH adds a second Gaussian over the encoder's pooled output to the grid's (the two "
-        "independent, each L2-normalised on its own; S_NND stays on the grid). The grid keeps where things sit, "
-        "the pooled output what is there wherever it sits, which photographs need: on CIFAR-10 S_LH +3.3 on the "
-        "mean of the ten classes, every class up; level on the scans (docs/quality.md finding 42). Off = the grid's "
-        "Gaussian alone.",
+        "independent, each L2-normalised on its own; nnd_pooled does the same for S_NND). The grid keeps where "
+        "things sit, the pooled output what is there wherever it sits, which photographs need: on CIFAR-10 S_LH "
+        "+3.3 on the mean of the ten classes, every class up; level on the scans (docs/quality.md finding 42). Off "
+        "= the grid's Gaussian alone.",
+    )
+    nnd_pooled: str = option(
+        AUTO_NND_POOLED,
+        "With grid features, whether S_NND also reads the encoder's pooled output: on = the mean of two cosine "
+        "distances, to the nearest normal on the grid and to the nearest normal on the pooled output, each found "
+        "on its own; off = the grid alone; auto = on for colour photographs, off for greyscale images. The grid "
+        "ranks by where things sit, the pooled output by what is there wherever it sits: on CIFAR-10 the two "
+        "together lift S_NND on the mean of the ten classes, on the aligned greyscale scans and digits they are "
+        "level or lower (docs/quality.md finding 47). The nearest normals shown beside a sample are the grid's.",
+        choices=NND_POOLED,
     )
     k: int = option(1, "Neighbours averaged by S_NND (paper: 1).", min=1)
     context_bank: str = option(

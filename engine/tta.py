@@ -27,7 +27,8 @@ import torch
 
 from engine import batchnorm, firm, masked
 from engine.augment import ContentAugmentation, ContentParams
-from engine.config import ROTATION_METHODS, ScoreConfig
+from engine.config import AUTO_NND_POOLED, ROTATION_METHODS, ScoreConfig
+from engine.context_choice import is_greyscale
 from engine.copies import copy_groups
 from engine.csi import CSIScorer, rotated_outputs
 from engine.device import deterministic, runs_in_bfloat16
@@ -86,6 +87,17 @@ def tta_augmentation(trained: TrainedModel, config: ScoreConfig) -> ContentAugme
     return ContentAugmentation.from_config(trained.config, trained.image_size, min_area=config.tta_min_area)
 
 
+def nnd_reads_pooled(config: ScoreConfig, bank: torch.Tensor) -> bool:
+    """Whether S_NND reads the pooled output beside the grid (ScoreConfig.nnd_pooled) for this bank of training
+    images: `auto` is on where they are colour photographs. Measured at the suite's budget (docs/quality.md,
+    finding 47): on CIFAR-10 it lifted S_NND on the mean of the ten classes, most on the classes whose objects sit
+    anywhere in the frame (truck, horse, dog); on the aligned greyscale sets, where the grid's "where" is the
+    signal, it was level on the scans and cost the digits up to 1.7 points (digit 8)."""
+    if config.features != "grid" or config.nnd_pooled == "off":
+        return False
+    return config.nnd_pooled == "on" or (config.nnd_pooled == AUTO_NND_POOLED and not is_greyscale(bank))
+
+
 @deterministic()
 def score_images(
     trained: TrainedModel,
@@ -139,9 +151,11 @@ def score_images(
         for context in {c for query_context, bank_context, _ in plan for c in (query_context, bank_context)}:
             statistics[context] = batchnorm.estimate(model.encoder, bank, context=context, batch_size=config.batch_size)
 
-    # grid features with `lh_pooled`: every view also carries the pooled output (one forward pass), after the grid
-    # columns; S_NND and the neighbours read the grid columns alone, S_LH each block under its own Gaussian
-    two_blocks = config.features == "grid" and config.lh_pooled
+    # grid features with `lh_pooled` or `nnd_pooled`: every view also carries the pooled output (one forward pass),
+    # after the grid columns; S_LH fits each block its own Gaussian, S_NND finds each block its own nearest normal,
+    # and the neighbours shown are the grid's
+    nnd_pooled = nnd_reads_pooled(config, bank)
+    two_blocks = config.features == "grid" and (config.lh_pooled or nnd_pooled)
     grid_width = model.feature_size("grid")
 
     def view(pixels: torch.Tensor, context: str | None, params) -> torch.Tensor:
@@ -161,8 +175,16 @@ def score_images(
         """The feature blocks S_LH fits a Gaussian to each: the grid and the pooled output, or the features."""
         return [feats[:, :grid_width], feats[:, grid_width:]] if two_blocks else [feats]
 
+    def lh_blocks(feats: torch.Tensor) -> list[torch.Tensor]:
+        """The blocks S_LH sums a Gaussian over: both with `lh_pooled`, else the first."""
+        return blocks(feats) if config.lh_pooled else blocks(feats)[:1]
+
+    def nnd_blocks(feats: torch.Tensor) -> list[torch.Tensor]:
+        """The blocks S_NND averages a nearest-normal distance over: both with `nnd_pooled`, else the first."""
+        return blocks(feats) if nnd_pooled else blocks(feats)[:1]
+
     def nnd_features(feats: torch.Tensor) -> torch.Tensor:
-        """The columns S_NND and the neighbours compare: the first block."""
+        """The columns the neighbours shown compare: the first block."""
         return blocks(feats)[0]
 
     def query_features(bank_as_query: torch.Tensor | None, context: str | None, params) -> torch.Tensor:
@@ -188,15 +210,22 @@ def score_images(
             # the training images seen as queries are: the bank itself, unless the bank is in another context
             bank_as_query = bank_feats if query_context == bank_context else view(bank, query_context, params)
         query_feats = query_features(bank_as_query if any_inside else None, query_context, params)
-        own = blocks(bank_as_query) if has_reference else blocks(bank_feats)  # the training images as queries
-        for bank_block, query_block, own_block in zip(blocks(bank_feats), blocks(query_feats), own, strict=True):
+        own = bank_as_query if has_reference else bank_feats  # the training images as queries
+        for bank_block, query_block, own_block in zip(
+            lh_blocks(bank_feats), lh_blocks(query_feats), lh_blocks(own), strict=True
+        ):
             lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_block, copies)
             s_lh += lh.anomaly_scores(query_block, exclude).double()
             if has_reference:
                 t_lh += lh.anomaly_scores(own_block[self_rows], self_rows).double()
+        if method not in ROTATION_METHODS:
+            nnd_parts = list(zip(nnd_blocks(bank_feats), nnd_blocks(query_feats), nnd_blocks(own), strict=True))
+            for bank_block, query_block, own_block in nnd_parts:  # the mean over the blocks: one cosine scale
+                nnd = NNDScorer(config.k).fit(bank_block, copies)
+                s_nnd += nnd.anomaly_scores(query_block, exclude).double() / len(nnd_parts)
+                if has_reference:
+                    t_nnd += nnd.anomaly_scores(own_block[self_rows], self_rows).double() / len(nnd_parts)
         bank_feats, query_feats = nnd_features(bank_feats), nnd_features(query_feats)
-        if bank_as_query is not None:
-            bank_as_query = nnd_features(bank_as_query)
         if draw is None and query_context is None and bank_context is None:
             plain_bank, plain = bank_feats, query_feats  # the plain view (A = 1): no need to embed it again below
         if method in ROTATION_METHODS:
@@ -206,11 +235,6 @@ def score_images(
             )
             own_queries.append(q)
             own_reference.append(t)
-        else:
-            nnd = NNDScorer(config.k).fit(bank_feats, copies)
-            s_nnd += nnd.anomaly_scores(query_feats, exclude).double()
-            if has_reference:
-                t_nnd += nnd.anomaly_scores(bank_as_query[self_rows], self_rows).double()
         if on_progress is not None and on_progress(done, total) is False:
             raise TrainingCancelled(f"cancelled while scoring ({done} of {total} views)")
 

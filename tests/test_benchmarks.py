@@ -424,10 +424,14 @@ def test_score_variants_reads_the_engines_own_score_where_a_variant_is_the_engin
     assert views == 2  # them, the script sums them (the same ranking)
     np.testing.assert_allclose(out[f"grid_{model_module.GRID}"] / views, engine_scores.s_nnd, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grid_alone.s_nnd, engine_scores.s_nnd, rtol=1e-6)  # S_NND reads the grid either way
+    # on these greyscale digits `auto` keeps S_NND on the grid; `on` is the script's nnd_grid_pooled, halved
+    with_pooled = score_images(trained, bank, queries, dataclasses.replace(config, nnd_pooled="on"), score_train=False)
+    np.testing.assert_allclose(out["nnd_grid_pooled"] / views / 2, with_pooled.s_nnd, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(out[f"lh_grid_{model_module.GRID}"] / views, grid_alone.s_lh, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(out["lh_grid_pooled"] / views, engine_scores.s_lh, rtol=1e-4, atol=1e-3)
     assert not np.allclose(engine_scores.s_lh, grid_alone.s_lh, rtol=1e-3)  # the pooled block changes the score
-    expected = {"wnn", "nnd_mirror_tta", "lh_mirror_bank", "nnd_cells", "lh_cells", "lh_shared", "lh_grid_pooled"}
+    expected = {"wnn", "nnd_mirror_tta", "lh_mirror_bank", "nnd_cells", "lh_cells", "lh_shared", "lh_grid_pooled",
+                "nnd_grid_pooled"}  # fmt: skip
     assert expected <= set(out)
     assert all(len(scores) == len(queries) and np.isfinite(scores).all() for scores in out.values())
 

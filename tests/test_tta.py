@@ -13,7 +13,7 @@ from engine.augment import ContentAugmentation
 from engine.config import ScoreConfig, TrainConfig
 from engine.embed import embed
 from engine.train import train
-from engine.tta import score_images, view_plan
+from engine.tta import nnd_reads_pooled, score_images, view_plan
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +185,28 @@ def test_grid_features_score_where_a_structure_sits_and_projections_stay_pooled(
     # what the Explore views project is the encoder's output, whichever features score
     assert result.features.shape == (6, trained.model.feature_dim)
     assert np.allclose(result.features, pooled.features, atol=1e-5)
+
+
+def test_s_nnd_on_grid_and_pooled_output_is_the_mean_of_the_two_nearest_normals_and_auto_is_on_for_colour():
+    """ScoreConfig.nnd_pooled (docs/quality.md finding 47): each block finds its own nearest normal, S_NND is the mean
+    of the two cosine distances (the training images' leave-one-out reference too), the neighbours shown stay the
+    grid's and S_LH does not change; `auto` reads the pooled output for colour photographs, not greyscale images."""
+    g = torch.Generator().manual_seed(5)
+    colour = torch.randint(0, 256, (18, 3, 16, 16), generator=g, dtype=torch.uint8)
+    trained = train(colour, TrainConfig(epochs=1, batch_size=6, projection_dim=16, views_per_context=1))
+    bank, queries = colour[:12], colour[12:]
+    auto = score_images(trained, bank, queries, ScoreConfig())
+    grid = score_images(trained, bank, queries, ScoreConfig(nnd_pooled="off"))
+    pooled = score_images(trained, bank, queries, ScoreConfig(features="pooled"))
+    assert nnd_reads_pooled(ScoreConfig(), bank)
+    assert np.allclose(auto.s_nnd, (grid.s_nnd + pooled.s_nnd) / 2, atol=1e-6)
+    assert np.allclose(auto.train_s_nnd, (grid.train_s_nnd + pooled.train_s_nnd) / 2, atol=1e-6)
+    assert not np.allclose(auto.s_nnd, grid.s_nnd, atol=1e-4)  # the pooled block moves the score
+    assert np.array_equal(auto.neighbours, grid.neighbours) and np.allclose(auto.s_lh, grid.s_lh)
+    grey = bank[:, :1]
+    assert not nnd_reads_pooled(ScoreConfig(), grey) and nnd_reads_pooled(ScoreConfig(nnd_pooled="on"), grey)
+    assert not nnd_reads_pooled(ScoreConfig(nnd_pooled="on", features="pooled"), bank)  # one block: nothing to add
+    grey_auto = score_images(trained, grey, queries[:, :1], ScoreConfig())
+    grey_off = score_images(trained, grey, queries[:, :1], ScoreConfig(nnd_pooled="off"))
+    grey_on = score_images(trained, grey, queries[:, :1], ScoreConfig(nnd_pooled="on"))
+    assert np.array_equal(grey_auto.s_nnd, grey_off.s_nnd) and not np.allclose(grey_on.s_nnd, grey_off.s_nnd)
