@@ -402,7 +402,8 @@ def case_view(case: dict[str, Any] | None) -> None:
     if neighbours:
         st.markdown(
             "**Nearest training images**: the closest images the model learned as normal. A sample ranks high "
-            "when even these are not alike (low cosine similarity; S_NND is minus the best one, averaged over TTA)."
+            "when even these are not alike (low cosine similarity; S_NND is minus the best one, averaged over the "
+            "test-time views, and on colour photographs also over the best match of the pooled features)."
         )
         st.image(
             [n["image"] for n in neighbours],
