@@ -172,7 +172,7 @@ def score_images(
             )
 
     def blocks(feats: torch.Tensor) -> list[torch.Tensor]:
-        """The feature blocks S_LH fits a Gaussian to each: the grid and the pooled output, or the features."""
+        """The feature blocks a view carries: the grid and the pooled output, or the features alone."""
         return [feats[:, :grid_width], feats[:, grid_width:]] if two_blocks else [feats]
 
     def lh_blocks(feats: torch.Tensor) -> list[torch.Tensor]:
