@@ -20,6 +20,9 @@ ProjectionProgress = Callable[[float, str], None]
 # UMAP's share before its layout: the neighbour graph and the spectral initialisation report nothing while they
 # run; the layout's epochs take the rest, one report per epoch tqdm shows.
 LAYOUT_START = 0.3
+# Seconds between two layout reports at least: a report writes the job row, and a fast layout would otherwise write
+# every epoch (how many reports a fit makes therefore depends on the CPU's speed)
+LAYOUT_REPORT_S = 0.2
 
 _warm = threading.Event()  # UMAP's numba code is compiled in this process (warm_up ran to its end)
 _warming = threading.Lock()
@@ -84,8 +87,15 @@ def _umap(points: np.ndarray, seed: int, report: ProjectionProgress, *, quiet: b
     import umap  # imported late: numba compilation costs seconds at import
 
     report(0.05, f"neighbour graph of {points.shape[0]} points")
-    # tqdm draws "n/total" into _EpochReport at most every 0.2 s: the layout's progress, without verbose's log
-    epochs = {"disable": False, "file": _EpochReport(report), "bar_format": "{n}/{total}", "mininterval": 0.2}
+    # tqdm draws "n/total" into _EpochReport at most every LAYOUT_REPORT_S: the layout's progress, without verbose's
+    # log (miniters = 1: tqdm checks the time every epoch instead of guessing how many to skip)
+    epochs = {
+        "disable": False,
+        "file": _EpochReport(report),
+        "bar_format": "{n}/{total}",
+        "mininterval": LAYOUT_REPORT_S,
+        "miniters": 1,
+    }
     reducer = umap.UMAP(
         n_components=2,
         n_neighbors=min(15, points.shape[0] - 1),

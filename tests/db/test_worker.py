@@ -440,11 +440,16 @@ def test_registering_a_planted_folder_stores_near_duplicate_groups_and_hashes(se
 
 
 @pytest.mark.slow  # compiles UMAP's numba code when no earlier test of the session did
-def test_the_projecting_phase_writes_umaps_progress_and_a_cancel_stops_it_before_the_fit_ends(sessions):
+def test_the_projecting_phase_writes_umaps_progress_and_a_cancel_stops_it_before_the_fit_ends(sessions, monkeypatch):
     """Issue 12: UMAP's layout reaches the job row epoch by epoch (the bar moves through the projecting share, to
     its end), and a job cancelled before it projects stops at UMAP's first report, not after the whole fit."""
     import threading
 
+    from engine import projection
+
+    # no time between reports: on a fast CPU this small layout ends within two 0.2 s intervals, so the number of
+    # reports would measure the CPU, not the reporting
+    monkeypatch.setattr(projection, "LAYOUT_REPORT_S", 0.0)
     from engine.tta import ScoreResult
     from worker.kinds import _project
     from worker.live import PHASES, Interrupted, JobRun
