@@ -102,11 +102,9 @@ def read_variants(
         (feats(bank, b), feats(queries, q), feats(bank.flip(-1), b), feats(queries.flip(-1), q)) for q, b, _ in plan
     ]
     out = {"wnn": sum(whitened_nn(bank_f, query_f) for bank_f, query_f, _, _ in views)}
-    plain_lh = []  # the engine's S_LH per view, kept for `lh_grid_pooled`
+    plain_scores = {}  # the grid's S_NND and S_LH per view, kept for the grid-plus-pooled readings
     for name, scorer in (("nnd", NNDScorer), ("lh", LHScorer)):
-        plain = [scorer().fit(bank_f).anomaly_scores(query_f) for bank_f, query_f, _, _ in views]
-        if name == "lh":
-            plain_lh = plain
+        plain = plain_scores[name] = [scorer().fit(bank_f).anomaly_scores(query_f) for bank_f, query_f, _, _ in views]
         mirrored = [scorer().fit(bank_m).anomaly_scores(query_m) for _, _, bank_m, query_m in views]
         out[f"{name}_mirror_tta"] = sum(plain) + sum(mirrored)
         out[f"{name}_mirror_bank"] = sum(
@@ -132,21 +130,21 @@ def read_variants(
             .sum(dim=1)
             for bank_f, query_f, _, _ in views
         )
+        # the pooled output of each view, embedded once for both grid-plus-pooled readings below
+        pooled = [
+            (embed(model, bank, context=b, features="pooled"), embed(model, queries, context=q, features="pooled"))
+            for q, b, _ in plan
+        ]
+        # the grid's nearest normal and the pooled output's, each found on its own (the engine's nnd_pooled, summed)
+        out["nnd_grid_pooled"] = sum(
+            grid_nnd + NNDScorer().fit(bank_p).anomaly_scores(query_p)
+            for grid_nnd, (bank_p, query_p) in zip(plain_scores["nnd"], pooled, strict=True)
+        )
         # the grid's Gaussian and the pooled output's as one Gaussian over both, independent of each other (a
         # block-diagonal covariance, each block's features L2-normalised on their own): its NLL is the two summed
-        out["nnd_grid_pooled"] = sum(
-            NNDScorer().fit(bank_f).anomaly_scores(query_f)
-            + NNDScorer()
-            .fit(embed(model, bank, context=b, features="pooled"))
-            .anomaly_scores(embed(model, queries, context=q, features="pooled"))
-            for (bank_f, query_f, _, _), (q, b, _) in zip(views, plan, strict=True)
-        )
         out["lh_grid_pooled"] = sum(
-            grid_lh
-            + LHScorer()
-            .fit(embed(model, bank, context=b, features="pooled"))
-            .anomaly_scores(embed(model, queries, context=q, features="pooled"))
-            for grid_lh, (q, b, _) in zip(plain_lh, plan, strict=True)
+            grid_lh + LHScorer().fit(bank_p).anomaly_scores(query_p)
+            for grid_lh, (bank_p, query_p) in zip(plain_scores["lh"], pooled, strict=True)
         )
     for size in grids:
         engine_grid, model_module.GRID = model_module.GRID, size  # what Con2Model.features("grid") pools to

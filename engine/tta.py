@@ -175,13 +175,9 @@ def score_images(
         """The feature blocks a view carries: the grid and the pooled output, or the features alone."""
         return [feats[:, :grid_width], feats[:, grid_width:]] if two_blocks else [feats]
 
-    def lh_blocks(feats: torch.Tensor) -> list[torch.Tensor]:
-        """The blocks S_LH sums a Gaussian over: both with `lh_pooled`, else the first."""
-        return blocks(feats) if config.lh_pooled else blocks(feats)[:1]
-
-    def nnd_blocks(feats: torch.Tensor) -> list[torch.Tensor]:
-        """The blocks S_NND averages a nearest-normal distance over: both with `nnd_pooled`, else the first."""
-        return blocks(feats) if nnd_pooled else blocks(feats)[:1]
+    def read(feats: torch.Tensor, both: bool) -> list[torch.Tensor]:
+        """The blocks one score reads: both (`lh_pooled` for S_LH, `nnd_pooled` for S_NND), else the first."""
+        return blocks(feats) if both else blocks(feats)[:1]
 
     def nnd_features(feats: torch.Tensor) -> torch.Tensor:
         """The columns the neighbours shown compare: the first block."""
@@ -211,15 +207,14 @@ def score_images(
             bank_as_query = bank_feats if query_context == bank_context else view(bank, query_context, params)
         query_feats = query_features(bank_as_query if any_inside else None, query_context, params)
         own = bank_as_query if has_reference else bank_feats  # the training images as queries
-        for bank_block, query_block, own_block in zip(
-            lh_blocks(bank_feats), lh_blocks(query_feats), lh_blocks(own), strict=True
-        ):
+        lh_parts = zip(*(read(f, config.lh_pooled) for f in (bank_feats, query_feats, own)), strict=True)
+        for bank_block, query_block, own_block in lh_parts:
             lh = LHScorer(config.lh_shrinkage, config.lh_epsilon).fit(bank_block, copies)
             s_lh += lh.anomaly_scores(query_block, exclude).double()
             if has_reference:
                 t_lh += lh.anomaly_scores(own_block[self_rows], self_rows).double()
         if method not in ROTATION_METHODS:
-            nnd_parts = list(zip(nnd_blocks(bank_feats), nnd_blocks(query_feats), nnd_blocks(own), strict=True))
+            nnd_parts = list(zip(*(read(f, nnd_pooled) for f in (bank_feats, query_feats, own)), strict=True))
             for bank_block, query_block, own_block in nnd_parts:  # the mean over the blocks: one cosine scale
                 nnd = NNDScorer(config.k).fit(bank_block, copies)
                 s_nnd += nnd.anomaly_scores(query_block, exclude).double() / len(nnd_parts)
